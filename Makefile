@@ -1,0 +1,34 @@
+# `make demo` and `make test` each build .venv from nothing (Python 3.10+ and make are all they need).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit bench reliability docs clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m ideochar.demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src providers tests
+	$(BIN)/ruff format --check src providers tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q
+
+test: $(STAMP)
+	$(BIN)/ruff check src providers tests
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) out site .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""ideochar's fal provider."""

@@ -1,0 +1,1 @@
+"""Plugin entry point for ideogram (being built)."""

@@ -1,0 +1,1 @@
+"""ideochar's replicate provider."""

@@ -1,0 +1,49 @@
+"""Tunables in one place, so a reader finds every number that shapes behaviour without a search.
+
+Units are in the names. Values that come from a vendor's documentation say so; the rest are our
+choices and may be overridden per client.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CONNECT_TIMEOUT_SECONDS",
+    "DEFAULT_DEADLINE_SECONDS",
+    "DOWNLOAD_ATTEMPTS",
+    "INITIAL_RETRY_DELAY_SECONDS",
+    "MAX_DOWNLOAD_BYTES",
+    "MAX_REDIRECTS",
+    "MAX_REFERENCE_BYTES",
+    "MAX_RETRY_AFTER_SECONDS",
+    "MAX_RETRY_DELAY_SECONDS",
+    "POLL_INITIAL_SECONDS",
+    "POLL_MAX_SECONDS",
+    "READ_CHUNK_BYTES",
+    "SNIFF_BYTES",
+]
+
+# A connect attempt that takes this long is treated as "did not start", which is safe to retry.
+CONNECT_TIMEOUT_SECONDS = 10.0
+# One deadline bounds every HTTP call of a job: model time on all vendors is well under this.
+DEFAULT_DEADLINE_SECONDS = 300.0
+
+# Every vendor documents 10 MB for the character reference (Ideogram: total of all references).
+MAX_REFERENCE_BYTES = 10 * 1024 * 1024
+# A vendor's output image is a few MB at most; this only guards against a runaway body.
+MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
+MAX_REDIRECTS = 5
+DOWNLOAD_ATTEMPTS = 4
+
+# Enough to recognise JPEG/PNG/WebP and, for PNG and most JPEGs, read the pixel size.
+SNIFF_BYTES = 64 * 1024
+READ_CHUNK_BYTES = 64 * 1024
+
+# Backoff for requests that are safe to repeat (polls, downloads): jittered exponential, capped.
+INITIAL_RETRY_DELAY_SECONDS = 0.25
+MAX_RETRY_DELAY_SECONDS = 8.0
+# A Retry-After longer than this is not waited for: the router fails over instead.
+MAX_RETRY_AFTER_SECONDS = 60.0
+
+# Status polling starts fast (a finished job is noticed quickly) and backs off (a long queue is not hammered).
+POLL_INITIAL_SECONDS = 0.05
+POLL_MAX_SECONDS = 2.0

@@ -1,0 +1,45 @@
+"""Job events: what happened, as it happens.
+
+Exchanges yield them, the drivers hand them to the ``ideochar_event`` hook and to a caller's
+``on_event`` callback. Logging, metrics, progress displays and the journal all read the same stream,
+so the router knows none of them. ``submitted`` carries the vendor's id and what is needed to resume
+the job, and is delivered before the next request is sent: a process killed right after it can resume.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+__all__ = ["Event", "EventKind"]
+
+EventKind = Literal[
+    "attempt_started",  # a provider is about to be tried
+    "submitted",  # the vendor admitted the job: vendor_request_id (and resume data) known
+    "progress",  # queued / running; queue_position, message
+    "retried",  # a request that provably did not start is sent again
+    "failed_over",  # giving up on a provider, trying the next
+    "attempt_failed",
+    "downloaded",  # one output image is here
+    "finished",  # the job is complete (cost known)
+    "cost",
+]
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: EventKind
+    provider: str | None = None
+    job_id: str | None = None
+    vendor_request_id: str | None = None
+    status: str | None = None
+    """Vendor status in neutral words: queued, running, completed."""
+    queue_position: int | None = None
+    message: str | None = None
+    cost_usd: Decimal | None = None
+    resume: dict[str, Any] | None = None
+    """For ``submitted``: what the provider needs to pick the job up again (JSON-safe, no keys)."""
+    data: dict[str, Any] = field(default_factory=dict)
+    at: float = field(default_factory=time.time)

@@ -1,0 +1,524 @@
+"""The sans-IO protocol between providers and clients, and the two drivers that run it.
+
+A provider's :meth:`~ideochar.spec.Provider.exchange` is a generator. It yields *steps* and receives
+their answers::
+
+    response = yield Send(httpx.Request("POST", url, json=payload), admits=True)
+    yield Event("submitted", vendor_request_id=...)      # answered with None
+    yield Sleep(0.25)                                     # answered with None
+    event = yield NextEvent(stream_response)              # a server-sent event, or None at the end
+
+:func:`drive` (with ``httpx.Client``) and :func:`adrive` (with ``httpx.AsyncClient``) are the only
+code that performs I/O. They bound every call by the job's deadline, cap every body, and translate
+transport failures into ideochar errors *thrown into the generator*, so vendor logic can react (a
+poll may be repeated) or let them propagate. Whether a failure may have reached the vendor is decided
+here, once: a connect error never did (``sent=False``, safe to repeat); a timeout or a dropped
+connection after a ``Send(admits=True)`` may have created a billable job, so it becomes
+:class:`~ideochar.errors.OutcomeUnknown`, never a silent retry.
+
+The helpers below (:func:`download_image`, :func:`fetch_input`, :func:`read_json`) are exchanges too,
+used with ``yield from``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import httpx
+from httpx_sse import EventSource, ServerSentEvent
+
+from ideochar._constants import (
+    CONNECT_TIMEOUT_SECONDS,
+    DOWNLOAD_ATTEMPTS,
+    MAX_DOWNLOAD_BYTES,
+    MAX_REDIRECTS,
+    MAX_REFERENCE_BYTES,
+    READ_CHUNK_BYTES,
+)
+from ideochar.errors import (
+    InvalidRequest,
+    OutcomeUnknown,
+    ProviderError,
+    ProviderUnavailable,
+    UnexpectedResponse,
+)
+from ideochar.events import Event
+from ideochar.media import CONTENT_TYPES, ImageInput, sniff_format
+from ideochar.result import GeneratedImage
+from ideochar.retry import backoff_seconds
+from ideochar.spec import Exchange
+
+__all__ = [
+    "NextEvent",
+    "ReaderStream",
+    "Send",
+    "ServerSentEvent",
+    "Sleep",
+    "Step",
+    "adrive",
+    "download_image",
+    "drive",
+    "fetch_input",
+    "image_complete",
+    "map_transport_error",
+    "read_json",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Send:
+    """Send one HTTP request; the answer is an ``httpx.Response`` with its body read (unless ``stream``)."""
+
+    request: httpx.Request
+    admits: bool = False
+    """True for a request that may create a billable job: never repeated, a lost answer is OutcomeUnknown."""
+    stream: bool = False
+    """Return the response unread, for :class:`NextEvent` (server-sent events). Closed by the driver."""
+    timeout: float | None = None
+    """Read timeout for this call, further bounded by the job's deadline."""
+    max_bytes: int = MAX_DOWNLOAD_BYTES
+    """A body larger than this is refused (UnexpectedResponse) instead of filling memory."""
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class NextEvent:
+    """Read the next server-sent event from a ``Send(stream=True)`` response; None when it ends."""
+
+    response: httpx.Response
+
+
+Step = Send | Sleep | NextEvent | Event
+
+
+class _Reader(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class ReaderStream(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A request body read in chunks from a file-like object (a multipart encoder, an open file).
+
+    It serves both drivers: the async one reads each chunk in a worker thread, so a 10 MB upload
+    neither sits in memory whole nor blocks the event loop.
+    """
+
+    def __init__(self, open_reader: Callable[[], _Reader], chunk_size: int = READ_CHUNK_BYTES) -> None:
+        self._open = open_reader
+        self._chunk = chunk_size
+
+    def __iter__(self) -> Iterator[bytes]:
+        reader = self._open()
+        try:
+            while chunk := reader.read(self._chunk):
+                yield chunk
+        finally:
+            _close(reader)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        import anyio.to_thread
+
+        reader = await anyio.to_thread.run_sync(self._open)
+        try:
+            while chunk := await anyio.to_thread.run_sync(reader.read, self._chunk):
+                yield chunk
+        finally:
+            _close(reader)
+
+
+def _close(reader: object) -> None:
+    close = getattr(reader, "close", None)
+    if callable(close):
+        close()
+
+
+# -- transport failures ------------------------------------------------------------------------------
+
+
+def map_transport_error(exc: httpx.HTTPError, step: Send) -> ProviderError:
+    """Classify a transport failure by what it proves about the vendor having received the request."""
+    method, url = step.request.method, step.request.url.copy_with(query=None)
+    what = f"{method} {url}"
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol, httpx.ProxyError)):
+        return ProviderUnavailable(f"could not connect for {what}: {_reason(exc)}", sent=False)
+    if isinstance(exc, httpx.PoolTimeout):
+        return ProviderUnavailable(f"no free connection for {what} in time", sent=False)
+    if step.admits:
+        return OutcomeUnknown(
+            f"{what} was sent and no complete answer came ({_reason(exc)}); the job may be running and billed",
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return ProviderUnavailable(f"{what} timed out ({_reason(exc)})")
+    return ProviderUnavailable(f"{what} failed: {_reason(exc)}")
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _Deadline:
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def timeout(self, step: Send) -> httpx.Timeout:
+        remaining = self.remaining()
+        if remaining is not None and remaining <= 0:
+            if step.admits:
+                raise ProviderUnavailable("the job's deadline passed before it could be sent", sent=False)
+            raise ProviderUnavailable(f"the job's deadline passed ({step.request.method} {step.request.url} not sent)", sent=False)
+        read = step.timeout
+        if remaining is not None:
+            read = remaining if read is None else min(read, remaining)
+        connect = CONNECT_TIMEOUT_SECONDS if remaining is None else min(CONNECT_TIMEOUT_SECONDS, remaining)
+        return httpx.Timeout(read, connect=connect)
+
+    def sleep_for(self, seconds: float) -> float:
+        remaining = self.remaining()
+        return max(0.0, seconds if remaining is None else min(seconds, remaining))
+
+
+def _prepare(step: Send, deadline: _Deadline) -> httpx.Request:
+    request = step.request
+    request.extensions = {**request.extensions, "timeout": deadline.timeout(step).as_dict()}
+    return request
+
+
+def _finished(response: httpx.Response, body: bytes) -> httpx.Response:
+    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in ("content-encoding", "transfer-encoding")]
+    return httpx.Response(response.status_code, headers=headers, content=body, request=response.request)
+
+
+def _too_large(step: Send) -> UnexpectedResponse:
+    return UnexpectedResponse(f"the answer to {step.request.method} {step.request.url} is over {step.max_bytes:,} bytes")
+
+
+# -- the drivers -------------------------------------------------------------------------------------
+
+
+def drive(
+    flow: Exchange[T],
+    http: httpx.Client,
+    *,
+    deadline: float | None = None,
+    on_event: Callable[[Event], None] | None = None,
+) -> T:
+    """Run an exchange to its end with a blocking client. ``deadline`` is a ``time.monotonic()`` value."""
+    limit = _Deadline(deadline)
+    streams: dict[int, tuple[httpx.Response, Iterator[ServerSentEvent]]] = {}
+    answer: Any = None
+    failure: BaseException | None = None
+    try:
+        while True:
+            try:
+                step = flow.throw(failure) if failure is not None else flow.send(answer)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            answer, failure = None, None
+            try:
+                answer = _perform(step, http, limit, streams, on_event)
+            except ProviderError as exc:
+                failure = exc
+    finally:
+        flow.close()
+        for response, _ in streams.values():
+            response.close()
+
+
+def _perform(
+    step: Step,
+    http: httpx.Client,
+    limit: _Deadline,
+    streams: dict[int, tuple[httpx.Response, Iterator[ServerSentEvent]]],
+    on_event: Callable[[Event], None] | None,
+) -> Any:
+    if isinstance(step, Event):
+        if on_event is not None:
+            on_event(step)
+        return None
+    if isinstance(step, Sleep):
+        time.sleep(limit.sleep_for(step.seconds))
+        return None
+    if isinstance(step, NextEvent):
+        entry = streams.get(id(step.response))
+        if entry is None:
+            raise UnexpectedResponse("NextEvent on a response that is not an open stream")
+        response, events = entry
+        try:
+            return next(events, None)
+        except httpx.HTTPError as exc:
+            raise map_transport_error(exc, Send(response.request)) from exc
+    request = _prepare(step, limit)
+    try:
+        response = http.send(request, stream=True)
+    except httpx.HTTPError as exc:
+        raise map_transport_error(exc, step) from exc
+    if step.stream:
+        streams[id(response)] = (response, EventSource(response).iter_sse())
+        return response
+    try:
+        chunks, total = [], 0
+        for chunk in response.iter_bytes():
+            total += len(chunk)
+            if total > step.max_bytes:
+                raise _too_large(step)
+            chunks.append(chunk)
+    except httpx.HTTPError as exc:
+        raise map_transport_error(exc, step) from exc
+    finally:
+        response.close()
+    return _finished(response, b"".join(chunks))
+
+
+async def adrive(
+    flow: Exchange[T],
+    http: httpx.AsyncClient,
+    *,
+    deadline: float | None = None,
+    on_event: Callable[[Event], None] | None = None,
+) -> T:
+    """Run an exchange to its end with an async client; the same protocol as :func:`drive`."""
+    import anyio
+
+    limit = _Deadline(deadline)
+    streams: dict[int, tuple[httpx.Response, AsyncIterator[ServerSentEvent]]] = {}
+    answer: Any = None
+    failure: BaseException | None = None
+    try:
+        while True:
+            try:
+                step = flow.throw(failure) if failure is not None else flow.send(answer)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            answer, failure = None, None
+            try:
+                if isinstance(step, Event):
+                    if on_event is not None:
+                        on_event(step)
+                elif isinstance(step, Sleep):
+                    await anyio.sleep(limit.sleep_for(step.seconds))
+                elif isinstance(step, NextEvent):
+                    answer = await _anext_event(step, streams)
+                else:
+                    answer = await _asend(step, http, limit, streams)
+            except ProviderError as exc:
+                failure = exc
+    finally:
+        flow.close()
+        for response, _ in streams.values():
+            await response.aclose()
+
+
+async def _anext_event(
+    step: NextEvent, streams: dict[int, tuple[httpx.Response, AsyncIterator[ServerSentEvent]]]
+) -> ServerSentEvent | None:
+    entry = streams.get(id(step.response))
+    if entry is None:
+        raise UnexpectedResponse("NextEvent on a response that is not an open stream")
+    response, events = entry
+    try:
+        return await events.__anext__()
+    except StopAsyncIteration:
+        return None
+    except httpx.HTTPError as exc:
+        raise map_transport_error(exc, Send(response.request)) from exc
+
+
+async def _asend(
+    step: Send,
+    http: httpx.AsyncClient,
+    limit: _Deadline,
+    streams: dict[int, tuple[httpx.Response, AsyncIterator[ServerSentEvent]]],
+) -> httpx.Response:
+    request = _prepare(step, limit)
+    try:
+        response = await http.send(request, stream=True)
+    except httpx.HTTPError as exc:
+        raise map_transport_error(exc, step) from exc
+    if step.stream:
+        streams[id(response)] = (response, EventSource(response).aiter_sse())
+        return response
+    try:
+        chunks, total = [], 0
+        async for chunk in response.aiter_bytes():
+            total += len(chunk)
+            if total > step.max_bytes:
+                raise _too_large(step)
+            chunks.append(chunk)
+    except httpx.HTTPError as exc:
+        raise map_transport_error(exc, step) from exc
+    finally:
+        await response.aclose()
+    return _finished(response, b"".join(chunks))
+
+
+# -- helpers shared by providers ---------------------------------------------------------------------
+
+
+def read_json(response: httpx.Response) -> Any:
+    """The JSON body, or UnexpectedResponse naming the status and the start of the body."""
+    try:
+        return response.json()
+    except ValueError:
+        snippet = response.text[:200] if response.content else "(empty)"
+        raise UnexpectedResponse(
+            f"expected JSON from {response.request.method} {response.request.url.copy_with(query=None)}, "
+            f"got HTTP {response.status_code} {response.headers.get('content-type', 'without a content type')}: {snippet!r}",
+            status=response.status_code,
+            body=snippet,
+        ) from None
+
+
+def image_complete(data: bytes) -> bool:
+    """Cheap check that an image was not cut short: the format's end marker is where it should be."""
+    fmt = sniff_format(data[:16])
+    if fmt == "png":
+        return data.rstrip(b"\x00")[-8:-4] == b"IEND" or b"IEND" in data[-32:]
+    if fmt == "jpeg":
+        return data.rstrip(b"\x00\r\n")[-2:] == b"\xff\xd9"
+    if fmt == "webp":
+        return len(data) >= 12 and int.from_bytes(data[4:8], "little") + 8 <= len(data)
+    return False
+
+
+def _image_size(data: bytes) -> tuple[int | None, int | None]:
+    import io
+
+    from PIL import Image  # deferred: only needed once an image has arrived
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return int(img.width), int(img.height)
+    except Exception:  # noqa: BLE001 - a size we cannot read is not worth failing a paid image for
+        return None, None
+
+
+def image_from_bytes(
+    data: bytes, *, seed: int | None = None, prompt: str | None = None, vendor_url: str | None = None
+) -> GeneratedImage:
+    """A :class:`GeneratedImage` from complete bytes (format sniffed, size read from the header)."""
+    fmt = sniff_format(data[:16])
+    if fmt is None:
+        raise UnexpectedResponse(f"the image is not JPEG, PNG or WebP (starts {data[:8]!r})", billed="yes")
+    width, height = _image_size(data)
+    return GeneratedImage(
+        data=data,
+        content_type=CONTENT_TYPES[fmt],
+        width=width,
+        height=height,
+        seed=seed,
+        vendor_url=vendor_url,
+        prompt=prompt,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def download_image(
+    url: str,
+    *,
+    seed: int | None = None,
+    prompt: str | None = None,
+    attempts: int = DOWNLOAD_ATTEMPTS,
+    headers: dict[str, str] | None = None,
+) -> Exchange[GeneratedImage]:
+    """Fetch a finished image (or decode a ``data:`` URL), retrying the GET on its own.
+
+    A failed download never reruns the paid generation: transport errors, 5xx, 429 and truncated
+    bodies are retried here with backoff; an expired URL (403/404/410) is final. Errors say the
+    image was billed.
+    """
+    if url.startswith("data:"):
+        try:
+            data = ImageInput.of(url).read()
+        except InvalidRequest as exc:
+            raise UnexpectedResponse(f"the vendor's data URL is unusable: {exc}", billed="yes") from None
+        return image_from_bytes(data, seed=seed, prompt=prompt)
+    last: ProviderError | None = None
+    for attempt in range(1, attempts + 1):
+        if attempt > 1:
+            yield Sleep(backoff_seconds(attempt - 1))
+        try:
+            response = yield Send(httpx.Request("GET", url, headers=headers))
+        except ProviderUnavailable as exc:
+            last = exc
+            continue
+        status = response.status_code
+        if status in (403, 404, 410):
+            raise UnexpectedResponse(
+                f"the image URL answered {status} (expired or removed) before it could be downloaded",
+                status=status,
+                billed="yes",
+            )
+        if status == 429 or status >= 500:
+            last = UnexpectedResponse(f"downloading the image answered {status}", status=status, billed="yes")
+            continue
+        if status != 200:
+            raise UnexpectedResponse(f"downloading the image answered {status}", status=status, billed="yes")
+        data = response.content
+        if sniff_format(data[:16]) is None:
+            raise UnexpectedResponse(
+                f"the downloaded file is not an image ({response.headers.get('content-type', 'no content type')})",
+                status=status,
+                billed="yes",
+            )
+        if not image_complete(data):
+            last = UnexpectedResponse("the downloaded image is truncated", status=status, billed="yes")
+            continue
+        return image_from_bytes(data, seed=seed, prompt=prompt, vendor_url=url)
+    assert last is not None
+    last.billed = "yes"
+    raise last
+
+
+def fetch_input(image: ImageInput, *, field: str, max_bytes: int = MAX_REFERENCE_BYTES) -> Exchange[ImageInput]:
+    """Bring a URL input here, for vendors that need the bytes (multipart uploads).
+
+    http(s) only at every hop, at most ``MAX_REDIRECTS`` redirects, at most ``max_bytes``, bounded by
+    the job's deadline, and the bytes must be JPEG, PNG or WebP. Failures are the caller's input
+    problem, so they raise InvalidRequest naming ``field`` (nothing has been billed yet).
+    """
+    if image.is_local:
+        return image
+    url = image.url or ""
+    for _ in range(MAX_REDIRECTS + 1):
+        try:
+            response = yield Send(httpx.Request("GET", url), max_bytes=max_bytes)
+        except UnexpectedResponse:
+            raise InvalidRequest.for_field(field, f"{url} is larger than {max_bytes:,} bytes") from None
+        except ProviderUnavailable as exc:
+            raise InvalidRequest.for_field(field, f"could not fetch {url}: {exc}") from None
+        if response.is_redirect:
+            location = response.headers.get("location", "")
+            url = str(response.request.url.join(location))
+            if not url.lower().startswith(("http://", "https://")):
+                raise InvalidRequest.for_field(field, f"redirected to a non-http(s) URL: {url}")
+            continue
+        if response.status_code != 200:
+            raise InvalidRequest.for_field(field, f"fetching {url} answered HTTP {response.status_code}")
+        try:
+            return ImageInput.of(response.content)
+        except InvalidRequest as exc:
+            raise InvalidRequest.for_field(field, f"{url}: {exc}") from None
+    raise InvalidRequest.for_field(field, f"more than {MAX_REDIRECTS} redirects from {image.url}")
+
+
+def decode_base64_image(text: str) -> bytes:
+    """Decode a bare base64 image some vendors return; UnexpectedResponse when it is not."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise UnexpectedResponse("the vendor returned an image that is not valid base64", billed="yes") from None
