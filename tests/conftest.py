@@ -1,0 +1,52 @@
+"""Shared fixtures. Area-specific fixtures live in the conftest.py of each test folder."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import pytest
+from PIL import Image
+
+#: A key-shaped canary. Tests that prove no key leaks search output for it (and its halves).
+CANARY_KEY = "canary-KEY-5f3a9c1e7b2d4068a1c3e5f7"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--live", action="store_true", default=False, help="run tests that call real vendors (costs money)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--live"):
+        return
+    skip = pytest.mark.skip(reason="live test: needs --live and vendor keys")
+    for item in items:
+        if "live" in item.keywords:
+            item.add_marker(skip)
+
+
+def make_image(width: int = 64, height: int = 64, fmt: str = "PNG", color: str = "red") -> bytes:
+    """A small real image (Pillow), so format sniffing and pixel-size checks run on true bytes."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def image() -> Callable[..., bytes]:
+    return make_image
+
+
+@pytest.fixture
+def png() -> bytes:
+    return make_image()
+
+
+@pytest.fixture
+def canary_key() -> str:
+    return CANARY_KEY
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
