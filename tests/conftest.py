@@ -13,7 +13,9 @@ CANARY_KEY = "canary-KEY-5f3a9c1e7b2d4068a1c3e5f7"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--live", action="store_true", default=False, help="run tests that call real vendors (costs money)")
+    parser.addoption(
+        "--live", action="store_true", default=False, help="run tests that call real vendors (costs money)"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

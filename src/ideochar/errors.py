@@ -275,6 +275,6 @@ class AllProvidersFailed(IdeocharError):
 
     @property
     def billed(self) -> Billed:
-        """"yes" if any attempt was billed, "unknown" if any may have been, else "no"."""
+        """ "yes" if any attempt was billed, "unknown" if any may have been, else "no"."""
         states = {getattr(e, "billed", "no") for e in self.errors}
         return "yes" if "yes" in states else "unknown" if "unknown" in states else "no"

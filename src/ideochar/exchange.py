@@ -180,7 +180,9 @@ class _Deadline:
         if remaining is not None and remaining <= 0:
             if step.admits:
                 raise ProviderUnavailable("the job's deadline passed before it could be sent", sent=False)
-            raise ProviderUnavailable(f"the job's deadline passed ({step.request.method} {step.request.url} not sent)", sent=False)
+            raise ProviderUnavailable(
+                f"the job's deadline passed ({step.request.method} {step.request.url} not sent)", sent=False
+            )
         read = step.timeout
         if remaining is not None:
             read = remaining if read is None else min(read, remaining)
@@ -199,12 +201,16 @@ def _prepare(step: Send, deadline: _Deadline) -> httpx.Request:
 
 
 def _finished(response: httpx.Response, body: bytes) -> httpx.Response:
-    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in ("content-encoding", "transfer-encoding")]
+    headers = [
+        (k, v) for k, v in response.headers.multi_items() if k.lower() not in ("content-encoding", "transfer-encoding")
+    ]
     return httpx.Response(response.status_code, headers=headers, content=body, request=response.request)
 
 
 def _too_large(step: Send) -> UnexpectedResponse:
-    return UnexpectedResponse(f"the answer to {step.request.method} {step.request.url} is over {step.max_bytes:,} bytes")
+    return UnexpectedResponse(
+        f"the answer to {step.request.method} {step.request.url} is over {step.max_bytes:,} bytes"
+    )
 
 
 # -- the drivers -------------------------------------------------------------------------------------
@@ -375,9 +381,10 @@ def read_json(response: httpx.Response) -> Any:
         return response.json()
     except ValueError:
         snippet = response.text[:200] if response.content else "(empty)"
+        kind = response.headers.get("content-type", "without a content type")
         raise UnexpectedResponse(
             f"expected JSON from {response.request.method} {response.request.url.copy_with(query=None)}, "
-            f"got HTTP {response.status_code} {response.headers.get('content-type', 'without a content type')}: {snippet!r}",
+            f"got HTTP {response.status_code} {kind}: {snippet!r}",
             status=response.status_code,
             body=snippet,
         ) from None
@@ -403,7 +410,7 @@ def _image_size(data: bytes) -> tuple[int | None, int | None]:
     try:
         with Image.open(io.BytesIO(data)) as img:
             return int(img.width), int(img.height)
-    except Exception:  # noqa: BLE001 - a size we cannot read is not worth failing a paid image for
+    except Exception:
         return None, None
 
 

@@ -133,7 +133,9 @@ def invalid_request_from(error: ValidationError, prefix: tuple[str | int, ...] =
     for item in error.errors(include_url=False):
         loc = list(prefix) + list(item["loc"])
         # Drop the union tag pydantic inserts after a discriminated field (operation.remix.strength).
-        loc = [part for i, part in enumerate(loc) if not (i > 0 and loc[i - 1] == "operation" and part in _OPERATION_TAGS)]
+        loc = [
+            part for i, part in enumerate(loc) if not (i > 0 and loc[i - 1] == "operation" and part in _OPERATION_TAGS)
+        ]
         path = ".".join(str(p) for p in loc) or "request"
         message = str(item["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
         problems.append((path, message))
@@ -177,9 +179,7 @@ def _as_invalid_request() -> Iterator[None]:
 class _Model(BaseModel):
     """Frozen, strict about unknown fields, and raising InvalidRequest instead of ValidationError."""
 
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, use_attribute_docstrings=True, arbitrary_types_allowed=True
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, arbitrary_types_allowed=True)
 
     if not TYPE_CHECKING:  # keep the typed __init__ the pydantic mypy plugin synthesises
 

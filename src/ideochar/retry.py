@@ -46,7 +46,9 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
     return None
 
 
-def backoff_seconds(attempt: int, *, initial: float = INITIAL_RETRY_DELAY_SECONDS, cap: float = MAX_RETRY_DELAY_SECONDS) -> float:
+def backoff_seconds(
+    attempt: int, *, initial: float = INITIAL_RETRY_DELAY_SECONDS, cap: float = MAX_RETRY_DELAY_SECONDS
+) -> float:
     """Jittered exponential backoff for the ``attempt``-th retry (1-based): within [75%, 100%] of the step."""
     step = min(initial * (2.0 ** max(0, attempt - 1)), cap)
     return step * (1.0 - 0.25 * random.random())

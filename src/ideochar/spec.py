@@ -222,8 +222,8 @@ class Provider(ABC):
         except (Unsupported, InvalidRequest) as exc:
             reason = exc.reasons.get(name, str(exc)) if isinstance(exc, Unsupported) else str(exc)
             return Quote(name, False, unit, request.num_images, calls, reason=reason, price_inferred=inferred)
-        reason = warnings[0].message if warnings else None
-        return Quote(name, True, unit, request.num_images, calls, tuple(warnings), reason, inferred)
+        note = warnings[0].message if warnings else None
+        return Quote(name, True, unit, request.num_images, calls, tuple(warnings), note, inferred)
 
     def credentials(self, environ: Mapping[str, str]) -> Secret | None:
         """The key from the environment: the first alternative whose variables are all set (joined by ':')."""
