@@ -47,8 +47,17 @@ def get_plugin_manager() -> pluggy.PluginManager:
     return _default
 
 
+#: Plugins whose provider registration raised, by plugin name -> the error (shown by ``ideochar providers``).
+broken_plugins: dict[str, str] = {}
+
+
 def collect_providers(pm: pluggy.PluginManager) -> dict[str, Provider]:
-    """Every provider the plugins register, by name. A duplicate name is an error, not a silent override."""
+    """Every provider the plugins register, by name.
+
+    Each plugin is called on its own: one that fails to import or register is logged and listed in
+    :data:`broken_plugins` instead of taking every other provider down with it. A duplicate name is
+    an error, not a silent override.
+    """
     found: dict[str, Provider] = {}
 
     def register(provider: Provider) -> None:
@@ -59,5 +68,12 @@ def collect_providers(pm: pluggy.PluginManager) -> dict[str, Provider]:
             raise ValueError(f"two plugins register a provider named {name!r}")
         found[name] = provider
 
-    pm.hook.ideochar_register_providers(register=register)
+    for impl in reversed(pm.hook.ideochar_register_providers.get_hookimpls()):
+        try:
+            impl.function(**{name: register for name in impl.argnames})  # opt-in arguments, as pluggy does
+        except ValueError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the others
+            broken_plugins[impl.plugin_name] = f"{type(exc).__name__}: {exc}"
+            logger.warning("plugin %s could not register its providers: %s", impl.plugin_name, exc)
     return found

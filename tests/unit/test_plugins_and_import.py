@@ -89,3 +89,21 @@ def test_provider_info_rejects_unknown_field_names() -> None:
             credential_variables=(),
             base_urls={},
         )
+
+
+def test_a_broken_plugin_does_not_take_the_others_down() -> None:
+    from ideochar.plugins import broken_plugins
+
+    class Broken:
+        @hookimpl
+        def ideochar_register_providers(self, register):  # type: ignore[no-untyped-def]
+            raise ImportError("missing dependency")
+
+    class Fine:
+        @hookimpl
+        def ideochar_register_providers(self, register):  # type: ignore[no-untyped-def]
+            register(_provider("fine"))
+
+    pm = plugin_manager(load_entrypoints=False, plugins=[Broken(), Fine()])
+    assert list(collect_providers(pm)) == ["fine"]
+    assert any("missing dependency" in reason for reason in broken_plugins.values())
