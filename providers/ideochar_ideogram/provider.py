@@ -1,0 +1,307 @@
+"""Ideogram's native API: Ideogram 3.0 with a character reference, generate / edit / remix.
+
+The shape of one job::
+
+    [GET <reference URL> ...]                  each URL input is fetched here, bounded (Ideogram
+                                               takes files only), then checked: sizes, formats
+    POST /v1/ideogram-v3/{generate|edit|inpaint|remix}   multipart, Api-Key, answered when done
+    GET  data[i].url ...                       every image downloaded at once (the links expire)
+
+Why it is built this way:
+
+* The POST is the only request that can bill, it is synchronous (the answer holds the images) and
+  Ideogram has no idempotency key: it is sent once (``admits=True``), with a long read timeout
+  (:data:`GENERATE_TIMEOUT_SECONDS`); a lost answer is OutcomeUnknown, never a second generation.
+* The v1 routes return no job id, so there is no ``submitted`` event and nothing to resume: a job
+  is either answered or unknown.
+* Everything that can be checked before the POST is: a URL input is fetched first (http(s) only,
+  size-capped, redirects bounded, bytes sniffed) and then held to the rules that need its pixels
+  (the reference mask has the reference's size, the edit mask the image's). A failure there is
+  InvalidRequest naming the field, and nothing has been sent to Ideogram.
+* An image the safety check withheld (``is_image_safe: false``, no URL) is billed all the same.
+  It never vanishes: it becomes an :class:`~ideochar.result.ImageFailure` (``billed="yes"``) and a
+  ``withheld`` warning on the result; when every image was withheld the call raises ContentFiltered
+  marked billed. A download that fails after its retries is kept the same way, so the other paid
+  images are still returned.
+* The key goes only to the configured API base; images are downloaded without it (their URLs are
+  signed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Annotated, Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ideochar._constants import MAX_REFERENCE_BYTES
+from ideochar.errors import ContentFiltered, InvalidRequest, ProviderError, UnexpectedResponse
+from ideochar.exchange import Send, download_image, fetch_input
+from ideochar.media import ImageInput
+from ideochar.request import CharacterRequest, Speed
+from ideochar.result import GeneratedImage, ImageFailure, RequestWarning
+from ideochar.spec import CallContext, Exchange, Provider, ProviderInfo, ProviderOutput
+from ideochar_ideogram.errors import PROVIDER, error_from_response
+from ideochar_ideogram.mapping import request_images, route_path, to_form
+from ideochar_ideogram.wire import HEADER_KEY, EditPath, GenerationResponse, ImageObject, MultipartBody
+
+__all__ = ["GENERATE_TIMEOUT_SECONDS", "INFO", "PRICES_USD", "IdeogramOptions", "IdeogramProvider"]
+
+#: Read timeout of the synchronous POST. Ideogram answers when every image is rendered: a few seconds
+#: for one Turbo image, much longer for 8 Quality ones with a reference; 180 s leaves room for that
+#: and still ends a hung connection (the job's own deadline bounds it further). Tunable per call.
+GENERATE_TIMEOUT_SECONDS = 180.0
+
+#: USD per output image, the same for generate, edit and remix, withheld images included
+#: (ideogram.ai/features/api-pricing, "3.0 with Character Reference").
+PRICES_USD: Mapping[Speed, Decimal] = MappingProxyType(
+    {"turbo": Decimal("0.10"), "default": Decimal("0.15"), "quality": Decimal("0.20")}
+)
+
+_ALL_FIELDS = frozenset(
+    {
+        "reference_mask",
+        "style",
+        "aspect_ratio",
+        "resolution",
+        "seed",
+        "negative_prompt",
+        "color_palette",
+        "style_codes",
+        "style_references",
+        "num_images",
+        "magic_prompt",
+    }
+)
+
+
+class IdeogramOptions(BaseModel):
+    """Ideogram-only options: ``extra={"ideogram": {...}}`` or ``Client(options={"ideogram": {...}})``.
+
+    There is deliberately no pass-through for ``style_type`` or ``style_preset``: their other values
+    (GENERAL, DESIGN, presets) are not offered with a character reference, and whether the API takes
+    them there is unknown.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    edit_path: EditPath = "edit"
+    """Route for edits: ``"edit"`` (``/v1/ideogram-v3/edit``) or ``"inpaint"`` (the same schema)."""
+    timeout_seconds: Annotated[float, Field(gt=0, le=900)] = GENERATE_TIMEOUT_SECONDS
+    """How long to wait for the synchronous answer before it counts as lost (OutcomeUnknown)."""
+
+
+INFO = ProviderInfo(
+    name="ideogram",
+    title="Ideogram",
+    operations=frozenset({"generate", "edit", "remix"}),
+    supported_fields={
+        "generate": _ALL_FIELDS,
+        # EditImageRequestV3 has no negative_prompt, aspect_ratio or resolution: the output keeps
+        # the image's size.
+        "edit": _ALL_FIELDS - {"negative_prompt", "aspect_ratio", "resolution"},
+        "remix": _ALL_FIELDS,
+    },
+    prices_usd={"generate": PRICES_USD, "edit": PRICES_USD, "remix": PRICES_USD},
+    credential_variables=(("IDEOGRAM_API_KEY",),),
+    base_urls={"api": "https://api.ideogram.ai"},
+    max_images_per_call=8,
+    # Per organisation, each image of a request counts (developer.ideogram.ai rate limits).
+    max_images_in_flight=10,
+    can_resume=False,
+    options_model=IdeogramOptions,
+    docs_url="https://developer.ideogram.ai/api-reference/api-reference/generate-v3",
+    inferred={
+        "image_weight": "remix image_weight = clamp(round((1 - strength) * 100), 1, 100): strength is how "
+        "far the result moves, image_weight how much of the input survives (mapping.image_weight_from_strength)",
+        "style_type": "AUTO is sent when no style is given (the schema default GENERAL is not offered with a "
+        "character reference; mapping.STYLE_TYPE_WHEN_UNSET)",
+        "reference_mask": "the character reference mask is passed through unchanged (its polarity is undocumented)",
+        "gateway_timeouts": "504/524 from a gateway are OutcomeUnknown: the synchronous generation may have run",
+    },
+)
+
+
+class IdeogramProvider(Provider):
+    """The Ideogram adapter. Sans-IO: every network step is yielded to the driver."""
+
+    info = INFO
+
+    def exchange(self, request: CharacterRequest, ctx: CallContext) -> Exchange[ProviderOutput]:
+        options = self._options(request, ctx)
+        images = request_images(request)
+        for field, image in images.items():
+            if not image.is_local:
+                images[field] = yield from fetch_input(image, field=field)
+        _check_fetched(request, images)
+        body = MultipartBody(to_form(request, images))
+        headers = {
+            HEADER_KEY: ctx.credentials.reveal(),
+            "content-type": body.content_type,
+            "content-length": str(body.length),
+            "accept": "application/json",
+            "user-agent": ctx.user_agent,
+        }
+        url = ctx.url("api", route_path(request.operation_name, options.edit_path))
+        http_request = httpx.Request("POST", url, headers=headers, stream=body.stream())
+        response = yield Send(http_request, admits=True, timeout=options.timeout_seconds)
+        if response.status_code != 200:
+            raise error_from_response(response)
+        answer = _parse_answer(response)
+        return (yield from _collect(answer, num_images=request.num_images))
+
+    def _options(self, request: CharacterRequest, ctx: CallContext) -> IdeogramOptions:
+        """The context's options (client defaults) overlaid by the request's ``extra["ideogram"]``."""
+        defaults = ctx.options.model_dump() if isinstance(ctx.options, IdeogramOptions) else None
+        options = self.options(request, defaults)
+        assert isinstance(options, IdeogramOptions)
+        return options
+
+
+# -- steps (pure, or sub-exchanges used with `yield from`) ---------------------------------------------
+
+
+def _check_fetched(request: CharacterRequest, images: Mapping[str, ImageInput]) -> None:
+    """The rules that need pixels, held again now that URL inputs are here (the neutral request could
+    only check local ones). Raises InvalidRequest naming the field; nothing has been sent to Ideogram."""
+    pairs = [("reference_mask", "reference"), ("operation.mask", "operation.image")]
+    for field, other in pairs:
+        if field not in images or other not in images:
+            continue
+        a, b = images[field].dimensions, images[other].dimensions
+        if a is not None and b is not None and a != b:
+            raise InvalidRequest.for_field(
+                field, f"is {a[0]}x{a[1]} but {other} is {b[0]}x{b[1]}; they must be the same size"
+            )
+    total = sum(image.size or 0 for field, image in images.items() if field.startswith("style_references."))
+    if total > MAX_REFERENCE_BYTES:
+        raise InvalidRequest.for_field(
+            "style_references", f"total {total:,} bytes; the limit is {MAX_REFERENCE_BYTES:,} bytes (10 MB)"
+        )
+
+
+def _parse_answer(response: httpx.Response) -> GenerationResponse:
+    """The 200 answer, read through the wire model. The request ran, so an unreadable answer may well
+    have been billed: the error says so and keeps the body."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        snippet = response.text[:300] if response.content else "(empty)"
+        raise UnexpectedResponse(
+            f"Ideogram answered 200 with a body that is not JSON ({snippet!r}); the images may have been billed",
+            provider=PROVIDER,
+            status=200,
+            billed="unknown",
+            body=snippet,
+            admitted=True,
+        ) from None
+    try:
+        return GenerationResponse.model_validate(body)
+    except ValidationError as exc:
+        problem = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in problem["loc"]) or "body"
+        raise UnexpectedResponse(
+            f"Ideogram's answer has no usable image list ({where}: {problem['msg']}); the images may have been billed",
+            provider=PROVIDER,
+            status=200,
+            billed="unknown",
+            body=body,
+            admitted=True,
+        ) from None
+
+
+def _collect(answer: GenerationResponse, *, num_images: int) -> Exchange[ProviderOutput]:
+    """Download every image now; account for each one that cannot be had."""
+    images: list[GeneratedImage] = []
+    failures: list[ImageFailure] = []
+    warnings: list[RequestWarning] = []
+    download_errors: list[ProviderError] = []
+    for index, item in enumerate(answer.data):
+        if item.withheld:
+            reason = "withheld by Ideogram's safety check (billed; no image is given)"
+            failures.append(
+                ImageFailure(index=index, reason=reason, billed="yes", provider=PROVIDER, error_type="ContentFiltered")
+            )
+            warnings.append(
+                RequestWarning(kind="withheld", field=None, message=f"image {index + 1}: {reason}", provider=PROVIDER)
+            )
+            continue
+        assert item.url is not None
+        try:
+            image = yield from download_image(item.url, seed=item.seed, prompt=item.prompt)
+        except ProviderError as exc:
+            exc.provider, exc.billed, exc.admitted = exc.provider or PROVIDER, "yes", True
+            download_errors.append(exc)
+            failures.append(
+                ImageFailure(
+                    index=index,
+                    reason=f"could not be downloaded: {exc.message}",
+                    billed="yes",
+                    provider=PROVIDER,
+                    error_type=type(exc).__name__,
+                )
+            )
+            continue
+        images.append(image)
+    if len(answer.data) < num_images:
+        warnings.append(
+            RequestWarning(
+                kind="other",
+                field="num_images",
+                message=f"asked for {num_images} images, Ideogram returned {len(answer.data)}",
+                provider=PROVIDER,
+            )
+        )
+    if not images:
+        raise _nothing_delivered(answer, failures, download_errors)
+    return ProviderOutput(
+        images=images,
+        failures=failures,
+        warnings=warnings,
+        metadata={"created": answer.created, "images": [_item_metadata(i, item) for i, item in enumerate(answer.data)]},
+    )
+
+
+def _nothing_delivered(
+    answer: GenerationResponse, failures: list[ImageFailure], download_errors: list[ProviderError]
+) -> ProviderError:
+    """Why a paid call produced no image: every one withheld (ContentFiltered), or downloads failed."""
+    withheld = sum(1 for item in answer.data if item.withheld)
+    body = {"data": [_item_metadata(i, item) for i, item in enumerate(answer.data)]}
+    if not download_errors:
+        return ContentFiltered(
+            f"Ideogram's safety check withheld all {withheld} image(s) after generating them; "
+            "they are billed all the same",
+            provider=PROVIDER,
+            status=200,
+            billed="yes",
+            body=body,
+            admitted=True,
+        )
+    first = download_errors[0]
+    note = f" ({withheld} more withheld by the safety check)" if withheld else ""
+    error = type(first)(
+        f"none of the {len(answer.data)} generated image(s) could be downloaded{note}; they are billed: "
+        f"{first.message}",
+        provider=PROVIDER,
+        status=first.status,
+        billed="yes",
+        body=first.body,
+        admitted=True,
+    )
+    error.__cause__ = first
+    return error
+
+
+def _item_metadata(index: int, item: ImageObject) -> dict[str, Any]:
+    """What Ideogram said about one image, without its (signed, expiring) URL."""
+    return {
+        "index": index,
+        "seed": item.seed,
+        "resolution": item.resolution,
+        "is_image_safe": item.is_image_safe,
+        "style_type": item.style_type,
+    }

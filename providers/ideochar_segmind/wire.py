@@ -1,0 +1,408 @@
+"""Segmind's wire shapes for ``ideogram-character``: the request body, the v2 job documents, and the
+multipart encoding.
+
+Facts and their sources are in ``reference/vendors.md`` §1. In short:
+
+* ``POST /v1/ideogram-character`` answers with the raw image (``image/jpeg``) and accounting headers;
+  ``POST /v2/ideogram-character`` answers ``{"request_id", "status": "QUEUED", "status_url",
+  "response_url", "poll_url"}`` and the job is followed with GETs.
+* The body is JSON when every image is a URL, multipart/form-data when one is local ("for parameter
+  ``mask``/``image``/``character_reference_image``, you can send a raw file or a URI").
+* Image fields stay :class:`~ideochar.media.ImageInput` in :class:`CharacterInput` until encoding, so the
+  choice between a URL string and a file part is made in one place (:meth:`CharacterInput.needs_multipart`).
+
+The multipart body is produced by ``requests_toolbelt``'s ``MultipartEncoder`` (imported only when a
+multipart request is built: it imports ``requests``) over readers that open the file on first read and
+hand it over in chunks, so a 10 MB reference is never held whole, and the body's exact length is known
+before anything is read (``Content-Length`` comes from file sizes, not from the bytes).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ideochar.errors import InvalidRequest
+from ideochar.media import ImageInput
+
+if TYPE_CHECKING:
+    from ideochar.exchange import ReaderStream
+
+__all__ = [
+    "HEADER_COST",
+    "HEADER_GENERATION_TIME",
+    "HEADER_KEY",
+    "HEADER_RATE_LIMIT_RESET",
+    "HEADER_REMAINING_CREDITS",
+    "HEADER_REQUEST_ID",
+    "HEADER_SEED",
+    "TERMINAL_STATUSES",
+    "V1_PATH",
+    "V2_PATH",
+    "V2_RESULT_PATH",
+    "V2_STATUS_PATH",
+    "CharacterInput",
+    "FilePart",
+    "JobStatus",
+    "MultipartBody",
+    "ResumeState",
+    "Submitted",
+    "TextPart",
+    "V2Metrics",
+    "V2Status",
+    "decimal_or_none",
+    "output_reference",
+]
+
+V1_PATH = "/v1/ideogram-character"
+V2_PATH = "/v2/ideogram-character"
+#: Where a v2 job lives when the submit answer omits its URLs (the documented layout; the answer's own
+#: ``status_url``/``response_url`` are preferred and used verbatim).
+V2_STATUS_PATH = "/v2/requests/{request_id}/status"
+V2_RESULT_PATH = "/v2/requests/{request_id}"
+
+HEADER_KEY = "x-api-key"
+HEADER_REQUEST_ID = "x-request-id"
+HEADER_COST = "x-cost"
+HEADER_REMAINING_CREDITS = "x-remaining-credits"
+HEADER_SEED = "x-seed-value"
+HEADER_GENERATION_TIME = "x-generation-time"
+HEADER_RATE_LIMIT_RESET = "x-rate-limit-reset-at-utc"
+
+JobStatus = Literal["QUEUED", "PROCESSING", "COMPLETED", "FAILED"]
+#: A body announcing one of these is the job's answer whatever the HTTP status (FAILED comes with 422).
+TERMINAL_STATUSES: frozenset[str] = frozenset({"COMPLETED", "FAILED"})
+
+
+# -- the request ---------------------------------------------------------------------------------------
+
+
+class CharacterInput(BaseModel):
+    """The body of ``POST /v{1,2}/ideogram-character`` in Segmind's own field names.
+
+    Unset fields are not sent, so Segmind applies its defaults. Field order is the order of the
+    multipart parts.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prompt: str
+    character_reference_image: ImageInput
+    image: ImageInput | None = None
+    """The picture to inpaint (edit only)."""
+    mask: ImageInput | None = None
+    """Same size as ``image``; passed through unchanged (polarity: see ``mapping.py``)."""
+    seed: int | None = None
+    aspect_ratio: str | None = None
+    resolution: str | None = None
+    style_type: str | None = None
+    rendering_speed: str | None = None
+    magic_prompt_option: str | None = None
+
+    def image_fields(self) -> dict[str, ImageInput]:
+        return {name: value for name in _IMAGE_FIELDS if (value := getattr(self, name)) is not None}
+
+    def scalar_fields(self) -> dict[str, str | int]:
+        return {
+            name: value
+            for name in type(self).model_fields
+            if name not in _IMAGE_FIELDS and (value := getattr(self, name)) is not None
+        }
+
+    @property
+    def needs_multipart(self) -> bool:
+        """True when an image's bytes are here (path, bytes, data URI): they go as file parts."""
+        return any(image.is_local for image in self.image_fields().values())
+
+    def json_body(self) -> dict[str, Any]:
+        """The JSON body, for requests whose images are all URLs."""
+        body: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, ImageInput):
+                if value.url is None:
+                    raise InvalidRequest(f"{name} is a local image: it must go in a multipart body")
+                value = value.url
+            body[name] = value
+        return body
+
+    def multipart_parts(self) -> list[TextPart | FilePart]:
+        """The form parts: local images as files, URL images and scalars as text fields."""
+        parts: list[TextPart | FilePart] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, ImageInput):
+                parts.append(FilePart(name, value) if value.is_local else TextPart(name, value.url or ""))
+            else:
+                parts.append(TextPart(name, str(value)))
+        return parts
+
+
+_IMAGE_FIELDS = ("character_reference_image", "image", "mask")
+
+
+# -- multipart -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TextPart:
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class FilePart:
+    name: str
+    image: ImageInput
+
+
+class _ImageReader:
+    """A file part's body for ``MultipartEncoder``: opens the image on first read, reads in chunks.
+
+    ``len`` (what the encoder asks to size the body and to know when a part is done) is the number
+    of bytes still to come, computed from the size recorded when the input was validated, so sizing
+    the body opens nothing. A file that changed size since then is refused rather than sent with a
+    ``Content-Length`` that lies.
+    """
+
+    def __init__(self, image: ImageInput) -> None:
+        if image.size is None:
+            raise InvalidRequest(f"{image.describe()} is not local: it cannot be a file part")
+        self._image = image
+        self._remaining = image.size
+        self._handle: BinaryIO | None = None
+
+    @property
+    def len(self) -> int:
+        return self._remaining
+
+    def read(self, size: int = -1) -> bytes:
+        if self._remaining <= 0:
+            return b""
+        if self._handle is None:
+            self._handle = self._image.open()
+        want = self._remaining if size is None or size < 0 else min(size, self._remaining)
+        data = self._handle.read(want)
+        if len(data) < want and not data:
+            raise InvalidRequest(f"{self._image.describe()} became shorter while it was being uploaded")
+        self._remaining -= len(data)
+        if self._remaining == 0 and self._handle.read(1):
+            raise InvalidRequest(f"{self._image.describe()} became longer while it was being uploaded")
+        return data
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+class _EncoderReader:
+    """What :class:`~ideochar.exchange.ReaderStream` reads: the encoder, plus closing its files."""
+
+    def __init__(self, encoder: Any, readers: Sequence[_ImageReader]) -> None:
+        self._encoder = encoder
+        self._readers = readers
+
+    def read(self, size: int = -1, /) -> bytes:
+        chunk: bytes = self._encoder.read(size)
+        return chunk
+
+    def close(self) -> None:
+        for reader in self._readers:
+            reader.close()
+
+
+class MultipartBody:
+    """A multipart/form-data body that is sized up front and streamed on demand.
+
+    Each :meth:`open` builds a fresh encoder with the same boundary, so the body can be read again
+    (a driver or a recorder may iterate it more than once) and is byte-for-byte the same each time.
+    """
+
+    def __init__(self, parts: Sequence[TextPart | FilePart], *, boundary: str | None = None) -> None:
+        self.parts = tuple(parts)
+        self.boundary = boundary or uuid.uuid4().hex
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary}"
+
+    @property
+    def length(self) -> int:
+        encoder, readers = self._encoder()
+        try:
+            return int(encoder.len)
+        finally:
+            for reader in readers:
+                reader.close()
+
+    def open(self) -> _EncoderReader:
+        return _EncoderReader(*self._encoder())
+
+    def stream(self) -> ReaderStream:
+        from ideochar.exchange import ReaderStream
+
+        return ReaderStream(self.open)
+
+    def iter_bytes(self, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
+        reader = self.open()
+        try:
+            while chunk := reader.read(chunk_size):
+                yield chunk
+        finally:
+            reader.close()
+
+    def _encoder(self) -> tuple[Any, list[_ImageReader]]:
+        # Deferred: requests_toolbelt imports requests, which `import ideochar` must not pay for.
+        from requests_toolbelt.multipart.encoder import MultipartEncoder
+
+        fields: list[tuple[str, Any]] = []
+        readers: list[_ImageReader] = []
+        for part in self.parts:
+            if isinstance(part, FilePart):
+                reader = _ImageReader(part.image)
+                readers.append(reader)
+                fields.append((part.name, (part.image.filename, reader, part.image.content_type)))
+            else:
+                fields.append((part.name, part.value))
+        return MultipartEncoder(fields, boundary=self.boundary), readers
+
+
+# -- the v2 job documents ---------------------------------------------------------------------------------
+
+
+def decimal_or_none(value: Any) -> Decimal | None:
+    """A non-negative finite amount from a header or JSON value; None when absent or unreadable."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        amount = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        return None
+    return amount if amount.is_finite() and amount >= 0 else None
+
+
+class _Lenient(BaseModel):
+    """Vendor documents: unknown keys are kept (Segmind adds fields), known ones are typed."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class Submitted(_Lenient):
+    """The answer to ``POST /v2/ideogram-character``."""
+
+    request_id: str = Field(min_length=1)
+    status: str | None = None
+    status_url: str | None = None
+    response_url: str | None = None
+    poll_url: str | None = None
+    """The v1-compatible poll address; not used."""
+
+
+class V2Metrics(_Lenient):
+    cost: Decimal | None = None
+    """USD (inferred: Segmind's credits are dollars); absent on failures, which are not charged."""
+    remaining_credits: Decimal | None = None
+    inference_time: float | None = None
+    queue_time: float | None = None
+    total_time: float | None = None
+
+    @field_validator("cost", "remaining_credits", mode="before")
+    @classmethod
+    def _amount(cls, value: Any) -> Decimal | None:
+        return decimal_or_none(value)
+
+    @field_validator("inference_time", "queue_time", "total_time", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> float | None:
+        try:
+            return None if value is None or isinstance(value, bool) else float(value)
+        except (TypeError, ValueError):
+            return None
+
+
+class V2Status(_Lenient):
+    """A status (``/v2/requests/{id}/status``) or result (``/v2/requests/{id}``) document."""
+
+    status: str | None = None
+    error: str | None = None
+    output: Any = None
+    """The image: a URL (documented), or a list of them; ``images`` is read as a fallback."""
+    images: Any = None
+    metrics: V2Metrics | None = None
+    request_id: str | None = None
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("error", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return value if value is None or isinstance(value, str) else str(value)
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _metrics(cls, value: Any) -> Any:
+        return value if isinstance(value, dict) else None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+_OUTPUT_KEYS = ("output", "image", "images", "image_url", "url")
+
+
+def output_reference(document: Any) -> str | None:
+    """Where the image is in a JSON document: a URL, a data URI or base64, as the first string found
+    under ``output`` (documented for v2), then ``image``, ``images``, ``image_url``, ``url``; lists
+    and ``{"url": ...}`` objects are looked into. None when there is no image."""
+    if isinstance(document, BaseModel):
+        document = document.model_dump()  # extra="allow" keeps unknown keys in the dump
+    if not isinstance(document, dict):
+        return None
+    for key in _OUTPUT_KEYS:
+        found = _first_string(document.get(key), depth=0)
+        if found:
+            return found
+    return None
+
+
+def _first_string(value: Any, *, depth: int) -> str | None:
+    if depth > 3:
+        return None
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, list):
+        for item in value:
+            if found := _first_string(item, depth=depth + 1):
+                return found
+    if isinstance(value, dict):
+        for key in _OUTPUT_KEYS:
+            if found := _first_string(value.get(key), depth=depth + 1):
+                return found
+    return None
+
+
+class ResumeState(BaseModel):
+    """What a ``submitted`` event carries so a v2 job can be followed again (JSON-safe, no key)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    mode: Literal["v2"] = "v2"
+    request_id: str = Field(min_length=1)
+    status_url: str = Field(min_length=1)
+    response_url: str = Field(min_length=1)
+    seed: int | None = None
+    """The seed asked for, if any: v2 documents do not report the one used."""

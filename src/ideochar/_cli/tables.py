@@ -1,0 +1,227 @@
+"""Plain-text tables for ``quote``, ``providers`` and the demo's cost table.
+
+No dependency: columns are padded to their widest cell, numbers right-aligned, and the last column
+(free text) is left to run. The rows are built by pure functions from the library's own objects
+(:class:`~ideochar.spec.Quote`, :class:`~ideochar.spec.ProviderInfo`), so ``--json`` and the table
+cannot disagree.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from ideochar._cli.output import money
+from ideochar.request import OperationName, Speed
+from ideochar.result import CharacterResult
+from ideochar.spec import ProviderInfo, Quote
+
+__all__ = [
+    "cost_rows",
+    "provider_document",
+    "provider_rows",
+    "quote_document",
+    "quote_rows",
+    "render",
+    "supported_fields_rows",
+]
+
+_OPERATIONS: tuple[OperationName, ...] = ("generate", "edit", "remix")
+_SPEEDS: tuple[Speed, ...] = ("turbo", "default", "quality")
+_FIELDS = ("num_images", "negative_prompt", "color_palette", "style_codes", "style_references", "reference_mask",
+           "style", "aspect_ratio", "resolution", "seed", "magic_prompt")  # fmt: skip
+
+
+def render(headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: Sequence[int] = ()) -> str:
+    """Columns padded to fit; ``right`` lists the columns to right-align (prices, counts)."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    last = len(headers) - 1
+
+    def line(cells: Sequence[str]) -> str:
+        out = []
+        for i, cell in enumerate(cells):
+            if i == last:
+                out.append(cell)
+            elif i in right:
+                out.append(cell.rjust(widths[i]))
+            else:
+                out.append(cell.ljust(widths[i]))
+        return "  ".join(out).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+# -- quote ----------------------------------------------------------------------------------------------
+
+
+def _quote_notes(quote: Quote, max_cost: Decimal | None, strict: bool) -> str:
+    notes: list[str] = []
+    if not quote.supported:
+        notes.append(quote.reason or "cannot serve this request")
+    else:
+        notes.extend(w.message for w in quote.warnings)
+        if strict and quote.warnings:
+            notes.append("skipped with --strict")
+        total = quote.total_usd
+        if max_cost is not None and total is not None and total > max_cost:
+            notes.append(f"over --max-cost {money(max_cost)}")
+    if quote.price_inferred:
+        notes.append("price inferred")
+    return "; ".join(notes)
+
+
+QUOTE_HEADERS = ("provider", "supported", "unit price", "images", "calls", "total", "notes")
+QUOTE_RIGHT = (2, 3, 4, 5)
+
+
+def quote_rows(quotes: Sequence[Quote], *, max_cost: Decimal | None = None, strict: bool = False) -> list[list[str]]:
+    return [
+        [
+            q.provider,
+            "yes" if q.supported else "no",
+            money(q.unit_price_usd),
+            str(q.images),
+            str(q.calls),
+            money(q.total_usd),
+            _quote_notes(q, max_cost, strict),
+        ]
+        for q in quotes
+    ]
+
+
+def quote_document(
+    quotes: Sequence[Quote], *, max_cost: Decimal | None = None, strict: bool = False
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "provider": q.provider,
+            "supported": q.supported,
+            "unit_price_usd": None if q.unit_price_usd is None else str(q.unit_price_usd),
+            "images": q.images,
+            "calls": q.calls,
+            "total_usd": None if q.total_usd is None else str(q.total_usd),
+            "price_inferred": q.price_inferred,
+            "reason": q.reason if not q.supported else None,
+            "warnings": [{"field": w.field, "kind": w.kind, "message": w.message} for w in q.warnings],
+            "notes": _quote_notes(q, max_cost, strict),
+        }
+        for q in quotes
+    ]
+
+
+# -- providers ------------------------------------------------------------------------------------------
+
+
+def key_variables(info: ProviderInfo) -> str:
+    return " or ".join("+".join(alt) for alt in info.credential_variables) or "-"
+
+
+def key_is_set(info: ProviderInfo, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether some alternative's variables are all set. Reads presence only, never shows a value."""
+    env = os.environ if environ is None else environ
+    return any(all(env.get(v, "").strip() for v in alt) for alt in info.credential_variables)
+
+
+PROVIDER_HEADERS = ("provider", "operation", "turbo", "default", "quality", "per call", "in flight", "per min",
+                    "resume", "key")  # fmt: skip
+PROVIDER_RIGHT = (2, 3, 4, 5, 6, 7)
+
+
+def provider_rows(infos: Sequence[ProviderInfo], environ: Mapping[str, str] | None = None) -> list[list[str]]:
+    """One row per provider and operation: prices by speed, limits, resume support, key variables."""
+    rows: list[list[str]] = []
+    for info in infos:
+        key = f"{key_variables(info)} ({'set' if key_is_set(info, environ) else 'not set'})"
+        inferred = any(k.startswith("price") for k in info.inferred)
+        first = True
+        for op in _OPERATIONS:
+            if op not in info.operations:
+                continue
+            prices = [money(info.price(op, s)) if info.price(op, s) is not None else "-" for s in _SPEEDS]
+            if inferred:
+                prices = [p + "*" if p != "-" else p for p in prices]
+            rows.append(
+                [
+                    info.name if first else "",
+                    op,
+                    *prices,
+                    str(info.max_images_per_call) if first else "",
+                    (str(info.max_images_in_flight) if info.max_images_in_flight else "-") if first else "",
+                    (str(info.requests_per_minute) if info.requests_per_minute else "-") if first else "",
+                    ("yes" if info.can_resume else "no") if first else "",
+                    key if first else "",
+                ]
+            )
+            first = False
+    return rows
+
+
+def supported_fields_rows(infos: Sequence[ProviderInfo]) -> tuple[list[str], list[list[str]]]:
+    """Which optional fields each provider honours: G/E/R for generate/edit/remix, ``-`` for none."""
+    headers = ["field", *(i.name for i in infos)]
+    rows = []
+    for name in _FIELDS:
+        cells = []
+        for info in infos:
+            if name == "num_images":
+                cells.append(f"{info.max_images_per_call}/call" if info.max_images_per_call > 1 else "fan-out")
+                continue
+            ops = [op[0].upper() for op in _OPERATIONS if op in info.operations and info.supports(op, name)]
+            cells.append("/".join(ops) or "-")
+        rows.append([name, *cells])
+    return headers, rows
+
+
+def provider_document(info: ProviderInfo, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "title": info.title,
+        "operations": [op for op in _OPERATIONS if op in info.operations],
+        "supported_fields": {
+            op: sorted(info.supported_fields.get(op, ())) for op in _OPERATIONS if op in info.operations
+        },
+        "prices_usd": {
+            op: {s: (None if info.price(op, s) is None else str(info.price(op, s))) for s in _SPEEDS}
+            for op in _OPERATIONS
+            if op in info.operations
+        },
+        "max_images_per_call": info.max_images_per_call,
+        "max_images_in_flight": info.max_images_in_flight,
+        "requests_per_minute": info.requests_per_minute,
+        "can_resume": info.can_resume,
+        "credential_variables": [list(alt) for alt in info.credential_variables],
+        "key_set": key_is_set(info, environ),
+        "base_urls": dict(info.base_urls),
+        "docs_url": info.docs_url,
+        "inferred": dict(info.inferred),
+    }
+
+
+# -- the demo's cost table --------------------------------------------------------------------------------
+
+COST_HEADERS = ("provider", "images", "unit price", "cost", "source", "seconds", "vendor id")
+COST_RIGHT = (1, 2, 3, 5)
+
+
+def cost_rows(results: Sequence[tuple[CharacterResult, Quote | None]]) -> list[list[str]]:
+    rows = []
+    for result, quote in results:
+        seconds = sum(a.elapsed_seconds for a in result.attempts)
+        rows.append(
+            [
+                result.provider,
+                str(len(result.images)),
+                money(quote.unit_price_usd) if quote else "?",
+                money(result.cost_usd),
+                result.cost_source.replace("_", " "),
+                f"{seconds:.1f}",
+                result.vendor_request_id or "-",
+            ]
+        )
+    return rows

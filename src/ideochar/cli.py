@@ -1,0 +1,477 @@
+"""The ``ideochar`` command line: a thin layer over :class:`~ideochar.client.Client`.
+
+::
+
+    ideochar generate PROMPT -r face.png [--aspect-ratio 16:9 ...] [-p fal,segmind] [--out out/] [--json]
+    ideochar edit PROMPT -r face.png --image scene.png --mask mask.png
+    ideochar remix PROMPT -r face.png --image scene.png --strength 0.5
+    ideochar quote PROMPT [-r face.png] [-n 4 --speed quality]      price and support per provider, nothing sent
+    ideochar providers                                              what each provider can do
+    ideochar jobs list|show|resume                                  the journal of jobs
+    ideochar emulator serve [--port 0]                              the vendors' protocols on loopback
+
+Request options map one to one onto :class:`~ideochar.request.CharacterRequest` fields; the library
+checks them, so both reject the same things in the same words. Every error of ideochar ends the
+command with one readable message on stderr and the error class's ``exit_code`` (``--debug`` adds the
+traceback). Keys are read from the environment (or a credentials plugin) only: a ``--key`` flag would
+leave them in shell history. ``--emulator`` runs everything against the built-in emulator, with no key.
+
+Plugins add subcommands through the ``ideochar_register_commands(cli)`` hook; they are loaded only when
+a command that is not built in is asked for (or the help lists them), so ``ideochar generate`` does not
+pay for them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import click
+
+from ideochar._cli.options import client_options, output_options, provider_names, request_fields, request_options
+from ideochar._constants import DEFAULT_DEADLINE_SECONDS
+from ideochar._secrets import redact
+from ideochar.errors import IdeocharError
+
+if TYPE_CHECKING:
+    import httpx
+    import pluggy
+
+    from ideochar._cli.progress import Progress, ProgressMode
+    from ideochar.client import Client
+    from ideochar.events import Event
+    from ideochar.request import CharacterRequest
+    from ideochar.spec import Provider, ProviderInfo
+
+__all__ = ["CliState", "cli", "main"]
+
+logger = logging.getLogger("ideochar.cli")
+
+_DEBUG = "ideochar.debug"
+_JSON = "ideochar.json"
+_PROGRESS = "ideochar.progress"
+_INTERRUPTED_EXIT_CODE = 130
+
+F = TypeVar("F", bound=Callable[..., Any])
+_Callback = Callable[..., Any]
+
+
+@dataclass
+class CliState:
+    """What the commands share; tests pass their own (a plugin manager, an HTTP client) as ``obj``."""
+
+    plugin_manager: pluggy.PluginManager | None = None
+    http: httpx.Client | None = None
+    """Handed to every Client (a test's MockTransport); None: each Client makes its own."""
+    environ: Mapping[str, str] | None = None
+    """Where keys are read from; None: ``os.environ``."""
+    _providers: dict[str, Provider] | None = field(default=None, repr=False)
+
+    @property
+    def pm(self) -> pluggy.PluginManager:
+        if self.plugin_manager is None:
+            from ideochar.plugins import get_plugin_manager
+
+            self.plugin_manager = get_plugin_manager()
+        return self.plugin_manager
+
+    @property
+    def providers(self) -> dict[str, Provider]:
+        """Every registered provider by name, configured or not."""
+        if self._providers is None:
+            from ideochar.plugins import collect_providers
+
+            self._providers = collect_providers(self.pm)
+        return self._providers
+
+    def infos(self) -> dict[str, ProviderInfo]:
+        try:
+            return {name: p.info for name, p in self.providers.items()}
+        except Exception:  # only used to word an error; never hide the original one
+            return {}
+
+
+def _state(ctx: click.Context) -> CliState:
+    root = ctx.find_root()
+    if not isinstance(root.obj, CliState):
+        root.obj = CliState()
+    return root.obj
+
+
+# -- the group: plugin commands and error handling --------------------------------------------------------
+
+
+class IdeocharGroup(click.Group):
+    """A group that loads plugin commands on demand and turns ideochar errors into exit codes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._loaded_from: set[int] = set()
+
+    def _load_plugin_commands(self, ctx: click.Context) -> None:
+        pm = _state(ctx).pm
+        if id(pm) in self._loaded_from:
+            return
+        self._loaded_from.add(id(pm))
+        try:
+            pm.hook.ideochar_register_commands(cli=self)
+        except Exception as exc:  # a broken plugin must not take the built-in commands down
+            click.echo(f"warning: a plugin failed to add its commands: {redact(str(exc))}", err=True)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            self._load_plugin_commands(ctx)
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugin_commands(ctx)
+        return super().list_commands(ctx)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except IdeocharError as exc:
+            _report(ctx, exc)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            _interrupted(ctx)
+            ctx.exit(_INTERRUPTED_EXIT_CODE)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if ctx.meta.get(_DEBUG):
+                raise
+            click.echo(redact(f"internal error: {type(exc).__name__}: {exc} (--debug shows the traceback)"), err=True)
+            ctx.exit(1)
+
+
+def _report(ctx: click.Context, exc: IdeocharError) -> None:
+    from ideochar._cli.errors import error_document, error_lines
+
+    if ctx.meta.get(_DEBUG):
+        click.echo(redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))), err=True)
+    for line in error_lines(exc, _state(ctx).infos()):
+        click.echo(line, err=True)
+    if ctx.meta.get(_JSON):
+        click.echo(json.dumps({"error": error_document(exc)}, indent=2))
+
+
+def _interrupted(ctx: click.Context) -> None:
+    progress: Progress | None = ctx.meta.get(_PROGRESS)
+    click.echo("\ninterrupted.", err=True)
+    for job in progress.submitted if progress else []:
+        click.echo(
+            f"{job.provider} had admitted job {job.vendor_request_id}: it may still finish and be billed. "
+            "Resume it by that id instead of sending it again (ideochar jobs resume).",
+            err=True,
+        )
+
+
+def _debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and not ctx.meta.get(_DEBUG):
+        ctx.meta[_DEBUG] = True
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        root = logging.getLogger("ideochar")
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG)
+
+
+_debug_option = click.option(
+    "--debug",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_debug,
+    help="Show tracebacks and log every job event on stderr.",
+)
+
+
+@click.group(cls=IdeocharGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ideochar", prog_name="ideochar")
+@_debug_option
+def cli() -> None:
+    """Character-consistent images (Ideogram V3 Character) from fal.ai, Segmind, Ideogram or Replicate.
+
+    Try it without keys: add --emulator to generate, edit, remix or quote.
+    """
+
+
+# -- generate / edit / remix --------------------------------------------------------------------------------
+
+
+def _client(state: CliState, params: Mapping[str, Any], on_event: Callable[[Event], None] | None = None) -> Client:
+    from ideochar.client import Client
+
+    emulator: bool | str = params.get("emulator_url") or bool(params.get("emulator"))
+    deadline = params.get("deadline")
+    return Client(
+        provider_names(params.get("providers") or ()),
+        strict=bool(params.get("strict")),
+        fan_out=not params.get("no_fan_out"),
+        max_cost_usd=params.get("max_cost"),
+        strategy=params.get("strategy") or "as_listed",
+        deadline_seconds=DEFAULT_DEADLINE_SECONDS if deadline is None else deadline,
+        on_event=on_event,
+        emulator=emulator,
+        plugin_manager=state.pm,
+        http=state.http,
+        environ=state.environ,
+    )
+
+
+def _request(params: Mapping[str, Any], operation: dict[str, Any]) -> CharacterRequest:
+    from ideochar.request import CharacterRequest
+
+    return CharacterRequest(
+        prompt=params["prompt"], reference=params["reference"], operation=operation, **request_fields(params)
+    )
+
+
+def _run(ctx: click.Context, params: dict[str, Any], operation: dict[str, Any]) -> None:
+    """Build the request (checked before anything is sent), serve it, save it, report it."""
+    from ideochar._cli.output import save_result, summary_lines
+    from ideochar._cli.progress import Progress
+
+    ctx.meta[_JSON] = params["as_json"]
+    state = _state(ctx)
+    request = _request(params, operation)
+    mode = "off" if params["quiet"] else params["progress"]
+    progress = Progress(sys.stderr, cast("ProgressMode", mode))
+    ctx.meta[_PROGRESS] = progress
+    with _client(state, params, on_event=progress) as client, progress:
+        result = client.run(request)
+    saved = save_result(result, params["out_dir"], request)
+    if params["as_json"]:
+        click.echo(json.dumps(saved.document, indent=2, ensure_ascii=False))
+    else:
+        for line in summary_lines(saved):
+            click.echo(line)
+
+
+def _edit_options(f: F) -> F:
+    f = click.option(
+        "--mask", required=True, metavar="IMAGE", help="Same size as --image: black = repaint, white = keep."
+    )(f)
+    return click.option("--image", required=True, metavar="IMAGE", help="The image to edit.")(f)
+
+
+def _remix_options(f: F) -> F:
+    f = click.option(
+        "--strength",
+        type=float,
+        default=0.8,
+        show_default=True,
+        help="How far the result may move from --image (0.01-1).",
+    )(f)
+    return click.option("--image", required=True, metavar="IMAGE", help="The image to remix.")(f)
+
+
+def _job_command(
+    name: str, help_text: str, operation_options: Callable[[_Callback], _Callback] | None = None
+) -> Callable[[_Callback], click.Command]:
+    """The options every job command shares, in the order ``--help`` shows them."""
+
+    def decorate(f: _Callback) -> click.Command:
+        f = client_options(output_options(_debug_option(f)))
+        if operation_options is not None:
+            f = operation_options(f)
+        return cli.command(name, help=help_text)(request_options()(f))
+
+    return decorate
+
+
+@_job_command("generate", "A new image of the character in --reference, as PROMPT describes.")
+@click.pass_context
+def generate(ctx: click.Context, /, **params: Any) -> None:
+    _run(ctx, params, {"operation": "generate"})
+
+
+@_job_command("edit", "Repaint the black area of --mask on --image, keeping the character.", _edit_options)
+@click.pass_context
+def edit(ctx: click.Context, /, image: str, mask: str, **params: Any) -> None:
+    _run(ctx, params, {"operation": "edit", "image": image, "mask": mask})
+
+
+@_job_command("remix", "A new image from --image with the character, changed by --strength.", _remix_options)
+@click.pass_context
+def remix(ctx: click.Context, /, image: str, strength: float, **params: Any) -> None:
+    _run(ctx, params, {"operation": "remix", "image": image, "strength": strength})
+
+
+# -- quote and providers -----------------------------------------------------------------------------------
+
+
+def _chosen(state: CliState, params: Mapping[str, Any]) -> list[Provider]:
+    """The providers named by ``--provider`` in that order, else every registered one (configured or not)."""
+    available = state.providers
+    names = provider_names(params.get("providers") or ()) or sorted(available)
+    missing = [n for n in names if n not in available]
+    if missing:
+        from ideochar.errors import InvalidRequest
+
+        installed = ", ".join(sorted(available)) or "none"
+        raise InvalidRequest.for_field("providers", f"{missing[0]!r} is not installed; installed: {installed}")
+    return [available[n] for n in names]
+
+
+def _placeholder_mask(image: Any) -> bytes:
+    """A mask the size of ``image`` (white, a black square in the middle) for quoting an edit."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    from ideochar.media import ImageInput
+
+    width, height = ImageInput.of(image).dimensions or (512, 512)
+    mask = Image.new("L", (width, height), 255)
+    ImageDraw.Draw(mask).rectangle((width // 4, height // 4, 3 * width // 4, 3 * height // 4), fill=0)
+    buffer = io.BytesIO()
+    mask.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@cli.command()
+@request_options(reference_required=False)
+@click.option(
+    "--operation",
+    type=click.Choice(["generate", "edit", "remix"]),
+    help="Default: edit with --mask, remix with --image, else generate.",
+)
+@click.option("--image", metavar="IMAGE", help="For edit/remix (optional: a placeholder is used).")
+@click.option("--mask", metavar="IMAGE", help="For edit (optional: a placeholder is used).")
+@click.option("--strength", type=float, default=0.8, show_default=True)
+@client_options
+@click.option("--json", "as_json", is_flag=True, help="Print the quotes as JSON on stdout.")
+@_debug_option
+@click.pass_context
+def quote(
+    ctx: click.Context, /, operation: str | None, image: str | None, mask: str | None, strength: float, **params: Any
+) -> None:
+    """Price and support of each provider for a request. Sends nothing, needs no key.
+
+    Lists every registered provider unless --provider is given. Images are optional: quoting needs
+    only what a request asks for, so the shipped reference stands in for any image left out.
+    """
+    from ideochar._cli.tables import QUOTE_HEADERS, QUOTE_RIGHT, quote_document, quote_rows, render
+    from ideochar.assets import reference_bytes
+
+    ctx.meta[_JSON] = params["as_json"]
+    state = _state(ctx)
+    operation = operation or ("edit" if mask else "remix" if image else "generate")
+    if params.get("reference") is None:
+        params["reference"] = reference_bytes()
+    op: dict[str, Any] = {"operation": operation}
+    if operation in ("edit", "remix"):
+        op["image"] = image or params["reference"]
+    if operation == "edit":
+        op["mask"] = mask or _placeholder_mask(op["image"])
+    if operation == "remix":
+        op["strength"] = strength
+    request = _request(params, op)
+    fan_out = not params.get("no_fan_out")
+    quotes = [p.quote(request, fan_out=fan_out) for p in _chosen(state, params)]
+    if params.get("strategy") == "cheapest":
+        quotes.sort(key=lambda q: (not q.supported, q.total_usd is None, q.total_usd or 0))
+    max_cost, strict = params.get("max_cost"), bool(params.get("strict"))
+    if params["as_json"]:
+        click.echo(json.dumps(quote_document(quotes, max_cost=max_cost, strict=strict), indent=2))
+        return
+    click.echo(render(QUOTE_HEADERS, quote_rows(quotes, max_cost=max_cost, strict=strict), right=QUOTE_RIGHT))
+    priced = [q for q in quotes if q.supported and q.total_usd is not None]
+    if priced:
+        from ideochar._cli.output import money
+
+        best = min(priced, key=lambda q: q.total_usd or 0)
+        click.echo(
+            f"\ncheapest: {best.provider} at {money(best.total_usd)} for {best.images} image(s). Nothing was sent."
+        )
+    else:
+        click.echo("\nno provider can serve this request. Nothing was sent.")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the capabilities as JSON on stdout.")
+@_debug_option
+@click.pass_context
+def providers(ctx: click.Context, as_json: bool) -> None:
+    """What each registered provider can do: operations, fields, prices, limits, keys."""
+    from ideochar._cli.tables import (
+        PROVIDER_HEADERS,
+        PROVIDER_RIGHT,
+        provider_document,
+        provider_rows,
+        render,
+        supported_fields_rows,
+    )
+    from ideochar.plugins import broken_plugins
+
+    state = _state(ctx)
+    infos = [state.providers[name].info for name in sorted(state.providers)]
+    if as_json:
+        docs = [provider_document(info, state.environ) for info in infos]
+        click.echo(json.dumps({"providers": docs, "broken_plugins": dict(broken_plugins)}, indent=2))
+        return
+    if not infos:
+        click.echo("no provider is installed.")
+    else:
+        click.echo(render(PROVIDER_HEADERS, provider_rows(infos, state.environ), right=PROVIDER_RIGHT))
+        headers, rows = supported_fields_rows(infos)
+        click.echo("\nOptional fields honoured (G/E/R: generate/edit/remix; -: ignored with a warning):\n")
+        click.echo(render(headers, rows))
+        notes = [(info.name, topic, note) for info in infos for topic, note in sorted(info.inferred.items())]
+        if notes:
+            click.echo("\nInferred, not verified against the live vendor (* on a price):")
+            for name, topic, note in notes:
+                click.echo(f"  {name}, {topic}: {note}")
+    for plugin, reason in sorted(broken_plugins.items()):
+        click.echo(f"\nplugin {plugin} failed to load: {redact(reason)}", err=True)
+
+
+# -- the emulator ----------------------------------------------------------------------------------------
+
+
+@cli.group()
+def emulator() -> None:
+    """The built-in emulator of the vendors' APIs (a development and test tool; its images are not the model's)."""
+
+
+@emulator.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback by default).")
+@click.option("--port", type=int, default=0, show_default=True, help="0 picks a free port.")
+@click.option(
+    "--faults",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A fault profile (latency, errors, 429s, drops...) to inject.",
+)
+@click.option("--model-seconds", type=float, default=None, help="Emulated model time per job.")
+@_debug_option
+@click.pass_context
+def emulator_serve(ctx: click.Context, host: str, port: int, faults: Path | None, model_seconds: float | None) -> None:
+    """Serve every installed vendor's wire protocol on one port; prints each vendor's base URL."""
+    from ideochar.emulator.server import serve
+
+    kwargs: dict[str, Any] = {"host": host, "port": port, "faults": faults}
+    if model_seconds is not None:
+        kwargs["model_seconds"] = model_seconds
+    serve(plugin_manager=_state(ctx).pm, **kwargs)
+
+
+# -- entry point ----------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """The console script ``ideochar``."""
+    return cli.main(args=argv, prog_name="ideochar", obj=CliState())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""Tests of the command line (a package, so its conftest does not shadow the root one)."""

@@ -1,0 +1,197 @@
+"""Two fake providers behind a MockTransport, so the command line runs end to end without a vendor.
+
+``alpha`` and ``beta`` speak a tiny queue protocol (POST a job, poll it, download the image). A test
+says how each vendor answers through :class:`Vendors`, and every request the providers were given is
+kept, so a test can assert what the command line built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner, Result
+from pydantic import BaseModel, ConfigDict
+
+from conftest import make_image
+from ideochar import (
+    AuthenticationFailed,
+    CharacterRequest,
+    ContentFiltered,
+    GenerationFailed,
+    InsufficientCredits,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+    RequestRejected,
+    hookimpl,
+)
+from ideochar.cli import CliState, cli
+from ideochar.events import Event
+from ideochar.exchange import Send, Sleep, download_image, read_json
+from ideochar.plugins import plugin_manager
+from ideochar.spec import CallContext, Exchange, Provider, ProviderInfo, ProviderOutput
+
+
+class FakeOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    sync_mode: bool = False
+    tier: str | None = None
+
+
+#: Vendor status code -> the error the fake adapters raise for it.
+ERRORS: dict[int, type[ProviderError]] = {
+    401: AuthenticationFailed,
+    402: InsufficientCredits,
+    429: RateLimited,
+    451: ContentFiltered,
+    400: RequestRejected,
+    500: ProviderUnavailable,
+}
+
+
+@dataclass
+class Vendor:
+    """How one fake vendor behaves."""
+
+    status: int = 200
+    """Answer to the job POST."""
+    queue: list[int] = field(default_factory=lambda: [2, 1])
+    """Queue positions reported by successive polls before the job runs."""
+    fail_job: bool = False
+    image_url: str = "https://cdn.test/result.png"
+    echo: str = ""
+    """Text the vendor puts in its error bodies (a vendor echoing the key, say)."""
+    image: bytes = field(default_factory=lambda: make_image(96, 54, "PNG", "blue"))
+    interrupt_after_submit: bool = False
+    requests: list[CharacterRequest] = field(default_factory=list)
+    keys_seen: list[str] = field(default_factory=list)
+
+
+class FakeProvider(Provider):
+    def __init__(self, name: str, price: str, vendor: Vendor, *, operations: frozenset[Any] | None = None) -> None:
+        self.vendor = vendor
+        self.info = ProviderInfo(
+            name=name,
+            title=name.title(),
+            operations=operations or frozenset({"generate", "edit", "remix"}),
+            supported_fields={
+                op: frozenset({"seed", "aspect_ratio", "style", "negative_prompt", "magic_prompt", "color_palette"})
+                for op in ("generate", "edit", "remix")
+            },
+            prices_usd={
+                op: {"turbo": Decimal(price) / 2, "default": Decimal(price), "quality": Decimal(price) * 2}
+                for op in ("generate", "edit", "remix")
+            },
+            credential_variables=((f"{name.upper()}_KEY",), (f"{name.upper()}_ID", f"{name.upper()}_SECRET")),
+            base_urls={"api": f"https://{name}.test"},
+            can_resume=True,
+            inferred={"prices": "made up"} if name == "beta" else {},
+            options_model=FakeOptions,
+        )
+
+    def exchange(self, request: CharacterRequest, ctx: CallContext) -> Exchange[ProviderOutput]:
+        self.vendor.requests.append(request)
+        key = ctx.credentials.reveal()
+        self.vendor.keys_seen.append(key)
+        response = yield Send(
+            httpx.Request(
+                "POST", ctx.url("api", "/jobs"), json={"prompt": request.prompt}, headers={"authorization": key}
+            ),
+            admits=True,
+        )
+        if response.status_code != 200:
+            cls = ERRORS.get(response.status_code, ProviderUnavailable)
+            raise cls(
+                f"{self.info.title} answered {response.status_code}: {response.text}", status=response.status_code
+            )
+        job = read_json(response)["id"]
+        yield Event("submitted", vendor_request_id=job, resume={"id": job})
+        while True:
+            poll = read_json((yield Send(httpx.Request("GET", ctx.url("api", f"/jobs/{job}")))))
+            if poll["status"] == "failed":
+                raise GenerationFailed(f"{self.info.title} job failed", billed="no")
+            if poll["status"] == "done":
+                break
+            yield Event("progress", status=poll["status"], queue_position=poll.get("position"))
+            yield Sleep(0)
+        image = yield from download_image(poll["url"], seed=7)
+        return ProviderOutput(images=[image] * request.num_images, vendor_request_id=job)
+
+
+class Vendors:
+    """The fake vendors' HTTP side: one MockTransport handler for all of them."""
+
+    def __init__(self) -> None:
+        self.by_name = {"alpha": Vendor(), "beta": Vendor()}
+        self.polls: dict[str, list[int]] = {}
+
+    def __getitem__(self, name: str) -> Vendor:
+        return self.by_name[name]
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        if host == "cdn.test":
+            name = request.url.params.get("v", "alpha")
+            return httpx.Response(200, content=self.by_name[name].image, headers={"content-type": "image/png"})
+        name = host.split(".")[0]
+        vendor = self.by_name[name]
+        if request.method == "POST":
+            if vendor.status != 200:
+                return httpx.Response(vendor.status, text=f"refused {vendor.echo}".strip())
+            self.polls[name] = list(vendor.queue)
+            return httpx.Response(200, json={"id": f"{name}-job-1"})
+        if vendor.interrupt_after_submit:
+            raise KeyboardInterrupt
+        if vendor.fail_job:
+            return httpx.Response(200, json={"status": "failed"})
+        queue = self.polls.setdefault(name, [])
+        if queue:
+            return httpx.Response(200, json={"status": "queued", "position": queue.pop(0)})
+        url = vendor.image_url + ("&" if "?" in vendor.image_url else "?") + f"v={name}"
+        return httpx.Response(200, json={"status": "done", "url": url})
+
+
+@pytest.fixture
+def vendors() -> Vendors:
+    return Vendors()
+
+
+@pytest.fixture
+def state(vendors: Vendors) -> CliState:
+    class Plugin:
+        @hookimpl
+        def ideochar_register_providers(self, register: Callable[[Provider], None]) -> None:
+            register(FakeProvider("alpha", "0.06", vendors["alpha"]))
+            register(FakeProvider("beta", "0.04", vendors["beta"]))
+
+    pm = plugin_manager(load_entrypoints=False, plugins=[Plugin()])
+    return CliState(
+        plugin_manager=pm,
+        http=httpx.Client(transport=httpx.MockTransport(vendors.handler)),
+        environ={"ALPHA_KEY": "alpha-key-0123456789", "BETA_KEY": "beta-key-0123456789"},
+    )
+
+
+Invoke = Callable[..., Result]
+
+
+@pytest.fixture
+def invoke(state: CliState) -> Invoke:
+    """Run ``ideochar ARGS`` with the fake vendors; stdout and stderr are kept apart."""
+
+    def run(*args: str, obj: CliState | None = None) -> Result:
+        return CliRunner().invoke(cli, list(args), obj=obj or state, catch_exceptions=False)
+
+    return run
+
+
+@pytest.fixture
+def reference(tmp_path: Any) -> str:
+    path = tmp_path / "face.png"
+    path.write_bytes(make_image(64, 64))
+    return str(path)
