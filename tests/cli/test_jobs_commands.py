@@ -6,6 +6,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
 from conftest import make_image
 from ideochar import Edit, Remix
 
@@ -260,3 +262,19 @@ def test_emulator_flag_needs_no_key_and_reaches_the_client(
     )
     assert result.exit_code == 0, result.output
     assert vendors["alpha"].keys_seen == ["ideochar-emulator-key"]
+
+
+def test_paid_images_are_kept_when_the_out_folder_cannot_be_written(
+    invoke: Invoke, reference: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    result = invoke("generate", "x", "-r", reference, "-p", "alpha", "--out", str(blocker / "out"), "-q")
+    assert result.exit_code == 0, result.output
+    assert "cannot write to" in result.stderr
+    [kept] = (tmp_path / "tmp").glob("ideochar-*/*.png")
+    assert str(kept) in result.stdout

@@ -93,13 +93,9 @@ def result_document(
         entries.append(entry)
     doc["images"] = entries
     if request is not None:
-        doc["request"] = {
-            "operation": request.operation_name,
-            **request.model_dump(mode="json", exclude_none=True, exclude={"operation"}),
-        }
-        if hasattr(request.operation, "strength"):
-            doc["request"]["strength"] = request.operation.strength
-    ordered: dict[str, Any] = {k: doc[k] for k in ("job_id", "provider", "vendor_request_id", "cost_usd", "cost_source") if k in doc}
+        doc["request"] = request.model_dump(mode="json", exclude_none=True)
+    first = ("job_id", "provider", "vendor_request_id", "cost_usd", "cost_source")
+    ordered: dict[str, Any] = {k: doc[k] for k in first if k in doc}
     ordered.update((k, v) for k, v in doc.items() if k not in ordered)
     return redact_any(json.loads(json.dumps(ordered, default=str)))  # type: ignore[no-any-return]
 

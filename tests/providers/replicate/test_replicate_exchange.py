@@ -125,7 +125,7 @@ def test_unfinished_prediction_is_polled_until_it_succeeds(driver: Driver) -> No
     assert all(p.headers["authorization"] == f"Bearer {TOKEN}" for p in polls)
     assert len(output.images) == 1
     kinds = [(e.kind, e.status) for e in events]
-    assert kinds == [("submitted", "queued"), ("progress", "queued"), ("progress", "running")]
+    assert kinds == [("submitted", "queued"), ("progress", "running")]
 
 
 def test_failed_prediction_reading_as_nsfw_is_content_filtered(driver: Driver) -> None:
@@ -453,10 +453,16 @@ def test_resume_refuses_a_state_without_a_usable_id() -> None:
 def test_cancel_posts_to_the_cancel_url(driver: Driver) -> None:
     fake = FakeReplicate()
     state = {"id": PREDICTION_ID, "cancel_url": f"{API}/v1/predictions/{PREDICTION_ID}/cancel"}
-    assert run(driver, ReplicateProvider().cancel(state, context()), fake) is None
+    assert run(driver, ReplicateProvider().cancel(state, context()), fake) == "canceled"
     (request,) = fake.requests
     assert request.method == "POST" and str(request.url) == state["cancel_url"]
     assert request.headers["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_cancel_of_a_finished_prediction_reports_how_it_ended(driver: Driver) -> None:
+    fake = FakeReplicate(cancel=httpx.Response(200, json=prediction("succeeded")))
+    assert run(driver, ReplicateProvider().cancel({"id": PREDICTION_ID}, context()), fake) == "succeeded"
+    assert str(fake.requests[0].url) == f"{API}/v1/predictions/{PREDICTION_ID}/cancel"
 
 
 def test_cancel_of_an_unknown_prediction_says_so(driver: Driver) -> None:

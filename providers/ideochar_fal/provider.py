@@ -1,0 +1,590 @@
+"""fal.ai's Ideogram V3 Character endpoints (generate, edit, remix) over fal's queue or ``fal.run``.
+
+**Queue (default).** ``POST {queue}/{endpoint}`` admits the job and answers at once with its
+``request_id`` and its ``status_url``, ``response_url`` and ``cancel_url``, which are used verbatim (fal:
+"Do not build these URLs yourself"). A ``submitted`` event carries them before anything else is sent,
+so a process killed mid-job resumes the paid job by id instead of paying twice (:meth:`FalProvider.resume`
+also rebuilds them from a bare id). The job is then followed on the server-sent status stream
+(``{status_url}/stream?logs=1``: one event per change, so progress costs no extra requests), falling back
+to polling ``status_url`` with backoff when the stream is refused or breaks. ``COMPLETED`` can still
+carry an ``error``. Then ``GET response_url`` gives ``{images: [{url}], seed}`` and every image is
+downloaded (``data:`` URLs included); a download that fails keeps the images that arrived and reports the
+rest as :class:`~ideochar.result.ImageFailure` rather than losing paid images.
+
+**Run** (``extra={"fal": {"mode": "run"}}``). ``POST {run}/{endpoint}`` holds the connection for the
+model's run and answers with the output. One request instead of three or more, but a lost answer cannot
+be recovered (no id comes before the output), so it is not resumable.
+
+Only a POST that creates a job is sent with ``admits=True`` and never repeated; status, stream and result
+GETs are repeated freely (with backoff) when the network or fal's edge fails. The key goes only to fal's
+hosts or the configured base URL's host, never to a CDN or to a URL a reply names elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from typing_extensions import Self
+
+from ideochar._constants import MAX_RETRY_AFTER_SECONDS, POLL_INITIAL_SECONDS, POLL_MAX_SECONDS
+from ideochar.errors import (
+    GenerationFailed,
+    InvalidRequest,
+    ProviderError,
+    ProviderUnavailable,
+    UnexpectedResponse,
+)
+from ideochar.events import Event
+from ideochar.exchange import NextEvent, ReaderStream, Send, ServerSentEvent, Sleep, download_image
+from ideochar.request import CharacterRequest, OperationName, Speed
+from ideochar.result import GeneratedImage, ImageFailure
+from ideochar.retry import backoff_seconds
+from ideochar.spec import CallContext, Exchange, Provider, ProviderInfo, ProviderOutput
+from ideochar_fal.errors import completed_error, error_from_response
+from ideochar_fal.mapping import MASK_POLARITY_INFERRED, Payload, to_payload
+from ideochar_fal.wire import (
+    HEADER_LIFECYCLE,
+    HEADER_NO_RETRY,
+    HEADER_PRIORITY,
+    HEADER_REQUEST_ID,
+    HEADER_REQUEST_TIMEOUT,
+    HEADER_RUNNER_HINT,
+    IterReader,
+    Output,
+    QueueStatus,
+    ResumeState,
+    Submitted,
+    request_urls,
+)
+
+__all__ = ["INFO", "FalOptions", "FalProvider"]
+
+PROVIDER = "fal"
+
+#: Read timeouts per request (all further bounded by the job's deadline).
+SUBMIT_TIMEOUT_SECONDS = 60.0
+POLL_TIMEOUT_SECONDS = 30.0
+RESULT_TIMEOUT_SECONDS = 60.0
+#: fal sends a keep-alive comment every 15 s on the status stream; this much silence means it broke.
+STREAM_READ_TIMEOUT_SECONDS = 45.0
+#: ``fal.run`` holds the connection for the whole model run.
+RUN_TIMEOUT_SECONDS = 300.0
+#: Consecutive failed status polls (transport errors, 429, 5xx) tolerated before giving up.
+POLL_RETRIES = 6
+#: Each wait between polls is this much longer than the last, from POLL_INITIAL_SECONDS to POLL_MAX_SECONDS.
+POLL_GROWTH = 1.5
+#: Fetches of ``response_url`` (transport errors, 429, 5xx, or a result not ready yet).
+RESULT_ATTEMPTS = 4
+#: Hosts that may receive the key besides the configured base URLs' hosts (and their subdomains).
+TRUSTED_DOMAINS: tuple[str, ...] = ("fal.run", "fal.ai", "falrun.com")
+
+#: USD per output image (reference/fal.md §5). Generate and remix are documented; edit is INFERRED to be
+#: the same (Ideogram's own prices apply to all three), and per-image (not per-request) is INFERRED too.
+PRICES_USD: Mapping[Speed, Decimal] = MappingProxyType(
+    {"turbo": Decimal("0.10"), "default": Decimal("0.15"), "quality": Decimal("0.20")}
+)
+
+_NEUTRAL_STATUS = {"IN_QUEUE": "queued", "IN_PROGRESS": "running", "COMPLETED": "completed"}
+_CANCEL_OUTCOMES = {"OK", "CANCELLATION_REQUESTED", "ALREADY_COMPLETED", "NOT_FOUND"}
+
+
+class FalOptions(BaseModel):
+    """fal-only options: ``extra={"fal": {...}}`` or ``Client(options={"fal": {...}})``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    mode: Literal["queue", "run"] = "queue"
+    """``"queue"``: submit, follow, fetch (resumable). ``"run"``: one blocking call to fal.run (not resumable)."""
+    status: Literal["stream", "poll"] = "stream"
+    """Queue mode: follow the job on the server-sent status stream (polling if it fails), or only poll."""
+    request_timeout: Annotated[float, Field(gt=1)] | None = None
+    """Seconds fal may take to *start* the job (queue wait and runner start), sent as X-Fal-Request-Timeout."""
+    priority: Literal["normal", "low"] | None = None
+    """Queue priority (X-Fal-Queue-Priority); queue mode only."""
+    runner_hint: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")] | None = None
+    """Routing hint for fal's runners (X-Fal-Runner-Hint)."""
+    no_retry: bool = False
+    """Ask fal not to retry the job on its side (X-Fal-No-Retry: 1)."""
+    sync_mode: bool = False
+    """Ask fal to return the images inline as data URIs (they then stay out of fal's request history)."""
+    object_expiration_seconds: Annotated[int, Field(ge=60)] | None = None
+    """How long fal's CDN keeps the outputs (X-Fal-Object-Lifecycle-Preference); ideochar downloads them anyway."""
+
+    @model_validator(mode="after")
+    def _queue_only(self) -> Self:
+        if self.mode == "run" and self.priority is not None:
+            raise ValueError("priority applies to the queue only; fal.run has no queue priority")
+        return self
+
+
+_ALL_FIELDS = frozenset(
+    {
+        "reference_mask",
+        "style",
+        "aspect_ratio",
+        "resolution",
+        "seed",
+        "negative_prompt",
+        "color_palette",
+        "style_codes",
+        "style_references",
+        "num_images",
+        "magic_prompt",
+    }
+)
+_SUPPORTED: Mapping[OperationName, frozenset[str]] = MappingProxyType(
+    {
+        "generate": _ALL_FIELDS,
+        "remix": _ALL_FIELDS,
+        # The edit endpoint has no style, image_size or negative_prompt (fal docs and fal-js agree).
+        "edit": _ALL_FIELDS - {"style", "aspect_ratio", "resolution", "negative_prompt"},
+    }
+)
+
+INFO = ProviderInfo(
+    name=PROVIDER,
+    title="fal.ai",
+    operations=frozenset({"generate", "edit", "remix"}),
+    supported_fields=_SUPPORTED,
+    prices_usd={"generate": PRICES_USD, "remix": PRICES_USD, "edit": PRICES_USD},
+    credential_variables=(("FAL_KEY",), ("FAL_KEY_ID", "FAL_KEY_SECRET")),
+    base_urls={"queue": "https://queue.fal.run", "run": "https://fal.run", "rest": "https://rest.fal.ai"},
+    max_images_per_call=8,
+    can_resume=True,
+    options_model=FalOptions,
+    docs_url="https://fal.ai/models/fal-ai/ideogram/character/api",
+    inferred={
+        "price_edit": "edit costs what generate and remix cost ($0.10/$0.15/$0.20); fal's page does not say",
+        "price_per_image": "the price is per output image (fal says 'your request'; Ideogram prices per image)",
+        "data_uri_inputs": "the character endpoints accept data URIs for local images",
+        "mask": MASK_POLARITY_INFERRED,
+        "credits": "a 403 naming the balance or a locked account means out of credit (errors.CREDIT_WORDS)",
+        "content_policy": "content-policy refusals are recognised by type and words (errors.CONTENT_POLICY_*)",
+    },
+)
+
+
+class FalProvider(Provider):
+    """The fal adapter. Sans-IO: every network step is yielded to the driver."""
+
+    info = INFO
+
+    # -- the protocol ------------------------------------------------------------------------------
+
+    def exchange(self, request: CharacterRequest, ctx: CallContext) -> Exchange[ProviderOutput]:
+        options = self._options(request, ctx)
+        payload = to_payload(request, sync_mode=options.sync_mode)
+        if options.mode == "run":
+            return (yield from self._run(payload, request, ctx, options))
+        return (yield from self._queue(payload, request, ctx, options))
+
+    def resume(self, state: Mapping[str, Any], ctx: CallContext) -> Exchange[ProviderOutput]:
+        """Follow a queue job from its ``submitted`` event's resume data, or from ``{"request_id": ...}``."""
+        job = _resume_state(state, ctx)
+        options = ctx.options if isinstance(ctx.options, FalOptions) else FalOptions()
+        return (yield from self._follow(job, ctx, options, first_wait=0.0))
+
+    def cancel(self, state: Mapping[str, Any], ctx: CallContext) -> Exchange[str]:
+        """Ask fal to cancel a queue job: a queued job is removed, a running one is signalled.
+
+        Returns fal's outcome in lower case: ``ok``, ``cancellation_requested``, ``already_completed``
+        or ``not_found``. Sent once: a failure is reported, never hidden by a retry.
+        """
+        job = _resume_state(state, ctx)
+        assert job.cancel_url is not None
+        _require_trusted(job.cancel_url, ctx)
+        response = yield Send(httpx.Request("PUT", job.cancel_url, headers=_headers(ctx)), timeout=POLL_TIMEOUT_SECONDS)
+        outcome = _json_field(response, "status")
+        if isinstance(outcome, str) and outcome.upper() in _CANCEL_OUTCOMES:
+            return outcome.lower()
+        if response.is_success:
+            return "ok"
+        raise error_from_response(response, admitted=True)
+
+    # -- queue -------------------------------------------------------------------------------------
+
+    def _queue(
+        self, payload: Payload, request: CharacterRequest, ctx: CallContext, options: FalOptions
+    ) -> Exchange[ProviderOutput]:
+        url = ctx.url("queue", payload.endpoint)
+        response = yield Send(_post(url, payload, ctx, options), admits=True, timeout=SUBMIT_TIMEOUT_SECONDS)
+        if not response.is_success:
+            raise error_from_response(response)
+        try:
+            submitted = Submitted.model_validate(_json_or_none(response))
+        except ValidationError:
+            raise UnexpectedResponse(
+                f"fal accepted the submit (HTTP {response.status_code}) but gave no request_id; the job may run "
+                "and be billed, and cannot be followed",
+                provider=PROVIDER,
+                status=response.status_code,
+                billed="unknown",
+                body=response.text[:1000],
+            ) from None
+        status_url, response_url, cancel_url = request_urls(ctx.url("queue"), submitted.request_id)
+        job = ResumeState(
+            request_id=submitted.request_id,
+            endpoint=payload.endpoint,
+            status_url=submitted.status_url or status_url,
+            response_url=submitted.response_url or response_url,
+            cancel_url=submitted.cancel_url or cancel_url,
+            seed=request.seed,
+            num_images=request.num_images,
+        )
+        yield Event(
+            "submitted",
+            vendor_request_id=job.request_id,
+            status="queued",
+            queue_position=submitted.queue_position,
+            resume=job.model_dump(mode="json", exclude_none=True),
+        )
+        return (yield from self._follow(job, ctx, options, first_wait=POLL_INITIAL_SECONDS))
+
+    def _follow(
+        self, job: ResumeState, ctx: CallContext, options: FalOptions, *, first_wait: float
+    ) -> Exchange[ProviderOutput]:
+        """Wait for the job, fetch its output, download its images. Every error names the job."""
+        try:
+            for url in (job.status_url, job.response_url):
+                assert url is not None
+                _require_trusted(url, ctx)
+            done, transport = None, "poll"
+            if options.status == "stream":
+                done = yield from _stream_status(job, ctx)
+                transport = "stream" if done is not None else "poll"
+            if done is None:
+                done = yield from _poll_status(job, ctx, first_wait=first_wait)
+            if done.error is not None:
+                raise completed_error(
+                    done.error, done.error_type, request_id=job.request_id, body=done.model_dump(mode="json")
+                )
+            output = yield from _fetch_result(job, ctx)
+            metadata: dict[str, Any] = {"mode": "queue", "endpoint": job.endpoint, "status_via": transport}
+            if done.metrics and isinstance(done.metrics.get("inference_time"), (int, float)):
+                metadata["inference_seconds"] = float(done.metrics["inference_time"])
+            return (yield from _collect(output, job.request_id, job.num_images, job.seed, metadata))
+        except ProviderError as exc:
+            exc.vendor_request_id = exc.vendor_request_id or job.request_id
+            exc.admitted = True
+            raise
+
+    # -- fal.run -----------------------------------------------------------------------------------
+
+    def _run(
+        self, payload: Payload, request: CharacterRequest, ctx: CallContext, options: FalOptions
+    ) -> Exchange[ProviderOutput]:
+        url = ctx.url("run", payload.endpoint)
+        response = yield Send(_post(url, payload, ctx, options), admits=True, timeout=RUN_TIMEOUT_SECONDS)
+        if not response.is_success:
+            raise error_from_response(response)
+        request_id = response.headers.get(HEADER_REQUEST_ID) or None
+        if request_id:
+            # After the fact: fal.run gives no id before the output; the journal still learns which job paid.
+            yield Event("submitted", vendor_request_id=request_id, status="completed")
+        output = _parse_output(response, request_id)
+        metadata: dict[str, Any] = {"mode": "run", "endpoint": payload.endpoint}
+        return (yield from _collect(output, request_id, request.num_images, request.seed, metadata))
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    def _options(self, request: CharacterRequest, ctx: CallContext) -> FalOptions:
+        """The context's options (client defaults) overlaid by the request's ``extra["fal"]``."""
+        defaults = ctx.options.model_dump(exclude_unset=True) if isinstance(ctx.options, FalOptions) else None
+        options = self.options(request, defaults)
+        assert isinstance(options, FalOptions)
+        return options
+
+
+# -- requests ---------------------------------------------------------------------------------------------
+
+
+def _headers(ctx: CallContext) -> dict[str, str]:
+    key = ctx.credentials.reveal()
+    key = key[4:].strip() if key[:4].lower() == "key " else key  # accept a key pasted with its scheme
+    return {"Authorization": f"Key {key}", "User-Agent": ctx.user_agent, "Accept": "application/json"}
+
+
+def _post(url: str, payload: Payload, ctx: CallContext, options: FalOptions) -> httpx.Request:
+    """The job-creating POST: plain JSON when every image is a URL, else a streamed body with data URIs."""
+    headers = _headers(ctx)
+    headers["Content-Type"] = "application/json"
+    if options.request_timeout is not None:
+        headers[HEADER_REQUEST_TIMEOUT] = str(float(options.request_timeout))
+    if options.priority is not None:
+        headers[HEADER_PRIORITY] = options.priority
+    if options.runner_hint is not None:
+        headers[HEADER_RUNNER_HINT] = options.runner_hint
+    if options.no_retry:
+        headers[HEADER_NO_RETRY] = "1"
+    if options.object_expiration_seconds is not None:
+        headers[HEADER_LIFECYCLE] = json.dumps({"expiration_duration_seconds": options.object_expiration_seconds})
+    if not payload.inline:
+        return httpx.Request("POST", url, headers=headers, json=payload.document())
+    body = payload.streamed()
+    headers["Content-Length"] = str(body.content_length)
+    return httpx.Request("POST", url, headers=headers, stream=ReaderStream(lambda: IterReader(body.iter_bytes())))
+
+
+def _require_trusted(url: str, ctx: CallContext) -> None:
+    """The key goes only to fal's hosts or to a configured base URL's host (emulator, proxy)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    configured = {(urlsplit(base).hostname or "").lower() for base in ctx.base_urls.values()}
+    if host and host in configured and parts.scheme in ("http", "https"):
+        return
+    if parts.scheme == "https" and any(host == d or host.endswith("." + d) for d in TRUSTED_DOMAINS):
+        return
+    raise UnexpectedResponse(
+        f"fal named a job URL on an unexpected host ({parts.scheme}://{host}); ideochar will not send the key there",
+        provider=PROVIDER,
+        billed="unknown",
+    )
+
+
+def _resume_state(state: Mapping[str, Any], ctx: CallContext) -> ResumeState:
+    if state.get("mode", "queue") != "queue":
+        raise InvalidRequest("only fal queue jobs can be resumed: a fal.run call leaves nothing to resume")
+    try:
+        job = ResumeState.model_validate(dict(state))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "state"
+        raise InvalidRequest(f"this is not resume data for a fal job: {where}: {first['msg']}") from None
+    status_url, response_url, cancel_url = request_urls(ctx.url("queue"), job.request_id)
+    return job.model_copy(
+        update={
+            "status_url": job.status_url or status_url,
+            "response_url": job.response_url or response_url,
+            "cancel_url": job.cancel_url or cancel_url,
+        }
+    )
+
+
+# -- following a job (sub-exchanges used with `yield from`) ------------------------------------------------
+
+
+def _stream_url(status_url: str) -> str:
+    url = httpx.URL(status_url)
+    return str(url.copy_with(path=url.path.rstrip("/") + "/stream").copy_merge_params({"logs": "1"}))
+
+
+def _stream_status(job: ResumeState, ctx: CallContext) -> Exchange[QueueStatus | None]:
+    """Follow the job on fal's status stream; None when the stream is refused or ends early (then poll)."""
+    assert job.status_url is not None
+    headers = {**_headers(ctx), "Accept": "text/event-stream", "Cache-Control": "no-store"}
+    try:
+        response = yield Send(
+            httpx.Request("GET", _stream_url(job.status_url), headers=headers),
+            stream=True,
+            timeout=STREAM_READ_TIMEOUT_SECONDS,
+        )
+    except ProviderUnavailable:
+        return None
+    if response.status_code != 200:
+        return None  # polling reads the same error with its body, or succeeds
+    last: tuple[str, int | None] | None = None
+    while True:
+        try:
+            event = yield NextEvent(response)
+        except ProviderUnavailable:
+            return None  # the stream broke (or is not an event stream): polling takes over
+        if event is None:
+            return None  # closed before COMPLETED
+        document = _event_document(event)
+        if document is None:
+            continue
+        if document.status == "COMPLETED":
+            return document
+        last = yield from _progress(job, document, last)
+
+
+def _event_document(event: ServerSentEvent) -> QueueStatus | None:
+    if not event.data.strip():
+        return None
+    try:
+        return QueueStatus.model_validate_json(event.data)
+    except ValidationError:
+        return None  # a log line or an event we do not know: not a status
+
+
+def _progress(
+    job: ResumeState, document: QueueStatus, last: tuple[str, int | None] | None
+) -> Exchange[tuple[str, int | None]]:
+    """A ``progress`` event when the status or the queue position changed."""
+    current = (document.status, document.queue_position)
+    if current != last:
+        yield Event(
+            "progress",
+            vendor_request_id=job.request_id,
+            status=_NEUTRAL_STATUS.get(document.status, "running"),
+            queue_position=document.queue_position,
+            message=None if document.status in _NEUTRAL_STATUS else f"fal status {document.status}",
+        )
+    return current
+
+
+def _poll_status(job: ResumeState, ctx: CallContext, *, first_wait: float) -> Exchange[QueueStatus]:
+    """Poll ``status_url`` until COMPLETED: fast at first, slower for a long queue. GETs are repeated
+    on transport errors, 429 (honouring Retry-After) and 5xx, up to POLL_RETRIES in a row."""
+    assert job.status_url is not None
+    url = str(httpx.URL(job.status_url).copy_merge_params({"logs": "0"}))
+    wait, failures = first_wait, 0
+    last: tuple[str, int | None] | None = None
+    while True:
+        if wait > 0:
+            yield Sleep(wait)
+        try:
+            response = yield Send(httpx.Request("GET", url, headers=_headers(ctx)), timeout=POLL_TIMEOUT_SECONDS)
+        except ProviderUnavailable:
+            failures += 1
+            if failures > POLL_RETRIES:
+                raise
+            wait = backoff_seconds(failures)
+            continue
+        if response.status_code in (200, 202):
+            try:
+                document = QueueStatus.model_validate(_json_or_none(response))
+            except ValidationError:
+                raise UnexpectedResponse(
+                    f"fal's status for job {job.request_id} is not a status document (HTTP {response.status_code})",
+                    provider=PROVIDER,
+                    status=response.status_code,
+                    body=response.text[:1000],
+                ) from None
+            if document.status == "COMPLETED":
+                return document
+            failures = 0
+            last = yield from _progress(job, document, last)
+            wait = min(max(wait, POLL_INITIAL_SECONDS) * POLL_GROWTH, POLL_MAX_SECONDS)
+            continue
+        error = error_from_response(response, admitted=True)
+        if response.status_code != 429 and response.status_code < 500:
+            raise error
+        failures += 1
+        if failures > POLL_RETRIES:
+            raise error
+        wait = _retry_wait(error, failures)
+
+
+def _retry_wait(error: ProviderError, failures: int) -> float:
+    if error.retry_after is not None:
+        return min(error.retry_after, MAX_RETRY_AFTER_SECONDS)
+    return backoff_seconds(failures)
+
+
+def _fetch_result(job: ResumeState, ctx: CallContext) -> Exchange[Output]:
+    """``GET response_url``: repeated on transport errors, 429, 5xx and a result not ready yet."""
+    assert job.response_url is not None
+    last: ProviderError | None = None
+    for attempt in range(RESULT_ATTEMPTS):
+        if attempt:
+            yield Sleep(_retry_wait(last, attempt) if last is not None else backoff_seconds(attempt))
+        try:
+            response = yield Send(
+                httpx.Request("GET", job.response_url, headers=_headers(ctx)), timeout=RESULT_TIMEOUT_SECONDS
+            )
+        except ProviderUnavailable as exc:
+            last = exc
+            continue
+        if response.status_code == 200:
+            return _parse_output(response, job.request_id)
+        if response.status_code == 202 or (
+            response.status_code == 400 and "in progress" in response.text[:500].lower()
+        ):
+            last = ProviderUnavailable(
+                f"fal's result for job {job.request_id} is not ready yet", provider=PROVIDER, status=202
+            )
+            continue
+        error = error_from_response(response, admitted=True)
+        if response.status_code == 429 or response.status_code >= 500:
+            last = error
+            continue
+        raise error  # the job's own failure (a 422 from the model, a content refusal)
+    assert last is not None
+    raise last
+
+
+def _parse_output(response: httpx.Response, request_id: str | None) -> Output:
+    try:
+        return Output.model_validate(_json_or_none(response))
+    except ValidationError as exc:
+        where = ".".join(str(p) for p in exc.errors()[0]["loc"]) or "body"
+        raise UnexpectedResponse(
+            f"fal's output for job {request_id or '(no id)'} is unreadable ({where}: {exc.errors()[0]['msg']})",
+            provider=PROVIDER,
+            status=response.status_code,
+            vendor_request_id=request_id,
+            billed="yes",
+            body=response.text[:1000],
+        ) from None
+
+
+def _collect(
+    output: Output, request_id: str | None, asked: int | None, seed: int | None, metadata: dict[str, Any]
+) -> Exchange[ProviderOutput]:
+    """Download every image; keep those that arrived and report the others, never losing a paid one."""
+    images: list[GeneratedImage] = []
+    failures: list[ImageFailure] = []
+    used_seed = output.seed if output.seed is not None else seed
+    for index, file in enumerate(output.images):
+        try:
+            image = yield from download_image(file.url, seed=used_seed)
+        except ProviderError as exc:
+            failures.append(
+                ImageFailure(
+                    index=index,
+                    reason=f"image {index + 1} could not be downloaded: {exc.message}",
+                    billed="yes",
+                    provider=PROVIDER,
+                    error_type=type(exc).__name__,
+                )
+            )
+            continue
+        images.append(image)
+        yield Event("downloaded", vendor_request_id=request_id, data={"index": index, "sha256": image.sha256})
+    for index in range(len(output.images), asked or 0):
+        failures.append(
+            ImageFailure(
+                index=index,
+                reason=f"fal returned {len(output.images)} of the {asked} images asked for",
+                billed="unknown",
+                provider=PROVIDER,
+            )
+        )
+    if not images:
+        if output.images:
+            raise UnexpectedResponse(
+                f"none of the {len(output.images)} images of fal job {request_id} could be downloaded: "
+                + "; ".join(f.reason for f in failures[:3]),
+                provider=PROVIDER,
+                vendor_request_id=request_id,
+                billed="yes",
+            )
+        raise GenerationFailed(
+            f"fal job {request_id} completed without any image",
+            provider=PROVIDER,
+            vendor_request_id=request_id,
+            billed="unknown",
+        )
+    if output.seed is not None:
+        metadata["seed"] = output.seed
+    return ProviderOutput(images=images, vendor_request_id=request_id, failures=failures, metadata=metadata)
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _json_field(response: httpx.Response, name: str) -> Any:
+    body = _json_or_none(response)
+    return body.get(name) if isinstance(body, dict) else None

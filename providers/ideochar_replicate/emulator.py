@@ -1,0 +1,798 @@
+"""Replicate's predictions API for ``ideogram-ai/ideogram-character``, as the ideochar emulator speaks it.
+
+Written from Replicate's documentation (HTTP API reference and OpenAPI document, the model's API page,
+the predictions, deadlines, rate-limit, input-file and data-retention topics), not from our adapter, so
+that an adapter bug shows up here. Routes (the name in brackets is the route name the fault profile uses):
+
+- ``POST /v1/models/ideogram-ai/ideogram-character/predictions`` [``create``]
+- ``GET /v1/predictions/{id}`` [``get``] and ``POST /v1/predictions/{id}/cancel`` [``cancel``]
+- ``POST /v1/files`` [``files.create``] and ``GET /v1/files/{id}`` [``files.get``]
+
+Behaviour, with its evidence ([V] vendor document, [I] inferred — each inferred value is a constant below):
+
+- Auth: ``Authorization: Bearer <token>`` (or the older ``Token <token>`` the docs still show) [V]; a
+  token starting with ``invalid`` is refused; 401 ``{"title", "detail", "status"}`` [V shape].
+- The body is ``{"input": {...}}`` plus optional ``webhook``/``webhook_events_filter``/``stream``, nothing
+  else [V: ``additionalProperties: false``]. ``input`` follows the model's schema (:data:`INPUT_SCHEMA`):
+  required ``prompt`` and ``character_reference_image``, title-case enums, ``"W:H"`` ratios, ``"None"``
+  or one of the 69 resolutions, ``seed`` <= 2147483647, no unknown fields [V]. Every violation is listed
+  in one 422 ``{"title": "Input validation failed", "detail", "status", "invalid_fields"}`` [I: the
+  shape Replicate's API returns, messages in the style of its JSON-schema validator].
+- ``image`` without ``mask`` (or the reverse) is refused with the same 422 [I: the model page says "You
+  must also use a mask"; whether it fails at creation or as a failed prediction is unverified].
+- Image inputs: ``data:`` URIs are decoded and must be JPEG, PNG or WebP [I]; URLs of files uploaded
+  here (``POST /v1/files`` → ``urls.get``) or served by this emulator are read back; any other URL is not
+  fetched — the image is rendered without it and the prediction's logs say so.
+- ``Prefer: wait`` / ``wait=N`` (1–60) holds the answer until the prediction is terminal or N seconds
+  passed (201 when terminal, 202 "does not yet have all outputs" otherwise [V spec]); without it the
+  answer is 201 at once with status ``starting``. A malformed ``Prefer`` is a 400 [I].
+- ``Cancel-After`` (``30s``, ``5m``, ``1h30m``, bare seconds; minimum 5 s [V]; shorter or malformed: 400
+  [I]): a prediction whose deadline passes before it starts is ``aborted`` and not billed; while it runs,
+  ``canceled`` [V]. ``POST .../cancel`` cancels a running prediction (``canceled``).
+- Lifecycle: ``starting`` for the first :data:`QUEUE_SHARE` of ``model_seconds``, ``processing`` for
+  the rest, then ``succeeded`` with ``output`` = one URL string [V]. After :data:`RETENTION_SECONDS`
+  input, output and logs are removed (``data_removed: true``) [V: "removed after an hour"].
+- Predictions belong to the token that created them; another token gets 404 [I].
+- Billing: each prediction is admitted to the kit's ledger when created (images = 1, $0.10/$0.15/$0.20 by
+  ``rendering_speed`` Turbo/Default/Quality [I: reseller price]), except one whose ``Cancel-After``
+  deadline falls before it could start (aborted, not billed [V]). A prediction canceled by its creator
+  stays in the ledger (Replicate bills the time used) [I].
+- Errors from the fault profile get Replicate's shapes (:data:`FAULT_BODIES`), e.g. 429 ``{"detail":
+  "Request was throttled. Your rate limit resets in ~30s.", "status": 429}`` with ``Retry-After`` [V].
+
+Safety simulation: a prompt containing ``[emulator:nsfw]`` gives a ``failed`` prediction whose ``error``
+reads like Replicate's sensitive-content rejection (:data:`NSFW_ERROR`), ``output: null``.
+
+Faults the routes apply themselves: ``stuck`` (the prediction stays ``processing`` forever, until
+canceled or its deadline) and ``drop_after_admit`` (the prediction is created and billed, then the
+connection is dropped without an answer). Tokens are never logged or stored: owners are keyed by a hash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import secrets
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from email.message import Message
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import BaseRoute
+
+    from ideochar.emulator.kit import EmulatorKit
+
+__all__ = [
+    "FAULT_BODIES",
+    "INPUT_SCHEMA",
+    "MARKER_NSFW",
+    "MODEL",
+    "NSFW_ERROR",
+    "PRICE_PER_IMAGE_USD",
+    "QUEUE_SHARE",
+    "RETENTION_SECONDS",
+    "routes",
+]
+
+MODEL = "ideogram-ai/ideogram-character"
+MARKER_NSFW = "[emulator:nsfw]"
+#: [I] Replicate's generic flagged-content failure (code E005); the exact words for this model are unverified.
+NSFW_ERROR = "The input or output was flagged as sensitive. Please try again with different inputs. (E005)"
+
+_RATIOS = [
+    "1:3", "3:1", "1:2", "2:1", "9:16", "16:9", "10:16", "16:10", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "1:1",
+]
+_RESOLUTIONS = (  # noqa: SIM905 (69 sizes read better as one block than as a list literal)
+    "512x1536 576x1408 576x1472 576x1536 640x1344 640x1408 640x1472 640x1536 704x1152 704x1216 704x1280 "
+    "704x1344 704x1408 704x1472 736x1312 768x1088 768x1216 768x1280 768x1344 800x1280 832x960 832x1024 "
+    "832x1088 832x1152 832x1216 832x1248 864x1152 896x960 896x1024 896x1088 896x1120 896x1152 960x832 "
+    "960x896 960x1024 960x1088 1024x832 1024x896 1024x960 1024x1024 1088x768 1088x832 1088x896 1088x960 "
+    "1120x896 1152x704 1152x832 1152x864 1152x896 1216x704 1216x768 1216x832 1248x832 1280x704 1280x768 "
+    "1280x800 1312x736 1344x640 1344x704 1344x768 1408x576 1408x640 1408x704 1472x576 1472x640 1472x704 "
+    "1536x512 1536x576 1536x640"
+).split()
+
+#: The model's input schema as its API page publishes it [V names and descriptions; enums V3, agreeing mirrors].
+INPUT_SCHEMA: Mapping[str, Any] = {
+    "type": "object",
+    "required": ["prompt", "character_reference_image"],
+    "properties": {
+        "prompt": {"type": "string"},
+        "character_reference_image": {"type": "string", "format": "uri"},
+        "rendering_speed": {"type": "string", "enum": ["Default", "Turbo", "Quality"], "default": "Default"},
+        "style_type": {"type": "string", "enum": ["Auto", "Fiction", "Realistic"], "default": "Auto"},
+        "aspect_ratio": {"type": "string", "enum": _RATIOS, "default": "1:1"},
+        "resolution": {"type": "string", "enum": ["None", *_RESOLUTIONS], "default": "None"},
+        "magic_prompt_option": {"type": "string", "enum": ["Auto", "On", "Off"], "default": "Auto"},
+        "image": {"type": "string", "format": "uri"},
+        "mask": {"type": "string", "format": "uri"},
+        "seed": {"type": "integer", "maximum": 2147483647},
+    },
+}
+#: The request envelope [V: ``schemas_prediction_request``, ``additionalProperties: false``].
+REQUEST_SCHEMA: Mapping[str, Any] = {
+    "type": "object",
+    "required": ["input"],
+    "properties": {
+        "input": INPUT_SCHEMA,
+        "webhook": {"type": "string"},
+        "webhook_events_filter": {
+            "type": "array", "items": {"type": "string", "enum": ["start", "output", "logs", "completed"]},
+        },
+        "stream": {"type": "boolean"},
+    },
+}
+
+#: USD per prediction (one image) by ``rendering_speed`` [I: eachlabs reseller price = Ideogram's list price].
+PRICE_PER_IMAGE_USD: Mapping[str, Decimal] = {
+    "Turbo": Decimal("0.10"), "Default": Decimal("0.15"), "Quality": Decimal("0.20"),
+}
+#: Share of ``model_seconds`` a prediction spends ``starting`` before it ``processing`` [I].
+QUEUE_SHARE = 0.2
+#: [V: data-retention topic] API predictions' inputs, outputs and logs are removed after an hour.
+RETENTION_SECONDS = 3600.0
+#: [V: deadlines changelog / OpenAPI] the minimum ``Cancel-After``.
+MIN_CANCEL_AFTER_SECONDS = 5.0
+#: [V: OpenAPI] ``Prefer: wait=n`` with n between 1 and 60; a bare ``wait`` means 60.
+MAX_WAIT_SECONDS = 60
+#: [V: OpenAPI files.create 413 "Files must be less than 100MB in size"].
+MAX_FILE_BYTES = 100 * 1024 * 1024
+#: How long one wait step sleeps while a ``Prefer: wait`` request is held (a cancel is noticed within it).
+WAIT_STEP_SECONDS = 0.05
+IMAGE_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
+TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
+
+#: Bodies for status faults, in Replicate's RFC 7807 shape [V: SDK exceptions, rate-limits page; 402 text I].
+FAULT_BODIES: Mapping[int, dict[str, Any]] = {
+    402: {
+        "title": "Insufficient credit",
+        "detail": "You have insufficient credit to run this model. Go to the billing page to purchase credit.",
+        "status": 402,
+    },
+    429: {"detail": "Request was throttled. Your rate limit resets in ~30s.", "status": 429},
+    500: {"title": "Internal Server Error", "detail": "An unexpected error occurred.", "status": 500},
+    503: {"title": "Service Unavailable", "detail": "The service is temporarily unavailable.", "status": 503},
+}
+
+
+class _Problem(Exception):
+    """An RFC 7807 answer, raised from wherever the problem is found and turned into a response once."""
+
+    def __init__(self, status: int, title: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.body: dict[str, Any] = {"title": title, "detail": detail, "status": status, **extra}
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation, in the words of Replicate's JSON-schema validator
+
+
+@dataclass(frozen=True)
+class _Invalid:
+    type: str
+    field: str
+    description: str
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _is_uri(value: str) -> bool:
+    parsed = urllib.parse.urlsplit(value)
+    return bool(parsed.scheme) and (parsed.scheme == "data" or bool(parsed.netloc))
+
+
+def _validate(value: Any, schema: Mapping[str, Any], where: str, found: list[_Invalid]) -> None:
+    kind = schema.get("type")
+    checks = {
+        "object": isinstance(value, dict),
+        "array": isinstance(value, list),
+        "string": isinstance(value, str),
+        "boolean": isinstance(value, bool),
+        "integer": isinstance(value, int) and not isinstance(value, bool),
+    }
+    if kind in checks and not checks[kind]:
+        found.append(_Invalid("invalid_type", where, f"Invalid type. Expected: {kind}, given: {_type_name(value)}"))
+        return
+    short = where.rsplit(".", 1)[-1]
+    if "enum" in schema and value not in schema["enum"]:
+        options = ", ".join(json.dumps(option) for option in schema["enum"])
+        found.append(_Invalid("enum", where, f"{short} must be one of the following: {options}"))
+    if "maximum" in schema and value > schema["maximum"]:
+        found.append(_Invalid("number_lte", where, f"Must be less than or equal to {schema['maximum']}"))
+    if schema.get("format") == "uri" and not _is_uri(value):
+        found.append(_Invalid("format", where, "Does not match format 'uri'"))
+    if kind == "array":
+        for i, item in enumerate(value):
+            _validate(item, schema["items"], f"{where}.{i}", found)
+    if kind == "object":
+        properties = schema.get("properties", {})
+        for name in schema.get("required", ()):
+            if name not in value:
+                found.append(_Invalid("required", where, f"{name} is required"))
+        for name, item in value.items():
+            if name in properties:
+                _validate(item, properties[name], name if where == "(root)" else f"{where}.{name}", found)
+            else:
+                found.append(_Invalid("additional_property_not_allowed", where,
+                                      f"Additional property {name} is not allowed"))
+
+
+def _invalid(found: list[_Invalid]) -> _Problem:
+    detail = "".join(f"- {i.field}: {i.description}\n" for i in found)
+    fields = [{"type": i.type, "field": i.field, "description": i.description} for i in found]
+    return _Problem(422, "Input validation failed", detail, invalid_fields=fields)
+
+
+def _parse_duration(text: str) -> float | None:
+    """Seconds in a ``Cancel-After`` value (``30s``, ``5m``, ``1h30m45s``, bare ``30``), None if malformed."""
+    text = text.strip()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text)
+    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?", text)
+    if not text or match is None:
+        return None
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _parse_prefer(value: str | None) -> int | None:
+    """Seconds to hold the create request, or None; a malformed ``wait`` preference is a 400 [I]."""
+    if value is None:
+        return None
+    for preference in (p.strip() for p in value.split(",")):
+        if not preference.lower().startswith("wait"):
+            continue  # RFC 7240: preferences a server does not know are ignored
+        match = re.fullmatch(r"wait(?:\s*=\s*(\d+))?", preference, re.I)
+        seconds = int(match.group(1)) if match and match.group(1) else MAX_WAIT_SECONDS
+        if match is None or not 1 <= seconds <= MAX_WAIT_SECONDS:
+            raise _Problem(400, "Invalid Prefer header", f"Prefer: wait=n needs n between 1 and {MAX_WAIT_SECONDS}")
+        return seconds
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# State
+
+
+@dataclass
+class _File:
+    id: str
+    owner: str
+    data: bytes
+    content_type: str
+    filename: str
+    metadata: Any
+    created_at: float
+
+
+@dataclass
+class _Prediction:
+    id: str
+    owner: str
+    input: dict[str, Any]
+    created_at: float
+    start_at: float
+    done_at: float
+    """When the model would finish; ``inf`` for a stuck prediction."""
+    deadline: float | None
+    seed: int
+    outcome: str
+    error: str | None
+    notes: list[str]
+    size: tuple[int, int]
+    reference: bytes | None
+    base: bytes | None
+    mask: bytes | None
+    canceled_at: float | None = None
+    output: str | None = None
+    render_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def state(self, now: float) -> tuple[str, float | None]:
+        """(status, completed_at) at time ``now``: computed from the timeline, so nothing runs in between."""
+        cut = min(self.canceled_at if self.canceled_at is not None else math.inf,
+                  self.deadline if self.deadline is not None else math.inf)
+        if cut < self.done_at and cut <= now:
+            aborted = cut == self.deadline and cut < self.start_at and self.canceled_at != cut
+            return ("aborted" if aborted else "canceled"), cut
+        if now >= self.done_at:
+            return self.outcome, self.done_at
+        return ("processing" if now >= self.start_at else "starting"), None
+
+    def ends_at(self) -> float:
+        """When the prediction becomes terminal if nobody cancels it."""
+        return min(self.done_at, self.deadline if self.deadline is not None else math.inf)
+
+
+def _iso(moment: float | None) -> str | None:
+    if moment is None or math.isinf(moment):
+        return None
+    return datetime.fromtimestamp(moment, timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _new_id() -> str:
+    return base64.b32encode(os.urandom(20)).decode("ascii").lower()[:26]
+
+
+def _owner(request: Request) -> str:
+    """The account a request acts for, from its token, without keeping the token itself."""
+    header = request.headers.get("authorization", "").strip()
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if not header:
+        raise _Problem(401, "Unauthenticated", "You did not pass an authentication token")
+    if scheme.lower() not in ("bearer", "token") or not token or token.lower().startswith("invalid"):
+        raise _Problem(401, "Unauthenticated", "You did not pass a valid authentication token")
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:16]
+
+
+def _sniff(data: bytes) -> tuple[str, tuple[int, int]] | None:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.format or "", image.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+
+
+def _decode_data_uri(uri: str) -> bytes | None:
+    head, comma, payload = uri.partition(",")
+    if not comma or not head.lower().startswith("data:"):
+        return None
+    if head.lower().endswith(";base64"):
+        try:
+            return base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+    return urllib.parse.unquote_to_bytes(payload)
+
+
+def _nearest_resolution(ratio: float) -> tuple[int, int]:
+    sizes = [tuple(int(n) for n in r.split("x")) for r in _RESOLUTIONS]
+    return min(sizes, key=lambda wh: (abs(wh[0] / wh[1] - ratio), -wh[0] * wh[1]))  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------------------------------
+# The routes
+
+
+def routes(kit: EmulatorKit, *, clock: Callable[[], float] = time.time) -> list[BaseRoute]:
+    """Starlette routes for Replicate's paths, bound to ``kit``.
+
+    ``clock`` (wall-clock seconds) drives every prediction's timeline; tests pass a fake one to move
+    time (a deadline, the retention hour) without waiting.
+    """
+    from starlette.routing import Route
+
+    emulator = _ReplicateEmulator(kit, clock)
+    return [
+        Route("/v1/models/{owner}/{name}/predictions", emulator.create, methods=["POST"], name="replicate.create"),
+        Route("/v1/predictions/{id}", emulator.get, methods=["GET"], name="replicate.get"),
+        Route("/v1/predictions/{id}/cancel", emulator.cancel, methods=["POST"], name="replicate.cancel"),
+        Route("/v1/files", emulator.create_file, methods=["POST"], name="replicate.files.create"),
+        Route("/v1/files/{id}", emulator.get_file, methods=["GET"], name="replicate.files.get"),
+    ]
+
+
+class _ReplicateEmulator:
+    def __init__(self, kit: EmulatorKit, clock: Callable[[], float]) -> None:
+        self.kit = kit
+        self.clock = clock
+        self.predictions: dict[str, _Prediction] = {}
+        self.files: dict[str, _File] = {}
+        self.served: dict[str, bytes] = {}
+        """Outputs this emulator stored, by URL, so a later prediction can take one as input."""
+
+    # -- plumbing shared by every route
+
+    async def _guard(self, route: str, request: Request) -> tuple[str, Response | None]:
+        owner = _owner(request)
+        injected = await self.kit.fault(route, request)
+        return owner, (_vendor_shaped(injected) if injected is not None else None)
+
+    @staticmethod
+    def _answer(problem: _Problem) -> Response:
+        from starlette.responses import JSONResponse
+
+        return JSONResponse(problem.body, status_code=problem.status)
+
+    # -- predictions
+
+    async def create(self, request: Request) -> Response:
+        from starlette.responses import JSONResponse
+
+        try:
+            owner, injected = await self._guard("create", request)
+            if injected is not None:
+                return injected
+            model = f"{request.path_params['owner']}/{request.path_params['name']}"
+            if model != MODEL:
+                raise _Problem(404, "Not found", f"The requested model {model} was not found on this emulator.")
+            wait = _parse_prefer(request.headers.get("prefer"))
+            deadline_seconds = self._cancel_after(request.headers.get("cancel-after"))
+            body = await self._json_body(request)
+            prediction = self._new_prediction(owner, body, deadline_seconds, request)
+        except _Problem as problem:
+            return self._answer(problem)
+        status_ok = 201
+        if wait is not None:
+            terminal = await self._hold(prediction, wait)
+            status_ok = 201 if terminal else 202
+        payload = await self._render_json(prediction, request, just_created=wait is None)
+        return JSONResponse(payload, status_code=status_ok, headers={"Location": payload["urls"]["get"]})
+
+    async def get(self, request: Request) -> Response:
+        from starlette.responses import JSONResponse
+
+        try:
+            owner, injected = await self._guard("get", request)
+            if injected is not None:
+                return injected
+            prediction = self._find(request, owner)
+        except _Problem as problem:
+            return self._answer(problem)
+        return JSONResponse(await self._render_json(prediction, request))
+
+    async def cancel(self, request: Request) -> Response:
+        from starlette.responses import JSONResponse
+
+        try:
+            owner, injected = await self._guard("cancel", request)
+            if injected is not None:
+                return injected
+            prediction = self._find(request, owner)
+        except _Problem as problem:
+            return self._answer(problem)
+        now = self.clock()
+        status, _ = prediction.state(now)
+        if status not in TERMINAL:
+            prediction.canceled_at = now
+        return JSONResponse(await self._render_json(prediction, request))
+
+    def _find(self, request: Request, owner: str) -> _Prediction:
+        prediction = self.predictions.get(request.path_params["id"])
+        if prediction is None or prediction.owner != owner:
+            raise _Problem(404, "Not found", "Not found.")
+        return prediction
+
+    def _cancel_after(self, header: str | None) -> float | None:
+        if header is None:
+            return None
+        seconds = _parse_duration(header)
+        if seconds is None:
+            raise _Problem(400, "Invalid Cancel-After header", f"Cannot parse Cancel-After {header!r} as a duration")
+        if seconds < MIN_CANCEL_AFTER_SECONDS:
+            raise _Problem(400, "Invalid Cancel-After header", "The minimum allowed Cancel-After is 5s")
+        return seconds
+
+    async def _json_body(self, request: Request) -> dict[str, Any]:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            raise _Problem(415, "Unsupported Media Type", "Request body must be JSON (Content-Type: application/json)")
+        raw = await request.body()
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise _Problem(400, "Invalid JSON", "The request body could not be parsed as JSON")
+        found: list[_Invalid] = []
+        _validate(body, REQUEST_SCHEMA, "(root)", found)
+        if found:
+            raise _invalid(found)
+        assert isinstance(body, dict)
+        return body
+
+    def _new_prediction(
+        self, owner: str, body: dict[str, Any], deadline_seconds: float | None, request: Request
+    ) -> _Prediction:
+        given: dict[str, Any] = body["input"]
+        notes: list[str] = []
+        found: list[_Invalid] = []
+        images = {
+            name: self._read_image(given[name], name, request, notes, found)
+            for name in ("character_reference_image", "image", "mask") if name in given
+        }
+        if ("image" in given) != ("mask" in given):
+            found.append(_Invalid("dependency", "input", "image and mask must be given together (inpainting)"))
+        if found:
+            raise _invalid(found)
+        if "webhook" in body:
+            notes.append("emulator: webhooks are accepted but not delivered; poll urls.get")
+        speed = given.get("rendering_speed", "Default")
+        now = self.clock()
+        total = self.kit.model_seconds
+        fault = self.kit.choose_fault("create")
+        stuck = fault is not None and fault.kind == "stuck"
+        base = images.get("image")
+        if base is not None and (sniffed := _sniff(base)) is not None:
+            size = sniffed[1]
+        elif given.get("resolution", "None") != "None":
+            width, height = given["resolution"].split("x")
+            size = (int(width), int(height))
+        else:
+            width, height = given.get("aspect_ratio", "1:1").split(":")
+            size = _nearest_resolution(int(width) / int(height))
+        nsfw = MARKER_NSFW in given["prompt"]
+        prediction = _Prediction(
+            id=_new_id(),
+            owner=owner,
+            input=given,
+            created_at=now,
+            start_at=now + total * QUEUE_SHARE,
+            done_at=math.inf if stuck else now + total,
+            deadline=now + deadline_seconds if deadline_seconds is not None else None,
+            seed=given["seed"] if "seed" in given else secrets.randbelow(2**31),
+            outcome="failed" if nsfw else "succeeded",
+            error=NSFW_ERROR if nsfw else None,
+            notes=notes,
+            size=size,
+            reference=images.get("character_reference_image"),
+            base=base,
+            mask=images.get("mask"),
+        )
+        self.predictions[prediction.id] = prediction
+        will_start = prediction.deadline is None or prediction.deadline >= prediction.start_at
+        if will_start:
+            self.kit.admit(
+                prediction.id, operation="edit" if base is not None else "generate", images=1,
+                cost_usd=PRICE_PER_IMAGE_USD[speed], rendering_speed=speed,
+            )
+        if fault is not None and fault.kind == "drop_after_admit":
+            raise _DroppedConnection(prediction.id)
+        return prediction
+
+    def _read_image(
+        self, value: str, name: str, request: Request, notes: list[str], found: list[_Invalid]
+    ) -> bytes | None:
+        """The bytes behind an image input, None when it cannot be had here (and a note says so)."""
+        field_name = f"input.{name}"
+        if value.lower().startswith("data:"):
+            data = _decode_data_uri(value)
+            sniffed = _sniff(data) if data is not None else None
+            if data is None or sniffed is None or sniffed[0] not in IMAGE_FORMATS:
+                found.append(_Invalid("format", field_name, "Data URI does not hold a JPEG, PNG or WebP image"))
+                return None
+            return data
+        if value in self.served:
+            return self.served[value]
+        match = re.search(r"/v1/files/([a-z0-9]+)$", urllib.parse.urlsplit(value).path)
+        uploaded = self.files.get(match.group(1)) if match else None
+        if uploaded is not None:
+            return uploaded.data
+        notes.append(f"emulator: {name} URL was not fetched (only this emulator's files are); rendered without it")
+        return None
+
+    async def _hold(self, prediction: _Prediction, wait_seconds: int) -> bool:
+        """Hold a ``Prefer: wait`` request until the prediction is terminal or the wait ends; True if terminal."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + wait_seconds
+        while True:
+            now = self.clock()
+            if prediction.state(now)[0] in TERMINAL:
+                return True
+            left = give_up - loop.time()
+            if left <= 0:
+                return False
+            await asyncio.sleep(min(left, WAIT_STEP_SECONDS, max(prediction.ends_at() - now, 0.0)))
+
+    async def _render_json(
+        self, prediction: _Prediction, request: Request, *, just_created: bool = False
+    ) -> dict[str, Any]:
+        """The prediction object; an asynchronous create always answers "starting", as Replicate does."""
+        now = prediction.created_at if just_created else self.clock()
+        status, completed_at = ("starting", None) if just_created else prediction.state(now)
+        if status == "succeeded" and prediction.output is None:
+            async with prediction.render_lock:
+                if prediction.output is None:
+                    prediction.output = await self._render(prediction, request)
+        removed = now - prediction.created_at >= RETENTION_SECONDS
+        ran_until = completed_at if completed_at is not None else now
+        started = status not in ("starting", "aborted") and prediction.start_at <= ran_until
+        started_at = prediction.start_at
+        logs = ""
+        if started:
+            logs = f"Using seed: {prediction.seed}\n" + "".join(f"{note}\n" for note in prediction.notes)
+            if status == "succeeded":
+                logs += f"Prompt used: {prediction.input['prompt']}\n"
+        base = self.kit.base_url(request)
+        metrics: dict[str, float] = {}
+        if completed_at is not None:
+            metrics = {"total_time": round(completed_at - prediction.created_at, 3)}
+            if started:
+                metrics["predict_time"] = round(completed_at - started_at, 3)
+        return {
+            "id": prediction.id,
+            "model": MODEL,
+            "version": "hidden",
+            "input": {} if removed else prediction.input,
+            "logs": "" if removed else logs,
+            "output": prediction.output if status == "succeeded" and not removed else None,
+            "data_removed": removed,
+            "error": prediction.error if status == "failed" else None,
+            "status": status,
+            "source": "api",
+            "created_at": _iso(prediction.created_at),
+            "started_at": _iso(started_at) if started else None,
+            "completed_at": _iso(completed_at),
+            **({"deadline": _iso(prediction.deadline)} if prediction.deadline is not None else {}),
+            "urls": {
+                "get": f"{base}/v1/predictions/{prediction.id}",
+                "cancel": f"{base}/v1/predictions/{prediction.id}/cancel",
+                "web": f"{base}/p/{prediction.id}",
+            },
+            "metrics": metrics,
+        }
+
+    async def _render(self, prediction: _Prediction, request: Request) -> str:
+        width, height = prediction.size
+        data = await asyncio.to_thread(
+            self.kit.render, prediction.reference or b"", prediction.input["prompt"],
+            width=width, height=height, seed=prediction.seed, fmt="png",
+            base=prediction.base, mask=prediction.mask,
+        )
+        url = self.kit.store(data, "image/png", request)
+        self.served[url] = data
+        return url
+
+    # -- files
+
+    async def create_file(self, request: Request) -> Response:
+        from starlette.responses import JSONResponse
+
+        try:
+            owner, injected = await self._guard("files.create", request)
+            if injected is not None:
+                return injected
+            upload = await self._read_upload(request, owner)
+        except _Problem as problem:
+            return self._answer(problem)
+        self.files[upload.id] = upload
+        return JSONResponse(self._file_json(upload, request), status_code=201)
+
+    async def get_file(self, request: Request) -> Response:
+        from starlette.responses import JSONResponse
+
+        try:
+            owner, injected = await self._guard("files.get", request)
+            if injected is not None:
+                return injected
+            upload = self.files.get(request.path_params["id"])
+            if upload is None or upload.owner != owner:
+                raise _Problem(404, "Not found", "File not found")
+        except _Problem as problem:
+            return self._answer(problem)
+        return JSONResponse(self._file_json(upload, request))
+
+    async def _read_upload(self, request: Request, owner: str) -> _File:
+        content_type = request.headers.get("content-type", "")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_FILE_BYTES + 64 * 1024:
+            raise _Problem(413, "Content Too Large", "Files must be less than 100MB in size")
+        try:
+            parts = _parse_multipart(await request.body(), content_type)
+        except ValueError as exc:
+            raise _Problem(400, "Bad Request", f"Expected a multipart/form-data body: {exc}")
+        by_name: dict[str, tuple[str | None, str | None, bytes]] = {}
+        for name, filename, part_type, data in parts:
+            if name in by_name:
+                raise _Problem(400, "Bad Request", f"Field {name!r} is given more than once")
+            by_name[name] = (filename, part_type, data)
+        unknown = set(by_name) - {"content", "filename", "type", "metadata"}
+        if unknown:
+            raise _Problem(400, "Bad Request", f"Unknown fields: {', '.join(sorted(unknown))}")
+        if "content" not in by_name:
+            raise _Problem(400, "Bad Request", "The 'content' field (the file) is required")
+        filename, part_type, data = by_name["content"]
+        if len(data) > MAX_FILE_BYTES:
+            raise _Problem(413, "Content Too Large", "Files must be less than 100MB in size")
+        if "filename" in by_name:
+            filename = by_name["filename"][2].decode("utf-8", "replace")
+        if "type" in by_name:
+            part_type = by_name["type"][2].decode("utf-8", "replace")
+        metadata: Any = {}
+        if "metadata" in by_name:
+            try:
+                metadata = json.loads(by_name["metadata"][2])
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise _Problem(400, "Bad Request", "metadata must be valid JSON")
+        name = filename or "file"
+        if len(name.encode("utf-8")) > 255:
+            raise _Problem(400, "Bad Request", "filename must be at most 255 bytes")
+        return _File(_new_id(), owner, data, part_type or "application/octet-stream", name, metadata, self.clock())
+
+    def _file_json(self, upload: _File, request: Request) -> dict[str, Any]:
+        created = datetime.fromtimestamp(upload.created_at, timezone.utc)
+        md5 = hashlib.md5(upload.data, usedforsecurity=False).hexdigest()
+        return {
+            "id": upload.id,
+            "name": upload.filename,
+            "content_type": upload.content_type,
+            "size": len(upload.data),
+            "etag": md5,
+            "checksums": {"sha256": hashlib.sha256(upload.data).hexdigest(), "md5": md5},
+            "metadata": upload.metadata,
+            "created_at": _iso(upload.created_at),
+            "expires_at": _iso((created + timedelta(days=1)).timestamp()),
+            "urls": {"get": f"{self.kit.base_url(request)}/v1/files/{upload.id}"},
+        }
+
+
+class _DroppedConnection(Exception):
+    def __init__(self, prediction_id: str) -> None:
+        super().__init__("emulated fault: connection dropped after the prediction was created")
+        self.prediction_id = prediction_id
+
+
+def _vendor_shaped(response: Response) -> Response:
+    """A status fault from the kit, re-bodied the way Replicate shapes that status (headers kept)."""
+    from starlette.responses import JSONResponse
+
+    body = FAULT_BODIES.get(response.status_code)
+    if body is None:
+        return response
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
+    return JSONResponse(body, status_code=response.status_code, headers=headers)
+
+
+def _parse_multipart(body: bytes, content_type: str) -> list[tuple[str, str | None, str | None, bytes]]:
+    """(name, filename, content type, data) of each part of a multipart/form-data body; ValueError if malformed."""
+    message = Message()
+    message["content-type"] = content_type
+    boundary = message.get_param("boundary")
+    if message.get_content_type() != "multipart/form-data" or not isinstance(boundary, str):
+        raise ValueError("Content-Type must be multipart/form-data with a boundary")
+    delimiter = b"--" + boundary.encode("latin-1")
+    chunks = body.split(b"\r\n" + delimiter)
+    first = chunks[0]
+    if not first.startswith(delimiter) and delimiter not in first:
+        raise ValueError("no boundary delimiter")
+    chunks[0] = first[first.index(delimiter) + len(delimiter):]
+    if not chunks[-1].startswith(b"--"):
+        raise ValueError("body ends before its closing boundary (truncated?)")
+    parts = []
+    for chunk in chunks[:-1]:
+        if not chunk.startswith(b"\r\n"):
+            raise ValueError("malformed delimiter line")
+        head, _, data = chunk[2:].partition(b"\r\n\r\n")
+        headers = Message()
+        for line in head.decode("utf-8", "replace").split("\r\n"):
+            key, _, value = line.partition(":")
+            if key:
+                headers[key.strip()] = value.strip()
+        disposition = headers.get("content-disposition", "")
+        holder = Message()
+        holder["content-type"] = disposition
+        name = holder.get_param("name")
+        filename = holder.get_param("filename")
+        if not isinstance(name, str):
+            raise ValueError("a part has no name")
+        parts.append((name, filename if isinstance(filename, str) else None, headers.get("content-type"), data))
+    return parts

@@ -1,0 +1,368 @@
+"""Replicate's predictions API in the emulator, exercised with requests built from Replicate's documentation.
+
+Timelines that would take seconds (a ``Cancel-After`` deadline, the one-hour retention) run on a fake
+clock handed to ``routes(kit, clock=...)``; ``Prefer: wait`` and polling run on real (short) time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from vendors_fake_kit import FakeKit, app_for, client_for, image_bytes, pixel_size
+
+from ideochar.emulator.kit import Fault
+from ideochar_replicate.emulator import MARKER_NSFW, NSFW_ERROR, routes
+
+pytestmark = pytest.mark.anyio
+
+AUTH = {"Authorization": "Bearer r8_account_one"}
+CREATE = "/replicate/v1/models/ideogram-ai/ideogram-character/predictions"
+REF = image_bytes(40, 40, "PNG", "blue")
+REF_URI = "data:image/png;base64," + base64.b64encode(REF).decode()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def kit() -> FakeKit:
+    return FakeKit("replicate")
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def client(kit: FakeKit) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(app_for(kit, routes(kit))) as c:
+        yield c
+
+
+@pytest.fixture
+async def timed(kit: FakeKit, clock: Clock) -> AsyncIterator[httpx.AsyncClient]:
+    """A client whose emulator runs on the fake clock."""
+    async with client_for(app_for(kit, routes(kit, clock=clock))) as c:
+        yield c
+
+
+async def create(
+    client: httpx.AsyncClient, headers: dict[str, str] | None = None, /, **input: Any
+) -> httpx.Response:
+    body = {"input": {"prompt": "a knight", "character_reference_image": REF_URI, **input}}
+    return await client.post(CREATE, json=body, headers={**AUTH, **(headers or {})})
+
+
+def assert_problem(response: httpx.Response, status: int, *words: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status and isinstance(body["detail"], str)
+    for word in words:
+        assert word in body["detail"]
+    return body
+
+
+async def poll(client: httpx.AsyncClient, url: str, until: set[str], seen: list[str] | None = None) -> dict[str, Any]:
+    for _ in range(200):
+        body: dict[str, Any] = (await client.get(url, headers=AUTH)).json()
+        if seen is not None:
+            seen.append(body["status"])
+        if body["status"] in until:
+            return body
+        await asyncio.sleep(0.02)
+    raise AssertionError("prediction never reached " + ", ".join(until))
+
+
+# -- creating and running -------------------------------------------------------------------------
+
+
+async def test_create_without_prefer_answers_201_starting_at_once(client: httpx.AsyncClient, kit: FakeKit) -> None:
+    response = await create(client)
+    assert response.status_code == 201
+    body = response.json()
+    assert body["status"] == "starting" and body["output"] is None and body["error"] is None
+    assert body["model"] == "ideogram-ai/ideogram-character"
+    assert set(body) >= {"id", "version", "input", "logs", "created_at", "started_at", "completed_at", "urls"}
+    assert body["urls"]["get"] == f"http://emulator.test/replicate/v1/predictions/{body['id']}"
+    assert body["urls"]["cancel"] == body["urls"]["get"] + "/cancel"
+    assert response.headers["location"] == body["urls"]["get"]
+    assert [(e.operation, e.images, e.cost_usd) for e in kit.ledger] == [("generate", 1, Decimal("0.15"))]
+
+
+async def test_prefer_wait_returns_the_finished_prediction(client: httpx.AsyncClient, kit: FakeKit) -> None:
+    response = await create(client, {"Prefer": "wait"}, seed=99, resolution="832x1248", rendering_speed="Turbo")
+    assert response.status_code == 201
+    body = response.json()
+    assert body["status"] == "succeeded" and body["completed_at"] and body["started_at"]
+    assert isinstance(body["output"], str)
+    assert "Using seed: 99" in body["logs"]
+    assert "predict_time" in body["metrics"]
+    image = await client.get(body["output"])
+    assert pixel_size(image.content) == (832, 1248)
+    assert kit.renders[0]["reference"] == REF
+    assert [e.cost_usd for e in kit.ledger] == [Decimal("0.10")]
+
+
+async def test_polling_goes_from_starting_through_processing_to_succeeded(
+    client: httpx.AsyncClient, kit: FakeKit
+) -> None:
+    kit.model_seconds = 0.4
+    created = (await create(client, aspect_ratio="16:9", rendering_speed="Quality")).json()
+    seen: list[str] = []
+    done = await poll(client, created["urls"]["get"], {"succeeded"}, seen)
+    assert "processing" in seen and seen[-1] == "succeeded"
+    assert seen.index("processing") < seen.index("succeeded")
+    width, height = pixel_size((await client.get(done["output"])).content)
+    assert abs(width / height - 16 / 9) < 0.02
+    assert [e.cost_usd for e in kit.ledger] == [Decimal("0.20")]
+
+
+async def test_prefer_wait_gives_up_after_n_seconds_with_202(client: httpx.AsyncClient, kit: FakeKit) -> None:
+    kit.model_seconds = 30
+    response = await create(client, {"Prefer": "wait=1"})
+    assert response.status_code == 202
+    assert response.json()["status"] in {"starting", "processing"}
+
+
+@pytest.mark.parametrize("prefer", ["wait=0", "wait=61", "wait=soon"])
+async def test_malformed_prefer_wait_is_refused(client: httpx.AsyncClient, kit: FakeKit, prefer: str) -> None:
+    assert_problem(await create(client, {"Prefer": prefer}), 400, "wait")
+    assert kit.ledger == []
+
+
+async def test_cancel_stops_a_running_prediction(client: httpx.AsyncClient, kit: FakeKit) -> None:
+    kit.model_seconds = 30
+    created = (await create(client)).json()
+    canceled = await client.post(created["urls"]["cancel"], headers=AUTH)
+    assert canceled.status_code == 200 and canceled.json()["status"] == "canceled"
+    again = (await client.get(created["urls"]["get"], headers=AUTH)).json()
+    assert again["status"] == "canceled" and again["output"] is None and again["completed_at"]
+    assert len(kit.ledger) == 1
+
+
+async def test_cancel_after_a_finished_prediction_changes_nothing(client: httpx.AsyncClient) -> None:
+    done = (await create(client, {"Prefer": "wait"})).json()
+    after = (await client.post(done["urls"]["cancel"], headers=AUTH)).json()
+    assert after["status"] == "succeeded" and after["output"] == done["output"]
+
+
+async def test_cancel_after_deadline_before_start_aborts_and_is_not_billed(
+    timed: httpx.AsyncClient, kit: FakeKit, clock: Clock
+) -> None:
+    kit.model_seconds = 100  # starting for the first 20 s
+    created = (await create(timed, {"Cancel-After": "5s"})).json()
+    assert created["deadline"]
+    clock.now += 4
+    assert (await timed.get(created["urls"]["get"], headers=AUTH)).json()["status"] == "starting"
+    clock.now += 2
+    aborted = (await timed.get(created["urls"]["get"], headers=AUTH)).json()
+    assert aborted["status"] == "aborted" and aborted["started_at"] is None
+    assert kit.ledger == []
+
+
+async def test_cancel_after_deadline_while_running_cancels(
+    timed: httpx.AsyncClient, kit: FakeKit, clock: Clock
+) -> None:
+    kit.model_seconds = 90  # starts after 18 s, would finish at 90 s
+    created = (await create(timed, {"Cancel-After": "1m"})).json()
+    clock.now += 30
+    assert (await timed.get(created["urls"]["get"], headers=AUTH)).json()["status"] == "processing"
+    clock.now += 31
+    assert (await timed.get(created["urls"]["get"], headers=AUTH)).json()["status"] == "canceled"
+    assert len(kit.ledger) == 1
+
+
+@pytest.mark.parametrize("value", ["2s", "soon", "5x"])
+async def test_cancel_after_below_5s_or_malformed_is_refused(client: httpx.AsyncClient, value: str) -> None:
+    assert_problem(await create(client, {"Cancel-After": value}), 400, "Cancel-After")
+
+
+async def test_outputs_and_inputs_are_removed_after_an_hour(timed: httpx.AsyncClient, clock: Clock) -> None:
+    done = (await create(timed, {"Prefer": "wait"})).json()
+    assert done["output"]
+    clock.now += 3601
+    later = (await timed.get(done["urls"]["get"], headers=AUTH)).json()
+    assert later["data_removed"] is True and later["output"] is None and later["input"] == {}
+
+
+# -- files ----------------------------------------------------------------------------------------
+
+
+async def test_uploaded_file_url_is_usable_as_the_reference(client: httpx.AsyncClient, kit: FakeKit) -> None:
+    jpeg = image_bytes(30, 50, "JPEG", "yellow")
+    upload = await client.post("/replicate/v1/files", files={"content": ("me.jpg", jpeg, "image/jpeg")}, headers=AUTH)
+    assert upload.status_code == 201, upload.text
+    file = upload.json()
+    assert file["size"] == len(jpeg) and file["content_type"] == "image/jpeg" and file["checksums"]["sha256"]
+    fetched = await client.get(file["urls"]["get"], headers=AUTH)
+    assert fetched.status_code == 200 and fetched.json()["id"] == file["id"]
+    done = (await create(client, {"Prefer": "wait"}, character_reference_image=file["urls"]["get"])).json()
+    assert done["status"] == "succeeded"
+    assert kit.renders[-1]["reference"] == jpeg
+    assert "not fetched" not in done["logs"]
+
+
+async def test_an_earlier_output_url_is_usable_as_input(client: httpx.AsyncClient, kit: FakeKit) -> None:
+    first = (await create(client, {"Prefer": "wait"})).json()
+    await create(client, {"Prefer": "wait"}, character_reference_image=first["output"])
+    assert kit.renders[-1]["reference"] == (await client.get(first["output"])).content
+
+
+async def test_a_foreign_url_is_not_fetched_and_the_logs_say_so(client: httpx.AsyncClient, kit: FakeKit) -> None:
+    done = (await create(client, {"Prefer": "wait"}, character_reference_image="https://example.com/me.png")).json()
+    assert done["status"] == "succeeded"
+    assert "not fetched" in done["logs"]
+    assert kit.renders[-1]["reference"] == b""
+
+
+async def test_file_upload_needs_a_content_part(client: httpx.AsyncClient) -> None:
+    response = await client.post("/replicate/v1/files", files={"data": ("a.png", REF, "image/png")}, headers=AUTH)
+    assert_problem(response, 400)
+
+
+# -- inpainting -----------------------------------------------------------------------------------
+
+
+async def test_image_and_mask_render_an_inpainting_at_the_image_size(client: httpx.AsyncClient, kit: FakeKit) -> None:
+    image = "data:image/png;base64," + base64.b64encode(image_bytes(120, 90)).decode()
+    mask = "data:image/png;base64," + base64.b64encode(image_bytes(60, 45, "PNG", 0, mode="L")).decode()
+    done = (await create(client, {"Prefer": "wait"}, image=image, mask=mask, aspect_ratio="9:16")).json()
+    assert pixel_size((await client.get(done["output"])).content) == (120, 90)
+    assert kit.renders[-1]["mask"] is not None
+    assert [e.operation for e in kit.ledger] == ["edit"]
+
+
+@pytest.mark.parametrize("field", ["image", "mask"])
+async def test_image_and_mask_go_together(client: httpx.AsyncClient, kit: FakeKit, field: str) -> None:
+    body = assert_problem(await create(client, **{field: REF_URI}), 422, "image and mask")
+    assert body["title"] == "Input validation failed"
+    assert kit.ledger == []
+
+
+# -- validation -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("input", "field", "words"), [
+    ({"rendering_speed": "turbo"}, "input.rendering_speed", '"Default", "Turbo", "Quality"'),
+    ({"rendering_speed": "TURBO"}, "input.rendering_speed", "must be one of"),
+    ({"style_type": "REALISTIC"}, "input.style_type", "must be one of"),
+    ({"magic_prompt_option": "on"}, "input.magic_prompt_option", "must be one of"),
+    ({"aspect_ratio": "16x9"}, "input.aspect_ratio", "must be one of"),
+    ({"resolution": "1000x1000"}, "input.resolution", "must be one of"),
+    ({"seed": 2147483648}, "input.seed", "less than or equal to 2147483647"),
+    ({"seed": "7"}, "input.seed", "Expected: integer, given: string"),
+    ({"magic_prompt": "On"}, "input", "Additional property magic_prompt is not allowed"),
+    ({"character_reference_image": "me.png"}, "input.character_reference_image", "format 'uri'"),
+    ({"character_reference_image": "data:image/gif;base64,"
+      + base64.b64encode(image_bytes(4, 4, "GIF")).decode()}, "input.character_reference_image", "JPEG, PNG or WebP"),
+])
+async def test_invalid_input_is_a_422_naming_the_field(
+    client: httpx.AsyncClient, kit: FakeKit, input: dict[str, Any], field: str, words: str
+) -> None:
+    body = assert_problem(await create(client, **input), 422, field, words)
+    assert body["title"] == "Input validation failed"
+    assert any(f["field"] == field for f in body["invalid_fields"])
+    assert kit.ledger == []
+
+
+async def test_missing_required_inputs_are_all_listed(client: httpx.AsyncClient) -> None:
+    response = await client.post(CREATE, json={"input": {"seed": 1}}, headers=AUTH)
+    body = assert_problem(response, 422, "prompt is required", "character_reference_image is required")
+    assert len(body["invalid_fields"]) == 2
+
+
+async def test_unknown_top_level_fields_are_refused(client: httpx.AsyncClient) -> None:
+    body = {"version": "abc", "input": {"prompt": "x", "character_reference_image": REF_URI}}
+    assert_problem(await client.post(CREATE, json=body, headers=AUTH), 422, "Additional property version")
+
+
+async def test_a_body_without_input_is_refused(client: httpx.AsyncClient) -> None:
+    assert_problem(await client.post(CREATE, json={"prompt": "x"}, headers=AUTH), 422, "input is required")
+
+
+async def test_non_json_content_type_is_refused(client: httpx.AsyncClient) -> None:
+    response = await client.post(CREATE, content=b'{"input": {}}', headers={**AUTH, "Content-Type": "text/plain"})
+    assert_problem(response, 415)
+
+
+async def test_other_models_are_not_found(client: httpx.AsyncClient) -> None:
+    response = await client.post("/replicate/v1/models/black-forest-labs/flux-schnell/predictions",
+                                 json={"input": {"prompt": "x"}}, headers=AUTH)
+    assert_problem(response, 404)
+
+
+# -- auth and ownership ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("headers", [{}, {"Api-Key": "r8_x"}, {"Authorization": "Bearer invalid-token"},
+                                     {"Authorization": "r8_account_one"}, {"Authorization": "Key r8_x"}])
+async def test_missing_or_bad_token_is_401(client: httpx.AsyncClient, kit: FakeKit, headers: dict[str, str]) -> None:
+    body = {"input": {"prompt": "x", "character_reference_image": REF_URI}}
+    problem = assert_problem(await client.post(CREATE, json=body, headers=headers), 401, "authentication token")
+    assert problem["title"] == "Unauthenticated"
+    assert kit.ledger == []
+
+
+async def test_token_scheme_is_accepted_as_in_replicates_examples(client: httpx.AsyncClient) -> None:
+    response = await create(client, {"Authorization": "Token r8_account_one"})
+    assert response.status_code == 201
+
+
+async def test_another_accounts_prediction_is_not_found(client: httpx.AsyncClient) -> None:
+    created = (await create(client)).json()
+    other = await client.get(created["urls"]["get"], headers={"Authorization": "Bearer r8_someone_else"})
+    assert_problem(other, 404)
+    assert_problem(await client.get("/replicate/v1/predictions/doesnotexist", headers=AUTH), 404)
+
+
+# -- safety simulation and faults -----------------------------------------------------------------
+
+
+async def test_nsfw_marker_fails_the_prediction_like_replicate(client: httpx.AsyncClient) -> None:
+    done = (await create(client, {"Prefer": "wait"}, prompt=f"a knight {MARKER_NSFW}")).json()
+    assert done["status"] == "failed" and done["output"] is None
+    assert done["error"] == NSFW_ERROR
+
+
+async def test_rate_limit_fault_has_replicates_body_and_retry_after(client: httpx.AsyncClient, kit: FakeKit) -> None:
+    kit.http_faults["create"] = [Fault("rate_limit", status=429, retry_after=30)]
+    response = await create(client)
+    assert response.status_code == 429 and response.headers["retry-after"] == "30"
+    assert response.json() == {"detail": "Request was throttled. Your rate limit resets in ~30s.", "status": 429}
+    assert kit.ledger == []
+
+
+async def test_faults_apply_to_polling_by_route_name(client: httpx.AsyncClient, kit: FakeKit) -> None:
+    created = (await create(client)).json()
+    kit.http_faults["get"] = [Fault("status", status=503)]
+    assert_problem(await client.get(created["urls"]["get"], headers=AUTH), 503)
+    assert (await client.get(created["urls"]["get"], headers=AUTH)).status_code == 200
+
+
+async def test_stuck_prediction_stays_processing_until_canceled(
+    timed: httpx.AsyncClient, kit: FakeKit, clock: Clock
+) -> None:
+    kit.route_faults["create"] = [Fault("stuck")]
+    created = (await create(timed)).json()
+    clock.now += 600
+    assert (await timed.get(created["urls"]["get"], headers=AUTH)).json()["status"] == "processing"
+    assert (await timed.post(created["urls"]["cancel"], headers=AUTH)).json()["status"] == "canceled"
+
+
+async def test_dropped_create_is_billed_and_unanswered(client: httpx.AsyncClient, kit: FakeKit) -> None:
+    kit.route_faults["create"] = [Fault("drop_after_admit")]
+    with pytest.raises(Exception, match="dropped"):
+        await create(client)
+    assert len(kit.ledger) == 1
