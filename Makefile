@@ -30,5 +30,13 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
+# Benchmarks (docs/benchmarks.md): the bench extra adds fal-client, matplotlib, psutil and pyinstrument.
+$(VENV)/.installed-bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python tests/bench/run.py
+
 clean:
 	rm -rf $(VENV) out site .mypy_cache .ruff_cache .pytest_cache

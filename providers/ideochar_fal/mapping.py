@@ -21,6 +21,7 @@ Decisions, each in one place:
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -82,8 +83,9 @@ RATIO_SIZES: Mapping[str, tuple[int, int]] = MappingProxyType(
 
 MASK_POLARITY_INFERRED = "edit masks are sent unchanged: fal is taken to repaint the black area, like Ideogram"
 
-#: A local image's place in the JSON before it is streamed in as a data URI (one per image, numbered).
-INLINE_MARKER = "ideochar:inline-image:{index}"
+#: A local image's place in the JSON before it is streamed in as a data URI. The nonce (random per
+#: payload) keeps a caller's text from ever being taken for a marker.
+INLINE_MARKER = "ideochar:inline-image:{nonce}:{index}"
 
 
 def hex_to_rgb(colour: str) -> Rgb:
@@ -117,11 +119,12 @@ class _Images:
     """Turns each image into the string the body holds: its URL, or a marker for a streamed data URI."""
 
     inline: list[tuple[str, ImageInput]] = field(default_factory=list)
+    nonce: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def ref(self, image: ImageInput) -> str:
         if not image.is_local and image.url is not None:
             return image.url
-        marker = INLINE_MARKER.format(index=len(self.inline))
+        marker = INLINE_MARKER.format(nonce=self.nonce, index=len(self.inline))
         self.inline.append((marker, image))
         return marker
 

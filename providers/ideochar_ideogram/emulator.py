@@ -453,7 +453,7 @@ def _validate(job: _Job, contract: _Contract) -> None:
 def _cross_checks(job: _Job) -> None:
     """The rules the spec states in prose, each quoted or paraphrased from a description [V]."""
     values, images = job.values, job.images
-    if False:
+    if "aspect_ratio" in values and "resolution" in values:
         raise _Reject(400, "aspect_ratio cannot be used in conjunction with resolution")
     if not job.prompt.strip():
         raise _Reject(400, "prompt must not be empty")
@@ -596,6 +596,7 @@ class _IdeogramEmulator:
 
         path, contract_route = ROUTES[name]
         try:
+            _require_host(request)
             org = _organisation(request, AUTH_FAILURE_STATUS[contract_route])
             injected = await self.kit.fault(name, request)
             if injected is not None:
@@ -669,6 +670,16 @@ class _DroppedConnection(Exception):
     def __init__(self, fault: Fault) -> None:
         super().__init__("emulated fault: connection dropped after the job was admitted")
         self.fault = fault
+
+
+def _require_host(request: Request) -> None:
+    """HTTP/1.1 requires a Host header (RFC 9112 §3.2); over a socket the server refuses without one.
+
+    In-process (ASGI transport) nothing would notice, so the routes check it themselves: a client that
+    builds requests from a raw stream without the header must fail here, not at the vendor.
+    """
+    if "host" not in request.headers:
+        raise _Reject(400, "Bad Request: missing Host header")
 
 
 def _organisation(request: Request, failure_status: int) -> str:

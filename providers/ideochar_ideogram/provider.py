@@ -86,7 +86,8 @@ class IdeogramOptions(BaseModel):
     them there is unknown.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # Built on first use, not when the plugin loads (the core does the same, docs/benchmarks.md).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     edit_path: EditPath = "edit"
     """Route for edits: ``"edit"`` (``/v1/ideogram-v3/edit``) or ``"inpaint"`` (the same schema)."""
@@ -133,10 +134,10 @@ class IdeogramProvider(Provider):
     def exchange(self, request: CharacterRequest, ctx: CallContext) -> Exchange[ProviderOutput]:
         options = self._options(request, ctx)
         images = request_images(request)
-        for field, image in images.items():
+        for field, image in list(images.items()):
             if not image.is_local:
                 images[field] = yield from fetch_input(image, field=field)
-        _check_fetched(request, images)
+        _check_fetched(images)
         body = MultipartBody(to_form(request, images))
         headers = {
             HEADER_KEY: ctx.credentials.reveal(),
@@ -164,14 +165,17 @@ class IdeogramProvider(Provider):
 # -- steps (pure, or sub-exchanges used with `yield from`) ---------------------------------------------
 
 
-def _check_fetched(request: CharacterRequest, images: Mapping[str, ImageInput]) -> None:
+def _check_fetched(images: Mapping[str, ImageInput]) -> None:
     """The rules that need pixels, held again now that URL inputs are here (the neutral request could
-    only check local ones). Raises InvalidRequest naming the field; nothing has been sent to Ideogram."""
+    only check local ones): every image's header must be readable (bytes that only *start* like a
+    PNG are refused here, not by Ideogram), masks must match their images' sizes, style references
+    must stay within 10 MB in total. Raises InvalidRequest naming the field; nothing has been sent."""
+    sizes = {field: _dimensions(field, image) for field, image in images.items()}  # every header readable
     pairs = [("reference_mask", "reference"), ("operation.mask", "operation.image")]
     for field, other in pairs:
         if field not in images or other not in images:
             continue
-        a, b = images[field].dimensions, images[other].dimensions
+        a, b = sizes[field], sizes[other]
         if a is not None and b is not None and a != b:
             raise InvalidRequest.for_field(
                 field, f"is {a[0]}x{a[1]} but {other} is {b[0]}x{b[1]}; they must be the same size"
@@ -181,6 +185,13 @@ def _check_fetched(request: CharacterRequest, images: Mapping[str, ImageInput]) 
         raise InvalidRequest.for_field(
             "style_references", f"total {total:,} bytes; the limit is {MAX_REFERENCE_BYTES:,} bytes (10 MB)"
         )
+
+
+def _dimensions(field: str, image: ImageInput) -> tuple[int, int] | None:
+    try:
+        return image.dimensions
+    except InvalidRequest as exc:  # a header that sniffs right over bytes Pillow cannot read
+        raise InvalidRequest.for_field(field, exc.message) from None
 
 
 def _parse_answer(response: httpx.Response) -> GenerationResponse:

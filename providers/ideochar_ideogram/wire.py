@@ -78,7 +78,7 @@ WireAspectRatio = Literal[
 
 
 class WirePaletteMember(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     color_hex: str
     color_weight: float | None = None
@@ -87,7 +87,7 @@ class WirePaletteMember(BaseModel):
 class WireColorPalette(BaseModel):
     """``ColorPaletteWithPresetNameOrMembers``: a preset ``name`` or ``members``, never both."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     name: WirePalettePreset | None = None
     members: list[WirePaletteMember] | None = None
@@ -238,9 +238,10 @@ class MultipartBody:
 
 
 class _Lenient(BaseModel):
-    """Vendor documents: unknown keys are kept (Ideogram adds fields), known ones are typed."""
+    """Vendor documents: unknown keys are kept (Ideogram adds fields), known ones are typed. Built on
+    first use, not when the plugin loads."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
 
 class ImageObject(_Lenient):

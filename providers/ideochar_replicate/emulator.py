@@ -6,6 +6,7 @@ that an adapter bug shows up here. Routes (the name in brackets is the route nam
 
 - ``POST /v1/models/ideogram-ai/ideogram-character/predictions`` [``create``]
 - ``GET /v1/predictions/{id}`` [``get``] and ``POST /v1/predictions/{id}/cancel`` [``cancel``]
+- ``GET /v1/predictions`` [``list``]: the token's predictions, newest first (one page)
 - ``POST /v1/files`` [``files.create``] and ``GET /v1/files/{id}`` [``files.get``]
 
 Behaviour, with its evidence ([V] vendor document, [I] inferred — each inferred value is a constant below):
@@ -155,6 +156,8 @@ MAX_WAIT_SECONDS = 60
 MAX_FILE_BYTES = 100 * 1024 * 1024
 #: How long one wait step sleeps while a ``Prefer: wait`` request is held (a cancel is noticed within it).
 WAIT_STEP_SECONDS = 0.05
+#: [V: predictions.list] "It will return 100 records per page" (the emulator serves the first page only).
+LIST_PAGE_SIZE = 100
 IMAGE_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
 TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
 
@@ -396,6 +399,7 @@ def routes(kit: EmulatorKit, *, clock: Callable[[], float] = time.time) -> list[
     emulator = _ReplicateEmulator(kit, clock)
     return [
         Route("/v1/models/{owner}/{name}/predictions", emulator.create, methods=["POST"], name="replicate.create"),
+        Route("/v1/predictions", emulator.list, methods=["GET"], name="replicate.list"),
         Route("/v1/predictions/{id}", emulator.get, methods=["GET"], name="replicate.get"),
         Route("/v1/predictions/{id}/cancel", emulator.cancel, methods=["POST"], name="replicate.cancel"),
         Route("/v1/files", emulator.create_file, methods=["POST"], name="replicate.files.create"),
@@ -415,6 +419,8 @@ class _ReplicateEmulator:
     # -- plumbing shared by every route
 
     async def _guard(self, route: str, request: Request) -> tuple[str, Response | None]:
+        if "host" not in request.headers:  # HTTP/1.1 requires it; in-process nothing else would notice
+            raise _Problem(400, "Bad Request", "Missing Host header")
         owner = _owner(request)
         injected = await self.kit.fault(route, request)
         return owner, (_vendor_shaped(injected) if injected is not None else None)
@@ -461,6 +467,20 @@ class _ReplicateEmulator:
         except _Problem as problem:
             return self._answer(problem)
         return JSONResponse(await self._render_json(prediction, request))
+
+    async def list(self, request: Request) -> Response:
+        """The account's predictions, newest first: how a client finds a prediction whose create answer it lost."""
+        from starlette.responses import JSONResponse
+
+        try:
+            owner, injected = await self._guard("list", request)
+            if injected is not None:
+                return injected
+        except _Problem as problem:
+            return self._answer(problem)
+        mine = sorted((p for p in self.predictions.values() if p.owner == owner), key=lambda p: -p.created_at)
+        results = [await self._render_json(p, request) for p in mine[:LIST_PAGE_SIZE]]
+        return JSONResponse({"next": None, "previous": None, "results": results})
 
     async def cancel(self, request: Request) -> Response:
         from starlette.responses import JSONResponse

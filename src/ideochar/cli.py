@@ -408,10 +408,10 @@ def quote(
     if priced:
         from ideochar._cli.output import money
 
-        best = min(priced, key=lambda q: q.total_usd or 0)
-        click.echo(
-            f"\ncheapest: {best.provider} at {money(best.total_usd)} for {best.images} image(s). Nothing was sent."
-        )
+        low = min(q.total_usd for q in priced if q.total_usd is not None)
+        best = [q.provider for q in priced if q.total_usd == low]
+        images = priced[0].images
+        click.echo(f"\ncheapest: {', '.join(best)} at {money(low)} for {images} image(s). Nothing was sent.")
     else:
         click.echo("\nno provider can serve this request. Nothing was sent.")
 

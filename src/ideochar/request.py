@@ -176,10 +176,47 @@ def _as_invalid_request() -> Iterator[None]:
         _depth.reset(token)
 
 
+def _docstring_descriptions(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """Give the JSON schema each field's attribute docstring as its description.
+
+    pydantic's ``use_attribute_docstrings`` reads every model's source when the class is created; on
+    Python < 3.13 that scans every loaded module and cost ``import ideochar`` ~30 ms. The schema is the
+    only consumer of the descriptions, so they are read here, when a schema is generated.
+    """
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(model)))
+    except (OSError, TypeError, SyntaxError):  # no source (frozen app, REPL): no descriptions
+        return
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    properties = schema.get("properties", {})
+    for node, after in zip(body, body[1:]):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+            and node.target.id in properties
+        ):
+            properties[node.target.id].setdefault("description", inspect.cleandoc(after.value.value))
+
+
 class _Model(BaseModel):
     """Frozen, strict about unknown fields, and raising InvalidRequest instead of ValidationError."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, arbitrary_types_allowed=True)
+    # Built on first use rather than at import (docs/benchmarks.md); descriptions come from the
+    # attribute docstrings when a JSON schema is asked for.
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        arbitrary_types_allowed=True,
+        defer_build=True,
+        json_schema_extra=_docstring_descriptions,
+    )
 
     if not TYPE_CHECKING:  # keep the typed __init__ the pydantic mypy plugin synthesises
 

@@ -35,7 +35,9 @@ def _now() -> datetime:
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
+    # Built on first use, not at import: ``import ideochar`` stays close to importing its dependencies
+    # (docs/benchmarks.md). The attribute docstrings are for readers; nothing consumes them as descriptions.
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
 
 class RequestWarning(_Frozen):

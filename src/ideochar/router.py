@@ -221,6 +221,10 @@ def _retry_wait(exc: ProviderError, tries: int, policy: FailurePolicy, deadline:
 
 
 def _may_fail_over(exc: ProviderError, policy: FailurePolicy) -> bool:
+    if exc.billed == "yes":
+        # The vendor was paid (e.g. the image was made but could not be downloaded): running it again
+        # elsewhere would charge twice, so the caller sees this error with its vendor id instead.
+        return False
     if isinstance(exc, OutcomeUnknown):
         return policy.on_outcome_unknown == "fail_over"
     return exc.fail_over

@@ -57,7 +57,7 @@ Exchange = Generator["Step", Any, T]
 class NoOptions(BaseModel):
     """A provider without vendor-only options accepts an empty ``extra`` namespace only."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 @dataclass(frozen=True)

@@ -436,3 +436,13 @@ async def test_dropped_connection_after_admission_is_billed_but_unanswered(
     with pytest.raises(Exception, match="dropped"):
         await post(client, GENERATE, {"prompt": "x", "num_images": "2"})
     assert [e.images for e in kit.ledger] == [2]
+
+
+async def test_a_request_without_a_host_header_is_refused(client: httpx.AsyncClient, kit: FakeKit) -> None:
+    # httpx adds no Host header to a Request built from a raw stream; an HTTP/1.1 server refuses it.
+    form = httpx.Request("POST", "http://emulator.test" + GENERATE, data={"prompt": "x"}, files=ref_files())
+    raw = httpx.Request("POST", form.url, headers={**KEY, "Content-Type": form.headers["Content-Type"]},
+                        stream=httpx.ByteStream(form.read()))
+    assert "host" not in raw.headers
+    assert_error(await client.send(raw), 400, "Host")
+    assert kit.ledger == []

@@ -366,3 +366,21 @@ async def test_dropped_create_is_billed_and_unanswered(client: httpx.AsyncClient
     with pytest.raises(Exception, match="dropped"):
         await create(client)
     assert len(kit.ledger) == 1
+
+
+async def test_a_request_without_a_host_header_is_refused(client: httpx.AsyncClient, kit: FakeKit) -> None:
+    raw = httpx.Request("POST", "http://emulator.test" + CREATE, stream=httpx.ByteStream(b'{"input": {}}'),
+                        headers={**AUTH, "Content-Type": "application/json"})
+    assert "host" not in raw.headers
+    assert_problem(await client.send(raw), 400, "Host")
+    assert kit.ledger == []
+
+
+async def test_a_lost_create_answer_can_be_found_in_the_accounts_list(client: httpx.AsyncClient, kit: FakeKit) -> None:
+    kit.route_faults["create"] = [Fault("drop_after_admit")]
+    with pytest.raises(Exception, match="dropped"):
+        await create(client, prompt="the lost one")
+    await create(client, {"Authorization": "Bearer r8_someone_else"})
+    listed = (await client.get("/replicate/v1/predictions", headers=AUTH)).json()
+    assert [p["input"]["prompt"] for p in listed["results"]] == ["the lost one"]
+    assert listed["results"][0]["id"] == kit.ledger[0].job_id

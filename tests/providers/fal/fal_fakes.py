@@ -93,7 +93,13 @@ class FakeFal:
         }
 
     def completed(self, **extra: Any) -> dict[str, Any]:
-        return {"status": "COMPLETED", "logs": [], "metrics": {"inference_time": 4.2}, "response_url": self.job, **extra}
+        return {
+            "status": "COMPLETED",
+            "logs": [],
+            "metrics": {"inference_time": 4.2},
+            "response_url": self.job,
+            **extra,
+        }
 
     def output(self) -> dict[str, Any]:
         return {
@@ -148,8 +154,8 @@ class FakeFal:
     ) -> Callable[[httpx.Request], httpx.Response]:
         if answer is None:
             return lambda request: default()
-        if isinstance(answer, httpx.Response):
-            return lambda request: answer
+        if isinstance(answer, httpx.Response):  # a fresh copy each time: a response is read once
+            return lambda request: httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
         return answer
 
     # -- what was sent -------------------------------------------------------------------------------

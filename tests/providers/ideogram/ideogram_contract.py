@@ -85,8 +85,11 @@ def _json_parts(route: str) -> set[str]:
 
 
 @functools.lru_cache(maxsize=1)
-def _registry() -> Registry:
-    return Registry().with_resource(DOCUMENT_URI, Resource.from_contents(openapi(), default_specification=DRAFT7))
+def _registry() -> Registry[Any]:
+    registry: Registry[Any] = Registry().with_resource(
+        DOCUMENT_URI, Resource.from_contents(openapi(), default_specification=DRAFT7)
+    )
+    return registry
 
 
 def _validator(route: str) -> Draft7Validator:
@@ -143,7 +146,9 @@ def problems(route: str, form: Form) -> list[str]:
                 found.append(f"{name}: sent as a file part but is a plain field")
             if name in json_parts:
                 if (part.content_type or "").split(";")[0].strip() != "application/json":
-                    found.append(f"{name}: must be one part of content type application/json, not {part.content_type!r}")
+                    found.append(
+                        f"{name}: must be one part of content type application/json, not {part.content_type!r}"
+                    )
                 try:
                     values.append(json.loads(part.text))
                 except ValueError:

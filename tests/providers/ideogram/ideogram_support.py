@@ -204,4 +204,3 @@ class FakeIdeogram:
     def form(self) -> Form:
         (post,) = self.posts()
         return form_of(post)
-

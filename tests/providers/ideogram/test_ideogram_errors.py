@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from typing import Any
 
 import httpx
 import pytest
@@ -24,16 +25,15 @@ from ideochar_ideogram.errors import RULES, error_from_response, vendor_detail
 ROUTES = ("/v1/ideogram-v3/generate", "/v1/ideogram-v3/edit", "/v1/ideogram-v3/inpaint", "/v1/ideogram-v3/remix")
 
 
-def _response(status: int, **kwargs: object) -> httpx.Response:
-    return httpx.Response(status, request=httpx.Request("POST", "https://api.ideogram.ai/v1/ideogram-v3/generate"), **kwargs)  # type: ignore[arg-type]
+def _response(status: int, **kwargs: Any) -> httpx.Response:
+    return httpx.Response(
+        status, request=httpx.Request("POST", "https://api.ideogram.ai/v1/ideogram-v3/generate"), **kwargs
+    )
 
 
 def test_every_refusal_the_spec_documents_has_a_specific_row() -> None:
     documented = {
-        int(status)
-        for route in ROUTES
-        for status in openapi()["paths"][route]["post"]["responses"]
-        if status != "200"
+        int(status) for route in ROUTES for status in openapi()["paths"][route]["post"]["responses"] if status != "200"
     }
     assert documented == {400, 401, 403, 422, 429}
     for status in documented | {402}:  # 402 is on the errors page, not in the spec
@@ -83,13 +83,16 @@ def test_auth_errors_fail_over() -> None:
         ({"json": {"detail": [{"loc": ["prompt"], "msg": "field required"}]}}, "field required"),
         ({"json": ["unexpected", "list"]}, "unexpected"),
         ({"text": "upstream connect error", "headers": {"content-type": "text/plain"}}, "upstream connect error"),
-        ({"text": "<!DOCTYPE html><html><title>Bad &amp; Gateway</title></html>"}, "an HTML page titled 'Bad & Gateway'"),
+        (
+            {"text": "<!DOCTYPE html><html><title>Bad &amp; Gateway</title></html>"},
+            "an HTML page titled 'Bad & Gateway'",
+        ),
         ({"text": "<html><body>no title</body></html>", "headers": {"content-type": "text/html"}}, "an HTML page"),
         ({"content": b"{not json", "headers": {"content-type": "application/json"}}, "{not json"),
         ({}, "no message"),
     ],
 )
-def test_bodies_of_any_shape_give_a_readable_detail(kwargs: dict[str, object], detail: str) -> None:
+def test_bodies_of_any_shape_give_a_readable_detail(kwargs: dict[str, Any], detail: str) -> None:
     message, _, _ = vendor_detail(_response(400, **kwargs))
     assert detail in message
 
@@ -102,7 +105,9 @@ def test_a_key_echoed_by_the_vendor_never_surfaces() -> None:
 
 
 def test_errors_pickle_with_their_attributes() -> None:
-    error = error_from_response(_response(429, json={"error": "x", "reject_reason": "inflight_limit"}, headers={"retry-after": "3"}))
+    error = error_from_response(
+        _response(429, json={"error": "x", "reject_reason": "inflight_limit"}, headers={"retry-after": "3"})
+    )
     copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is RateLimited
     assert (copy.status, copy.retry_after, copy.provider, copy.billed) == (429, 3.0, "ideogram", "no")

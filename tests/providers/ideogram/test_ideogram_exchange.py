@@ -55,7 +55,9 @@ def driver(request: pytest.FixtureRequest) -> Driver:
 
 
 def _request(**fields: Any) -> CharacterRequest:
-    return CharacterRequest(prompt=fields.pop("prompt", "a knight in the rain"), reference=fields.pop("reference", PNG), **fields)
+    return CharacterRequest(
+        prompt=fields.pop("prompt", "a knight in the rain"), reference=fields.pop("reference", PNG), **fields
+    )
 
 
 def _fail(fake: FakeIdeogram, driver: Driver, request: CharacterRequest | None = None) -> ProviderError:
@@ -127,13 +129,20 @@ def test_the_post_admits_and_waits_long() -> None:
 
 def test_one_withheld_image_is_reported_not_dropped(driver: Driver) -> None:
     fake = FakeIdeogram(
-        answer=generation(image_object(IMAGE_URL, seed=1), image_object(None, seed=2, safe=False), image_object(URL_3, seed=3)),
+        answer=generation(
+            image_object(IMAGE_URL, seed=1), image_object(None, seed=2, safe=False), image_object(URL_3, seed=3)
+        ),
         images={IMAGE_URL: make_image(), URL_3: make_image()},
     )
     output = run(driver, exchange_flow(_request(num_images=3)), fake)
     assert [i.seed for i in output.images] == [1, 3]
     (failure,) = output.failures
-    assert (failure.index, failure.billed, failure.provider, failure.error_type) == (1, "yes", "ideogram", "ContentFiltered")
+    assert (failure.index, failure.billed, failure.provider, failure.error_type) == (
+        1,
+        "yes",
+        "ideogram",
+        "ContentFiltered",
+    )
     assert "safety" in failure.reason
     (warning,) = output.warnings
     assert warning.kind == "withheld" and warning.provider == "ideogram" and "image 2" in warning.message
@@ -222,7 +231,13 @@ SAFETY = {"error": "Prompt provided failed safety check due to the inclusion of 
     ],
 )  # fmt: skip
 def test_refusals_map_to_typed_errors(
-    driver: Driver, status: int, body: Any, headers: dict[str, str], expected: type[ProviderError], billed: str, words: str
+    driver: Driver,
+    status: int,
+    body: Any,
+    headers: dict[str, str],
+    expected: type[ProviderError],
+    billed: str,
+    words: str,
 ) -> None:
     fake = FakeIdeogram(answer=body, status=status, headers=headers)
     error = _fail(fake, driver)
@@ -235,7 +250,9 @@ def test_refusals_map_to_typed_errors(
 
 def test_inflight_limit_carries_retry_after(driver: Driver) -> None:
     fake = FakeIdeogram(
-        answer={"error": "Too many requests", "reject_reason": "inflight_limit"}, status=429, headers={"retry-after": "7"}
+        answer={"error": "Too many requests", "reject_reason": "inflight_limit"},
+        status=429,
+        headers={"retry-after": "7"},
     )
     error = _fail(fake, driver)
     assert isinstance(error, RateLimited) and error.retry_after == 7.0
@@ -285,7 +302,10 @@ def test_a_url_reference_is_fetched_through_a_redirect_and_uploaded(driver: Driv
     face = make_image(50, 50, "JPEG")
     fake = FakeIdeogram(
         images={IMAGE_URL: make_image()},
-        extra={REF_URL: _redirect("/people/face-final.jpg"), "https://cdn.example.com/people/face-final.jpg": _serve(face)},
+        extra={
+            REF_URL: _redirect("/people/face-final.jpg"),
+            "https://cdn.example.com/people/face-final.jpg": _serve(face),
+        },
     )
     run(driver, exchange_flow(_request(reference=REF_URL)), fake)
     assert [f"{r.method} {r.url.host}{r.url.path}" for r in fake.seen] == [
@@ -307,7 +327,9 @@ def _input_refusal(driver: Driver, fake: FakeIdeogram, request: CharacterRequest
 
 
 def test_too_many_redirects_refuse_the_reference(driver: Driver) -> None:
-    hops = {f"https://cdn.example.com/{i}": _redirect(f"https://cdn.example.com/{i + 1}") for i in range(MAX_REDIRECTS + 2)}
+    hops = {
+        f"https://cdn.example.com/{i}": _redirect(f"https://cdn.example.com/{i + 1}") for i in range(MAX_REDIRECTS + 2)
+    }
     error = _input_refusal(driver, FakeIdeogram(extra=hops), _request(reference="https://cdn.example.com/0"))
     assert error.field == "reference" and "redirects" in error.message
 
@@ -334,6 +356,12 @@ def test_a_redirect_off_http_is_refused(driver: Driver) -> None:
 def test_a_missing_reference_url_is_refused(driver: Driver) -> None:
     error = _input_refusal(driver, FakeIdeogram(), _request(reference=REF_URL))  # the fake answers 404
     assert error.field == "reference" and "404" in error.message
+
+
+def test_a_fetched_reference_that_only_starts_like_a_png_is_refused(driver: Driver) -> None:
+    fake = FakeIdeogram(extra={REF_URL: _serve(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)})
+    error = _input_refusal(driver, fake, _request(reference=REF_URL))
+    assert error.field == "reference" and "cannot be read" in error.message
 
 
 def test_a_fetched_reference_mask_must_match_the_reference(driver: Driver) -> None:

@@ -123,7 +123,10 @@ def test_style_codes_replace_style_type() -> None:
 
 def test_edit_form_drops_negative_prompt() -> None:
     request = CharacterRequest(
-        prompt="p", reference=PNG, negative_prompt="blur", operation=Edit(image=PNG, mask=make_image(64, 48, color="black"))
+        prompt="p",
+        reference=PNG,
+        negative_prompt="blur",
+        operation=Edit(image=PNG, mask=make_image(64, 48, color="black")),
     )
     texts = _texts(to_form(request))
     assert "negative_prompt" not in texts and "aspect_ratio" not in texts and "resolution" not in texts

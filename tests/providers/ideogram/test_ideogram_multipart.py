@@ -89,7 +89,9 @@ def test_generate_sends_resolution_instead_of_aspect_ratio() -> None:
     assert "aspect_ratio" not in form.names()
 
 
-@pytest.mark.parametrize(("edit_path", "route"), [("edit", "/v1/ideogram-v3/edit"), ("inpaint", "/v1/ideogram-v3/inpaint")])
+@pytest.mark.parametrize(
+    ("edit_path", "route"), [("edit", "/v1/ideogram-v3/edit"), ("inpaint", "/v1/ideogram-v3/inpaint")]
+)
 def test_edit_golden_form(edit_path: str, route: str) -> None:
     request = CharacterRequest(
         prompt="a hat on the character",
@@ -118,7 +120,10 @@ def test_edit_golden_form(edit_path: str, route: str) -> None:
 
 def test_edit_path_can_come_from_the_request_extra() -> None:
     request = CharacterRequest(
-        prompt="p", reference=REFERENCE, operation=Edit(image=SCENE, mask=SCENE_MASK), extra={"ideogram": {"edit_path": "inpaint"}}
+        prompt="p",
+        reference=REFERENCE,
+        operation=Edit(image=SCENE, mask=SCENE_MASK),
+        extra={"ideogram": {"edit_path": "inpaint"}},
     )
     post, _ = _sent(request)
     assert post.url.path == "/v1/ideogram-v3/inpaint"

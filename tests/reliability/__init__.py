@@ -1,0 +1,1 @@
+"""Reliability and security: faults, bad input, secrets (issue 7). See docs/reliability.md."""
