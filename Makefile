@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/python -m ideochar.demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src providers tests
+	$(BIN)/ruff check src providers tests examples
 	$(BIN)/ruff format --check src providers tests
 
 typecheck: $(STAMP)
@@ -26,7 +26,7 @@ unit: $(STAMP)
 	$(BIN)/pytest -q
 
 test: $(STAMP)
-	$(BIN)/ruff check src providers tests
+	$(BIN)/ruff check src providers tests examples
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 

@@ -399,7 +399,7 @@ def routes(kit: EmulatorKit, *, clock: Callable[[], float] = time.time) -> list[
     emulator = _ReplicateEmulator(kit, clock)
     return [
         Route("/v1/models/{owner}/{name}/predictions", emulator.create, methods=["POST"], name="replicate.create"),
-        Route("/v1/predictions", emulator.list, methods=["GET"], name="replicate.list"),
+        Route("/v1/predictions", emulator.list_predictions, methods=["GET"], name="replicate.list"),
         Route("/v1/predictions/{id}", emulator.get, methods=["GET"], name="replicate.get"),
         Route("/v1/predictions/{id}/cancel", emulator.cancel, methods=["POST"], name="replicate.cancel"),
         Route("/v1/files", emulator.create_file, methods=["POST"], name="replicate.files.create"),
@@ -468,7 +468,7 @@ class _ReplicateEmulator:
             return self._answer(problem)
         return JSONResponse(await self._render_json(prediction, request))
 
-    async def list(self, request: Request) -> Response:
+    async def list_predictions(self, request: Request) -> Response:
         """The account's predictions, newest first: how a client finds a prediction whose create answer it lost."""
         from starlette.responses import JSONResponse
 

@@ -73,7 +73,7 @@ def collect_providers(pm: pluggy.PluginManager) -> dict[str, Provider]:
             impl.function(**{name: register for name in impl.argnames})  # opt-in arguments, as pluggy does
         except ValueError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the others
+        except Exception as exc:
             broken_plugins[impl.plugin_name] = f"{type(exc).__name__}: {exc}"
             logger.warning("plugin %s could not register its providers: %s", impl.plugin_name, exc)
     return found

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -125,24 +125,31 @@ def log(message: str) -> None:
 class EmulatorProcess:
     """``tests/bench/_serve.py`` in a subprocess: the server's CPU is not the client's.
 
-    The child prints its root URL on its first line and serves until its stdin closes.
+    The child prints a JSON line of URLs (``emulator``, ``status_503``, ``hang``, ``refused``) and
+    serves until its stdin closes.
     """
 
     model_seconds: float = 0.0
     extra_args: Sequence[str] = ()
     process: subprocess.Popen[str] | None = None
-    url: str = ""
+    urls: dict[str, str] = field(default_factory=dict)
 
     def __enter__(self) -> EmulatorProcess:
         command = [sys.executable, str(HERE / "_serve.py"), "--model-seconds", str(self.model_seconds), *self.extra_args]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
         line = self.process.stdout.readline().strip()
-        if not line.startswith("http://"):
+        try:
+            self.urls = json.loads(line)
+        except ValueError:
             self.__exit__()
-            raise RuntimeError(f"the emulator did not start (said {line!r})")
-        self.url = line
+            raise RuntimeError(f"the emulator did not start (said {line!r})") from None
         return self
+
+    @property
+    def url(self) -> str:
+        """The emulator's root URL (every vendor under its own prefix)."""
+        return self.urls["emulator"]
 
     @property
     def pid(self) -> int:

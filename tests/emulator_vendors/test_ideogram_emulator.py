@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -88,6 +89,13 @@ async def test_generate_returns_num_images_served_images_and_bills_each(
     assert kit.renders[0]["reference"] == REF
     [entry] = kit.ledger
     assert (entry.operation, entry.images, entry.cost_usd) == ("generate", 2, Decimal("0.40"))
+
+
+async def test_magic_prompt_on_returns_a_revised_prompt(client: httpx.AsyncClient) -> None:
+    response = await post(client, GENERATE, {"prompt": "a knight", "magic_prompt": "ON"})
+    [item] = response.json()["data"]
+    assert item["prompt"] != "a knight" and item["prompt"].startswith("a knight")
+    assert datetime.fromisoformat(response.json()["created"]).tzinfo is not None
 
 
 async def test_generate_with_resolution_renders_that_exact_size(client: httpx.AsyncClient) -> None:

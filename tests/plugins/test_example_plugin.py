@@ -11,8 +11,8 @@ except ModuleNotFoundError:  # Python 3.10
 
 import httpx
 import pytest
-from conftest import make_image
 
+from conftest import make_image
 from ideochar import AuthenticationFailed, Client, RequestWarning
 from ideochar.plugins import collect_providers, plugin_manager
 
@@ -66,7 +66,9 @@ def test_the_example_maps_a_refused_key(installed_example: None) -> None:
         return httpx.Response(401, json={"message": "bad key"})
 
     with (
-        Client(["example"], keys={"example": "nope-123456"}, http=httpx.Client(transport=httpx.MockTransport(vendor))) as c,
+        Client(
+            ["example"], keys={"example": "nope-123456"}, http=httpx.Client(transport=httpx.MockTransport(vendor))
+        ) as c,
         pytest.raises(AuthenticationFailed, match="refused the key"),
     ):
         c.generate("a knight", reference=make_image())

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ideochar import Provider, hookimpl
-
 from ideochar_example.provider import ExampleProvider
 
 

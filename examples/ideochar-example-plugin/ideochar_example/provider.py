@@ -68,7 +68,9 @@ def error_for(response: httpx.Response) -> ProviderError:
     if status in (401, 403):
         return AuthenticationFailed(f"Example Images refused the key: {message}", status=status)
     if status == 429:
-        return RateLimited("Example Images is rate limiting", status=status, retry_after=parse_retry_after(response.headers))
+        return RateLimited(
+            "Example Images is rate limiting", status=status, retry_after=parse_retry_after(response.headers)
+        )
     if status >= 500:
         return ProviderUnavailable(f"Example Images failed ({status}): {message}", status=status)
     return RequestRejected(f"Example Images rejected the request: {message}", status=status)
