@@ -31,8 +31,9 @@ Behaviour, with its evidence ([V] vendor document, [I] inferred — each inferre
   ``reject_reason: "inflight_limit"`` [V], not billed.
 - Billing: every request that runs is admitted to the kit's ledger with ``images = num_images`` and
   $0.10/$0.15/$0.20 per image for TURBO/DEFAULT(BALANCED)/QUALITY [V], including withheld images [V].
-- 402 ``insufficient_funds`` and other vendor errors come from the kit's fault profile; this module gives
-  a status fault Ideogram's body shape (:data:`FAULT_BODIES`).
+- 402 ``insufficient_funds`` and other vendor errors come from the emulator's fault profile.
+- Output sizes: ``resolution`` as given; ``aspect_ratio`` the legal size of that shape nearest one
+  megapixel (16x9 → 1312x736); edit keeps the input's size; remix without a size keeps the input's shape [I].
 
 Safety simulation (prompt markers; the marker text is kept in the returned prompt):
 
@@ -40,38 +41,42 @@ Safety simulation (prompt markers; the marker text is kept in the returned promp
 - ``[emulator:withhold]`` → 200 where the first image has ``is_image_safe: false`` and ``url: null``;
   billed for every image [V: "including when an image is withheld"].
 
-Faults applied by the routes themselves: ``stuck`` (the request is held, keeping its in-flight places,
-for the fault's ``seconds``) and ``drop_after_admit`` (the job is admitted and billed, then the connection
-is dropped without an answer). The API key is never logged or stored: organisations are keyed by a hash.
+Faults applied by the routes themselves: ``stuck`` (the job is billed and never completes: the request is
+held, keeping its in-flight places, until the client gives up or for the fault's ``seconds``, then the
+connection is cut) and ``drop_after_admit`` (the job is billed and rendered, then the connection is cut
+without an answer). Injected ``status``/``rate_limit`` faults get Ideogram's body (:data:`FAULT_BODIES`)
+unless the fault profile gives one. The API key is never logged or stored: organisations are keyed by a hash.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import io
 import json
 import re
-import secrets
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
-from email.message import Message
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Literal
 
-from PIL import Image, ImageChops, UnidentifiedImageError
+from PIL import Image, ImageChops
+
+from ideochar.emulator.inputs import MultipartError, Part, media_type, parse_multipart, probe_image
+from ideochar.emulator.kit import ConnectionDropped, nearest_resolution, size_for_aspect_ratio
 
 if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
     from starlette.routing import BaseRoute
 
-    from ideochar.emulator.kit import EmulatorKit, Fault
+    from ideochar.emulator.kit import EmulatorKit, Fault, StoredFile
 
 __all__ = [
     "FAULT_BODIES",
@@ -80,11 +85,10 @@ __all__ = [
     "MARKER_WITHHOLD",
     "PRICE_PER_IMAGE_USD",
     "ROUTES",
-    "parse_multipart",
     "routes",
 ]
 
-#: Route name (fault profile) -> (path, schema route whose contract applies, operation in the ledger).
+#: Route name (as the fault profile names it) -> (path, the operation: whose contract applies, as the ledger says).
 ROUTES: Mapping[str, tuple[str, str]] = {
     "generate": ("/v1/ideogram-v3/generate", "generate"),
     "edit": ("/v1/ideogram-v3/edit", "edit"),
@@ -109,7 +113,6 @@ INFLIGHT_IMAGES_PER_ORG = 10
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 #: A body larger than every image limit together is refused before it is parsed [I].
 MAX_BODY_BYTES = 64 * 1024 * 1024
-IMAGE_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
 #: Auth failure status per route [V spec: remix lists 403 where the others list 401].
 AUTH_FAILURE_STATUS: Mapping[str, int] = {"generate": 401, "edit": 401, "remix": 403}
 #: How long a ``stuck`` fault holds a request when the fault names no duration [I].
@@ -247,72 +250,6 @@ def _check(value: Any, schema: Mapping[str, Any], where: str) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------------
-# multipart/form-data, parsed by hand so that every part's headers are seen (file vs text part)
-
-
-@dataclass(frozen=True)
-class Part:
-    name: str
-    filename: str | None
-    content_type: str | None
-    data: bytes
-
-
-def _header_params(value: str) -> tuple[str, dict[str, str]]:
-    message = Message()
-    message["content-type"] = value
-    params = message.get_params() or []
-    main = params[0][0].lower() if params else ""
-    return main, {k.lower(): str(v) for k, v in params[1:]}
-
-
-def parse_multipart(body: bytes, content_type: str) -> list[Part]:
-    """The parts of a multipart/form-data body (RFC 7578); ValueError when it is not well formed.
-
-    Written out rather than delegated so that a truncated body, a part without a name, or a text field sent
-    as a file part are seen exactly as a strict server sees them.
-    """
-    kind, params = _header_params(content_type)
-    boundary = params.get("boundary")
-    if kind != "multipart/form-data" or not boundary:
-        raise ValueError("Content-Type must be multipart/form-data with a boundary")
-    delimiter = b"--" + boundary.encode("latin-1")
-    start = body.find(delimiter)
-    if start < 0:
-        raise ValueError("multipart body has no boundary delimiter")
-    parts: list[Part] = []
-    position = start + len(delimiter)
-    while True:
-        if body[position : position + 2] == b"--":
-            return parts
-        if body[position : position + 2] != b"\r\n":
-            raise ValueError("malformed multipart delimiter line")
-        end = body.find(b"\r\n" + delimiter, position + 2)
-        if end < 0:
-            raise ValueError("multipart body ends before its closing boundary (truncated?)")
-        parts.append(_parse_part(body[position + 2 : end]))
-        position = end + 2 + len(delimiter)
-
-
-def _parse_part(raw: bytes) -> Part:
-    head, separator, data = raw.partition(b"\r\n\r\n")
-    if not separator:
-        if raw.startswith(b"\r\n"):
-            head, data = b"", raw[2:]
-        else:
-            raise ValueError("multipart part without a header/body separator")
-    headers: dict[str, str] = {}
-    for line in head.decode("utf-8", "replace").split("\r\n"):
-        if line:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-    disposition, params = _header_params(headers.get("content-disposition", ""))
-    if disposition != "form-data" or not params.get("name"):
-        raise ValueError("every part needs Content-Disposition: form-data with a name")
-    return Part(params["name"], params.get("filename"), headers.get("content-type"), data)
-
-
-# --------------------------------------------------------------------------------------------------
 # Reading and validating one request
 
 
@@ -321,7 +258,15 @@ class _Picture:
     data: bytes
     format: str
     size: tuple[int, int]
-    grayscale: bool
+
+    def grayscale(self) -> bool:
+        """Whether every pixel is a gray (decodes the image: only asked of masks)."""
+        with Image.open(io.BytesIO(self.data)) as image:
+            if image.mode in ("1", "L", "LA", "I", "I;16", "F"):
+                return True
+            red, green, blue = image.convert("RGB").split()
+        same = ImageChops.difference(red, green).getbbox() is None
+        return same and ImageChops.difference(green, blue).getbbox() is None
 
 
 @dataclass
@@ -350,24 +295,15 @@ class _Job:
 def _picture(data: bytes, where: str) -> _Picture:
     if len(data) > MAX_IMAGE_BYTES:
         raise _Reject(400, f"{where} is larger than 10MB ({len(data)} bytes)")
-    try:
+    info = probe_image(data)
+    if info is None:
+        raise _Reject(400, f"{where} is not a JPEG, PNG or WebP image; only JPEG, PNG and WebP are supported")
+    try:  # a header is not an image: a truncated upload must fail here, as it would at the vendor
         with Image.open(io.BytesIO(data)) as image:
-            fmt = image.format or ""
-            size = image.size
             image.load()
-            grayscale = _is_grayscale(image)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise _Reject(400, f"{where} is not a readable image; only JPEG, PNG and WebP are supported")
-    if fmt not in IMAGE_FORMATS:
-        raise _Reject(400, f"{where} is {fmt}; only JPEG, PNG and WebP are supported")
-    return _Picture(data, fmt, size, grayscale)
-
-
-def _is_grayscale(image: Image.Image) -> bool:
-    if image.mode in ("1", "L", "LA", "I", "I;16", "F"):
-        return True
-    red, green, blue = image.convert("RGB").split()
-    return ImageChops.difference(red, green).getbbox() is None and ImageChops.difference(green, blue).getbbox() is None
+    except (OSError, ValueError, Image.DecompressionBombError):
+        raise _Reject(400, f"{where} could not be decoded (truncated or corrupt image)")
+    return _Picture(data, info.format, (info.width, info.height))
 
 
 def _from_text(text: str, spec: Mapping[str, Any], where: str) -> Any:
@@ -481,7 +417,7 @@ def _cross_checks(job: _Job) -> None:
                     f"character_reference_images_mask[{i}] is {mask.size[0]}x{mask.size[1]}, its character "
                     f"reference is {reference.size[0]}x{reference.size[1]}: they must have the same dimensions",
                 )
-            if not mask.grayscale:
+            if not mask.grayscale():
                 raise _Reject(400, f"character_reference_images_mask[{i}] must be a grayscale image")
     for name in ("character_reference_images", "style_reference_images"):
         total = sum(len(p.data) for p in images.get(name, []))
@@ -497,23 +433,12 @@ def _cross_checks(job: _Job) -> None:
                 f"mask is {edit_mask.size[0]}x{edit_mask.size[1]} but the image is "
                 f"{edited.size[0]}x{edited.size[1]}: the mask must be the same size as the image being edited",
             )
-        if not edit_mask.grayscale:
+        if not edit_mask.grayscale():
             raise _Reject(400, "mask must be a black and white image")
 
 
 # --------------------------------------------------------------------------------------------------
 # Output size
-
-
-@cache
-def _resolutions() -> tuple[tuple[int, int], ...]:
-    sizes = _resolve({"$ref": "#/components/schemas/ResolutionV3"})["enum"]
-    return tuple((int(w), int(h)) for w, h in (s.split("x") for s in sizes))
-
-
-def _nearest_resolution(ratio: float) -> tuple[int, int]:
-    """The legal resolution closest in shape to ``ratio``, the largest among equals [I]."""
-    return min(_resolutions(), key=lambda wh: (abs(wh[0] / wh[1] - ratio), -wh[0] * wh[1]))
 
 
 def _output_size(job: _Job) -> tuple[int, int]:
@@ -525,12 +450,11 @@ def _output_size(job: _Job) -> tuple[int, int]:
         width, height = str(job.values["resolution"]).split("x")
         return int(width), int(height)
     if "aspect_ratio" in job.values:
-        width, height = str(job.values["aspect_ratio"]).split("x")
-        return _nearest_resolution(int(width) / int(height))
+        return size_for_aspect_ratio(str(job.values["aspect_ratio"]))
     if job.route == "remix":
         image = job.one("image")
         assert image is not None
-        return _nearest_resolution(image.size[0] / image.size[1])
+        return nearest_resolution(*image.size)
     return 1024, 1024  # AspectRatioV3 "Defaults to 1x1" [V]
 
 
@@ -573,6 +497,7 @@ def routes(kit: EmulatorKit) -> list[BaseRoute]:
     from starlette.routing import Route
 
     emulator = _IdeogramEmulator(kit)
+    kit.shape_errors(_error_answer)
     return [
         Route(path, emulator.endpoint(name), methods=["POST"], name=f"ideogram.{name}")
         for name, (path, _) in ROUTES.items()
@@ -600,7 +525,7 @@ class _IdeogramEmulator:
             org = _organisation(request, AUTH_FAILURE_STATUS[contract_route])
             injected = await self.kit.fault(name, request)
             if injected is not None:
-                return _vendor_shaped(injected)
+                return injected
             job = await _read_job(request, contract_route, _contract(path))
             if MARKER_UNSAFE in job.prompt:
                 raise _Reject(422, _SAFETY_ERROR)
@@ -611,51 +536,45 @@ class _IdeogramEmulator:
         return JSONResponse(body)
 
     async def run(self, name: str, job: _Job, request: Request) -> dict[str, Any]:
-        """Admit (bill) the job, hold it for the emulated model time, render and store its images."""
-        job_id = uuid.uuid4().hex
-        cost = PRICE_PER_IMAGE_USD[job.speed] * job.num_images
+        """Admit (bill) the job, hold it for the emulated model time, render and serve its images.
+
+        Rendering starts at admission on worker threads, so it overlaps the emulated model time.
+        """
         self.kit.admit(
-            job_id,
+            uuid.uuid4().hex,
             operation=job.route,
             images=job.num_images,
-            cost_usd=cost,
+            cost_usd=PRICE_PER_IMAGE_USD[job.speed] * job.num_images,
             route=name,
             rendering_speed=job.speed,
         )
         fault = self.kit.choose_fault(name)
         if fault is not None and fault.kind == "stuck":
-            await asyncio.sleep(fault.seconds or STUCK_DEFAULT_SECONDS)
-        await asyncio.sleep(self.kit.model_seconds)
-        data = await self._render_all(job, request)
-        if fault is not None and fault.kind == "drop_after_admit":
-            raise _DroppedConnection(fault)
-        return {"created": datetime.now(timezone.utc).isoformat(), "data": data}
-
-    async def _render_all(self, job: _Job, request: Request) -> list[dict[str, Any]]:
-        """One item per image; renders run in threads (in parallel) so the event loop never blocks."""
-        width, height = _output_size(job)
-        reference = job.images["character_reference_images"][0].data
-        image, mask = job.one("image"), job.one("mask")
-        base_seed = job.values.get("seed")
+            # A synchronous job that never completes: the request is held (keeping its in-flight places)
+            # until the client gives up, or for the fault's seconds, and then the connection is cut.
+            await self.kit.wait_or_stop(asyncio.Event().wait(), fault.seconds or STUCK_DEFAULT_SECONDS)
+            raise ConnectionDropped("emulated fault: the job never completed", admitted=True)
         seeds = [
-            (base_seed + index) % 2**31 if base_seed is not None else secrets.randbelow(2**31)
+            (job.values["seed"] + index) % 2**31 if "seed" in job.values else self.kit.random_seed()
             for index in range(job.num_images)
         ]
         withheld = {0} if MARKER_WITHHOLD in job.prompt else set()
-        renders = await asyncio.gather(*(
-            asyncio.to_thread(
-                self.kit.render, reference, job.prompt, width=width, height=height, seed=seed, fmt="png",
-                base=image.data if image else None, mask=mask.data if mask else None,
-            )
-            for index, seed in enumerate(seeds) if index not in withheld
-        ))
-        pngs = iter(renders)
+        renders = asyncio.gather(*(self._render(job, seed) for i, seed in enumerate(seeds) if i not in withheld))
+        try:
+            await asyncio.sleep(self.kit.model_seconds)
+        except BaseException:  # the client went away: the job stays billed, its renders are not needed
+            renders.cancel()
+            raise
+        files = iter(await renders)
+        if fault is not None and fault.kind == "drop_after_admit":
+            raise ConnectionDropped("emulated fault: connection dropped after admission", admitted=True)
+        width, height = _output_size(job)
         prompt = job.prompt
         if job.values.get("magic_prompt") == "ON":
             prompt = f"{prompt} (emulated magic prompt)"
-        return [
+        data = [
             {
-                "url": None if index in withheld else self.kit.store(next(pngs), "image/png", request),
+                "url": None if index in withheld else self.kit.file_url(request, next(files)),
                 "prompt": prompt,
                 "resolution": f"{width}x{height}",
                 "is_image_safe": index not in withheld,
@@ -664,12 +583,17 @@ class _IdeogramEmulator:
             }
             for index, seed in enumerate(seeds)
         ]
+        return {"created": datetime.now(timezone.utc).isoformat(), "data": data}
 
-
-class _DroppedConnection(Exception):
-    def __init__(self, fault: Fault) -> None:
-        super().__init__("emulated fault: connection dropped after the job was admitted")
-        self.fault = fault
+    async def _render(self, job: _Job, seed: int) -> StoredFile:
+        width, height = _output_size(job)
+        image, mask = job.one("image"), job.one("mask")
+        render = functools.partial(
+            self.kit.render_file, job.images["character_reference_images"][0].data, job.prompt,
+            width=width, height=height, seed=seed, fmt="png",
+            base=image.data if image else None, mask=mask.data if mask else None,
+        )
+        return await self.kit.run_blocking(render)
 
 
 def _require_host(request: Request) -> None:
@@ -696,7 +620,7 @@ def _organisation(request: Request, failure_status: int) -> str:
 
 async def _read_job(request: Request, route: str, contract: _Contract) -> _Job:
     content_type = request.headers.get("content-type", "")
-    kind, _ = _header_params(content_type) if content_type else ("", {})
+    kind, _ = media_type(content_type)
     if kind not in contract.content_types:
         allowed = " or ".join(sorted(contract.content_types))
         raise _Reject(400, f"Unsupported Content-Type {kind or 'none'!r}: this route accepts {allowed}")
@@ -712,19 +636,18 @@ async def _read_job(request: Request, route: str, contract: _Contract) -> _Job:
     else:
         try:
             parts = parse_multipart(body, content_type)
-        except ValueError as exc:
+        except MultipartError as exc:
             raise _Reject(400, f"Malformed multipart body: {exc}")
         _read_multipart(parts, contract, job)
     _validate(job, contract)
     return job
 
 
-def _vendor_shaped(response: Response) -> Response:
-    """A status fault from the kit, re-bodied the way Ideogram shapes that status (headers kept)."""
+def _error_answer(fault: Fault) -> Response:
+    """An injected ``status``/``rate_limit`` fault as Ideogram answers it (:data:`FAULT_BODIES`)."""
     from starlette.responses import JSONResponse
 
-    body = FAULT_BODIES.get(response.status_code)
-    if body is None or response.status_code < 400:
-        return response
-    headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
-    return JSONResponse(body, status_code=response.status_code, headers=headers)
+    status = fault.status or 500
+    body = fault.body if fault.body is not None else FAULT_BODIES.get(status, {"error": "Request failed."})
+    headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+    return JSONResponse(body, status_code=status, headers=headers)

@@ -29,15 +29,15 @@ Behaviour, with its evidence ([V] vendor document, [I] inferred — each inferre
   answer is 201 at once with status ``starting``. A malformed ``Prefer`` is a 400 [I].
 - ``Cancel-After`` (``30s``, ``5m``, ``1h30m``, bare seconds; minimum 5 s [V]; shorter or malformed: 400
   [I]): a prediction whose deadline passes before it starts is ``aborted`` and not billed; while it runs,
-  ``canceled`` [V]. ``POST .../cancel`` cancels a running prediction (``canceled``).
+  ``canceled`` [V]. ``POST .../cancel`` cancels a prediction that is not finished (``canceled``).
 - Lifecycle: ``starting`` for the first :data:`QUEUE_SHARE` of ``model_seconds``, ``processing`` for
   the rest, then ``succeeded`` with ``output`` = one URL string [V]. After :data:`RETENTION_SECONDS`
   input, output and logs are removed (``data_removed: true``) [V: "removed after an hour"].
 - Predictions belong to the token that created them; another token gets 404 [I].
 - Billing: each prediction is admitted to the kit's ledger when created (images = 1, $0.10/$0.15/$0.20 by
-  ``rendering_speed`` Turbo/Default/Quality [I: reseller price]), except one whose ``Cancel-After``
-  deadline falls before it could start (aborted, not billed [V]). A prediction canceled by its creator
-  stays in the ledger (Replicate bills the time used) [I].
+  ``rendering_speed`` Turbo/Default/Quality [I: reseller price]). The entry is voided when Replicate would
+  not charge: aborted by its deadline before it started [V], canceled by its creator before it started,
+  or failed on the safety check [I]. A prediction canceled while it runs stays billed [I].
 - Errors from the fault profile get Replicate's shapes (:data:`FAULT_BODIES`), e.g. 429 ``{"detail":
   "Request was throttled. Your rate limit resets in ~30s.", "status": 429}`` with ``Retry-After`` [V].
 
@@ -46,38 +46,46 @@ reads like Replicate's sensitive-content rejection (:data:`NSFW_ERROR`), ``outpu
 
 Faults the routes apply themselves: ``stuck`` (the prediction stays ``processing`` forever, until
 canceled or its deadline) and ``drop_after_admit`` (the prediction is created and billed, then the
-connection is dropped without an answer). Tokens are never logged or stored: owners are keyed by a hash.
+connection is cut without an answer; ``GET /v1/predictions`` still lists it). Tokens are never logged or
+stored: owners are keyed by a hash. The ``stream`` URL is not offered: this model's output is one file,
+not a stream [I].
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
+import functools
 import hashlib
 import io
 import json
 import math
 import os
 import re
-import secrets
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from email.message import Message
 from typing import TYPE_CHECKING, Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+
+from ideochar.emulator.inputs import MultipartError, decode_data_uri, parse_multipart, probe_image
+from ideochar.emulator.kit import (
+    ASPECT_RATIOS,
+    RESOLUTIONS,
+    ConnectionDropped,
+    size_for_aspect_ratio,
+)
 
 if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
     from starlette.routing import BaseRoute
 
-    from ideochar.emulator.kit import EmulatorKit
+    from ideochar.emulator.kit import EmulatorKit, Fault, StoredFile
 
 __all__ = [
     "FAULT_BODIES",
@@ -96,19 +104,6 @@ MARKER_NSFW = "[emulator:nsfw]"
 #: [I] Replicate's generic flagged-content failure (code E005); the exact words for this model are unverified.
 NSFW_ERROR = "The input or output was flagged as sensitive. Please try again with different inputs. (E005)"
 
-_RATIOS = [
-    "1:3", "3:1", "1:2", "2:1", "9:16", "16:9", "10:16", "16:10", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "1:1",
-]
-_RESOLUTIONS = (  # noqa: SIM905 (69 sizes read better as one block than as a list literal)
-    "512x1536 576x1408 576x1472 576x1536 640x1344 640x1408 640x1472 640x1536 704x1152 704x1216 704x1280 "
-    "704x1344 704x1408 704x1472 736x1312 768x1088 768x1216 768x1280 768x1344 800x1280 832x960 832x1024 "
-    "832x1088 832x1152 832x1216 832x1248 864x1152 896x960 896x1024 896x1088 896x1120 896x1152 960x832 "
-    "960x896 960x1024 960x1088 1024x832 1024x896 1024x960 1024x1024 1088x768 1088x832 1088x896 1088x960 "
-    "1120x896 1152x704 1152x832 1152x864 1152x896 1216x704 1216x768 1216x832 1248x832 1280x704 1280x768 "
-    "1280x800 1312x736 1344x640 1344x704 1344x768 1408x576 1408x640 1408x704 1472x576 1472x640 1472x704 "
-    "1536x512 1536x576 1536x640"
-).split()
-
 #: The model's input schema as its API page publishes it [V names and descriptions; enums V3, agreeing mirrors].
 INPUT_SCHEMA: Mapping[str, Any] = {
     "type": "object",
@@ -118,8 +113,8 @@ INPUT_SCHEMA: Mapping[str, Any] = {
         "character_reference_image": {"type": "string", "format": "uri"},
         "rendering_speed": {"type": "string", "enum": ["Default", "Turbo", "Quality"], "default": "Default"},
         "style_type": {"type": "string", "enum": ["Auto", "Fiction", "Realistic"], "default": "Auto"},
-        "aspect_ratio": {"type": "string", "enum": _RATIOS, "default": "1:1"},
-        "resolution": {"type": "string", "enum": ["None", *_RESOLUTIONS], "default": "None"},
+        "aspect_ratio": {"type": "string", "enum": list(ASPECT_RATIOS), "default": "1:1"},
+        "resolution": {"type": "string", "enum": ["None", *RESOLUTIONS], "default": "None"},
         "magic_prompt_option": {"type": "string", "enum": ["Auto", "On", "Off"], "default": "Auto"},
         "image": {"type": "string", "format": "uri"},
         "mask": {"type": "string", "format": "uri"},
@@ -154,11 +149,8 @@ MIN_CANCEL_AFTER_SECONDS = 5.0
 MAX_WAIT_SECONDS = 60
 #: [V: OpenAPI files.create 413 "Files must be less than 100MB in size"].
 MAX_FILE_BYTES = 100 * 1024 * 1024
-#: How long one wait step sleeps while a ``Prefer: wait`` request is held (a cancel is noticed within it).
-WAIT_STEP_SECONDS = 0.05
 #: [V: predictions.list] "It will return 100 records per page" (the emulator serves the first page only).
 LIST_PAGE_SIZE = 100
-IMAGE_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
 TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
 
 #: Bodies for status faults, in Replicate's RFC 7807 shape [V: SDK exceptions, rate-limits page; 402 text I].
@@ -299,8 +291,11 @@ class _File:
     created_at: float
 
 
-@dataclass
+@dataclass(eq=False)
 class _Prediction:
+    """One prediction. Its timeline is fixed at creation; its status at any moment is computed from it
+    (:meth:`state`), so nothing has to run while nobody looks. Only a cancel changes it afterwards."""
+
     id: str
     owner: str
     input: dict[str, Any]
@@ -313,16 +308,14 @@ class _Prediction:
     outcome: str
     error: str | None
     notes: list[str]
-    size: tuple[int, int]
-    reference: bytes | None
-    base: bytes | None
-    mask: bytes | None
+    render: asyncio.Future[StoredFile] | None
+    """The output being rendered since creation (None when the prediction cannot succeed)."""
     canceled_at: float | None = None
-    output: str | None = None
-    render_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the prediction is canceled, so a held ``Prefer: wait`` request answers at once."""
 
     def state(self, now: float) -> tuple[str, float | None]:
-        """(status, completed_at) at time ``now``: computed from the timeline, so nothing runs in between."""
+        """(status, completed_at) at time ``now``."""
         cut = min(self.canceled_at if self.canceled_at is not None else math.inf,
                   self.deadline if self.deadline is not None else math.inf)
         if cut < self.done_at and cut <= now:
@@ -359,44 +352,49 @@ def _owner(request: Request) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()[:16]
 
 
-def _sniff(data: bytes) -> tuple[str, tuple[int, int]] | None:
+def _decodes(data: bytes) -> bool:
+    """Whether ``data`` is a whole JPEG, PNG or WebP image (a header alone, e.g. a cut-off upload, is not)."""
+    if probe_image(data) is None:
+        return False
     try:
         with Image.open(io.BytesIO(data)) as image:
-            return image.format or "", image.size
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        return None
+            image.load()
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False
+    return True
 
 
-def _decode_data_uri(uri: str) -> bytes | None:
-    head, comma, payload = uri.partition(",")
-    if not comma or not head.lower().startswith("data:"):
-        return None
-    if head.lower().endswith(";base64"):
-        try:
-            return base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError):
-            return None
-    return urllib.parse.unquote_to_bytes(payload)
-
-
-def _nearest_resolution(ratio: float) -> tuple[int, int]:
-    sizes = [tuple(int(n) for n in r.split("x")) for r in _RESOLUTIONS]
-    return min(sizes, key=lambda wh: (abs(wh[0] / wh[1] - ratio), -wh[0] * wh[1]))  # type: ignore[return-value]
+def _output_size(given: Mapping[str, Any], base: bytes | None) -> tuple[int, int]:
+    """The inpainting image's size; else ``resolution`` ("Overrides aspect ratio"); else the aspect ratio [V]."""
+    info = probe_image(base) if base is not None else None
+    if info is not None:
+        return info.width, info.height
+    if given.get("resolution", "None") != "None":
+        width, height = given["resolution"].split("x")
+        return int(width), int(height)
+    return size_for_aspect_ratio(given.get("aspect_ratio", "1:1"))
 
 
 # --------------------------------------------------------------------------------------------------
 # The routes
 
 
-def routes(kit: EmulatorKit, *, clock: Callable[[], float] = time.time) -> list[BaseRoute]:
+def _now() -> float:
+    """Wall-clock seconds: what every prediction's timeline is read against."""
+    return time.time()
+
+
+def routes(kit: EmulatorKit, *, clock: Callable[[], float] | None = None) -> list[BaseRoute]:
     """Starlette routes for Replicate's paths, bound to ``kit``.
 
-    ``clock`` (wall-clock seconds) drives every prediction's timeline; tests pass a fake one to move
+    ``clock`` (default :func:`_now`) drives every prediction's timeline; tests give a fake one to move
     time (a deadline, the retention hour) without waiting.
     """
     from starlette.routing import Route
 
-    emulator = _ReplicateEmulator(kit, clock)
+    emulator = _ReplicateEmulator(kit, clock or _now)
+    kit.shape_errors(_error_answer)
+    kit.on_reset(emulator.clear)
     return [
         Route("/v1/models/{owner}/{name}/predictions", emulator.create, methods=["POST"], name="replicate.create"),
         Route("/v1/predictions", emulator.list_predictions, methods=["GET"], name="replicate.list"),
@@ -413,8 +411,14 @@ class _ReplicateEmulator:
         self.clock = clock
         self.predictions: dict[str, _Prediction] = {}
         self.files: dict[str, _File] = {}
-        self.served: dict[str, bytes] = {}
-        """Outputs this emulator stored, by URL, so a later prediction can take one as input."""
+
+    def clear(self) -> None:
+        for prediction in self.predictions.values():
+            if prediction.render is not None:
+                prediction.render.cancel()
+            prediction.changed.set()
+        self.predictions.clear()
+        self.files.clear()
 
     # -- plumbing shared by every route
 
@@ -422,14 +426,13 @@ class _ReplicateEmulator:
         if "host" not in request.headers:  # HTTP/1.1 requires it; in-process nothing else would notice
             raise _Problem(400, "Bad Request", "Missing Host header")
         owner = _owner(request)
-        injected = await self.kit.fault(route, request)
-        return owner, (_vendor_shaped(injected) if injected is not None else None)
+        return owner, await self.kit.fault(route, request)
 
     @staticmethod
     def _answer(problem: _Problem) -> Response:
         from starlette.responses import JSONResponse
 
-        return JSONResponse(problem.body, status_code=problem.status)
+        return JSONResponse(problem.body, status_code=problem.status, media_type="application/problem+json")
 
     # -- predictions
 
@@ -446,27 +449,15 @@ class _ReplicateEmulator:
             wait = _parse_prefer(request.headers.get("prefer"))
             deadline_seconds = self._cancel_after(request.headers.get("cancel-after"))
             body = await self._json_body(request)
-            prediction = self._new_prediction(owner, body, deadline_seconds, request)
+            prediction = self._new_prediction(owner, body, deadline_seconds)
         except _Problem as problem:
             return self._answer(problem)
         status_ok = 201
         if wait is not None:
             terminal = await self._hold(prediction, wait)
             status_ok = 201 if terminal else 202
-        payload = await self._render_json(prediction, request, just_created=wait is None)
+        payload = await self._json(prediction, request, just_created=wait is None)
         return JSONResponse(payload, status_code=status_ok, headers={"Location": payload["urls"]["get"]})
-
-    async def get(self, request: Request) -> Response:
-        from starlette.responses import JSONResponse
-
-        try:
-            owner, injected = await self._guard("get", request)
-            if injected is not None:
-                return injected
-            prediction = self._find(request, owner)
-        except _Problem as problem:
-            return self._answer(problem)
-        return JSONResponse(await self._render_json(prediction, request))
 
     async def list_predictions(self, request: Request) -> Response:
         """The account's predictions, newest first: how a client finds a prediction whose create answer it lost."""
@@ -479,8 +470,20 @@ class _ReplicateEmulator:
         except _Problem as problem:
             return self._answer(problem)
         mine = sorted((p for p in self.predictions.values() if p.owner == owner), key=lambda p: -p.created_at)
-        results = [await self._render_json(p, request) for p in mine[:LIST_PAGE_SIZE]]
+        results = [await self._json(p, request) for p in mine[:LIST_PAGE_SIZE]]
         return JSONResponse({"next": None, "previous": None, "results": results})
+
+    async def get(self, request: Request) -> Response:
+        from starlette.responses import JSONResponse
+
+        try:
+            owner, injected = await self._guard("get", request)
+            if injected is not None:
+                return injected
+            prediction = self._find(request, owner)
+        except _Problem as problem:
+            return self._answer(problem)
+        return JSONResponse(await self._json(prediction, request))
 
     async def cancel(self, request: Request) -> Response:
         from starlette.responses import JSONResponse
@@ -496,7 +499,12 @@ class _ReplicateEmulator:
         status, _ = prediction.state(now)
         if status not in TERMINAL:
             prediction.canceled_at = now
-        return JSONResponse(await self._render_json(prediction, request))
+            prediction.changed.set()
+            if prediction.render is not None:
+                prediction.render.cancel()
+            if status == "starting":
+                self.kit.void(prediction.id, "canceled before it started")
+        return JSONResponse(await self._json(prediction, request))
 
     def _find(self, request: Request, owner: str) -> _Prediction:
         prediction = self.predictions.get(request.path_params["id"])
@@ -504,7 +512,8 @@ class _ReplicateEmulator:
             raise _Problem(404, "Not found", "Not found.")
         return prediction
 
-    def _cancel_after(self, header: str | None) -> float | None:
+    @staticmethod
+    def _cancel_after(header: str | None) -> float | None:
         if header is None:
             return None
         seconds = _parse_duration(header)
@@ -514,7 +523,8 @@ class _ReplicateEmulator:
             raise _Problem(400, "Invalid Cancel-After header", "The minimum allowed Cancel-After is 5s")
         return seconds
 
-    async def _json_body(self, request: Request) -> dict[str, Any]:
+    @staticmethod
+    async def _json_body(request: Request) -> dict[str, Any]:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
             raise _Problem(415, "Unsupported Media Type", "Request body must be JSON (Content-Type: application/json)")
@@ -530,14 +540,13 @@ class _ReplicateEmulator:
         assert isinstance(body, dict)
         return body
 
-    def _new_prediction(
-        self, owner: str, body: dict[str, Any], deadline_seconds: float | None, request: Request
-    ) -> _Prediction:
+    def _new_prediction(self, owner: str, body: dict[str, Any], deadline_seconds: float | None) -> _Prediction:
+        """Validate the images, fix the prediction's timeline, admit it, and start rendering its output."""
         given: dict[str, Any] = body["input"]
         notes: list[str] = []
         found: list[_Invalid] = []
         images = {
-            name: self._read_image(given[name], name, request, notes, found)
+            name: self._read_image(given[name], name, notes, found)
             for name in ("character_reference_image", "image", "mask") if name in given
         }
         if ("image" in given) != ("mask" in given):
@@ -548,18 +557,8 @@ class _ReplicateEmulator:
             notes.append("emulator: webhooks are accepted but not delivered; poll urls.get")
         speed = given.get("rendering_speed", "Default")
         now = self.clock()
-        total = self.kit.model_seconds
+        total = max(0.0, self.kit.model_seconds)
         fault = self.kit.choose_fault("create")
-        stuck = fault is not None and fault.kind == "stuck"
-        base = images.get("image")
-        if base is not None and (sniffed := _sniff(base)) is not None:
-            size = sniffed[1]
-        elif given.get("resolution", "None") != "None":
-            width, height = given["resolution"].split("x")
-            size = (int(width), int(height))
-        else:
-            width, height = given.get("aspect_ratio", "1:1").split(":")
-            size = _nearest_resolution(int(width) / int(height))
         nsfw = MARKER_NSFW in given["prompt"]
         prediction = _Prediction(
             id=_new_id(),
@@ -567,47 +566,54 @@ class _ReplicateEmulator:
             input=given,
             created_at=now,
             start_at=now + total * QUEUE_SHARE,
-            done_at=math.inf if stuck else now + total,
+            done_at=math.inf if fault is not None and fault.kind == "stuck" else now + total,
             deadline=now + deadline_seconds if deadline_seconds is not None else None,
-            seed=given["seed"] if "seed" in given else secrets.randbelow(2**31),
+            seed=given["seed"] if "seed" in given else self.kit.random_seed(),
             outcome="failed" if nsfw else "succeeded",
             error=NSFW_ERROR if nsfw else None,
             notes=notes,
-            size=size,
-            reference=images.get("character_reference_image"),
-            base=base,
-            mask=images.get("mask"),
+            render=None,
         )
         self.predictions[prediction.id] = prediction
-        will_start = prediction.deadline is None or prediction.deadline >= prediction.start_at
-        if will_start:
-            self.kit.admit(
-                prediction.id, operation="edit" if base is not None else "generate", images=1,
-                cost_usd=PRICE_PER_IMAGE_USD[speed], rendering_speed=speed,
+        base = images.get("image")
+        self.kit.admit(
+            prediction.id, operation="edit" if "image" in given else "generate", images=1,
+            cost_usd=PRICE_PER_IMAGE_USD[speed], rendering_speed=speed,
+        )
+        if prediction.deadline is not None and prediction.deadline < prediction.start_at:
+            self.kit.void(prediction.id, "aborted: its Cancel-After deadline passes before it can start")
+        elif nsfw:
+            self.kit.void(prediction.id, "failed: flagged as sensitive")
+        elif prediction.ends_at() == prediction.done_at and not math.isinf(prediction.done_at):
+            width, height = _output_size(given, base)
+            render = functools.partial(
+                self.kit.render_file, images.get("character_reference_image") or b"", given["prompt"],
+                width=width, height=height, seed=prediction.seed, fmt="png", base=base, mask=images.get("mask"),
             )
+            prediction.render = asyncio.ensure_future(self.kit.run_blocking(render))
+            prediction.render.add_done_callback(_consume)
         if fault is not None and fault.kind == "drop_after_admit":
-            raise _DroppedConnection(prediction.id)
+            raise ConnectionDropped("emulated fault: connection cut after the prediction was created", admitted=True)
         return prediction
 
-    def _read_image(
-        self, value: str, name: str, request: Request, notes: list[str], found: list[_Invalid]
-    ) -> bytes | None:
+    def _read_image(self, value: str, name: str, notes: list[str], found: list[_Invalid]) -> bytes | None:
         """The bytes behind an image input, None when it cannot be had here (and a note says so)."""
         field_name = f"input.{name}"
         if value.lower().startswith("data:"):
-            data = _decode_data_uri(value)
-            sniffed = _sniff(data) if data is not None else None
-            if data is None or sniffed is None or sniffed[0] not in IMAGE_FORMATS:
+            decoded = decode_data_uri(value)
+            if decoded is None or not _decodes(decoded[1]):
                 found.append(_Invalid("format", field_name, "Data URI does not hold a JPEG, PNG or WebP image"))
                 return None
-            return data
-        if value in self.served:
-            return self.served[value]
+            return decoded[1]
         match = re.search(r"/v1/files/([a-z0-9]+)$", urllib.parse.urlsplit(value).path)
         uploaded = self.files.get(match.group(1)) if match else None
         if uploaded is not None:
             return uploaded.data
-        notes.append(f"emulator: {name} URL was not fetched (only this emulator's files are); rendered without it")
+        served = self.kit.lookup(value)
+        if served is not None:
+            return served
+        notes.append(f"emulator: {name} URL was not fetched (the emulator reads only its own files); "
+                     "rendered without it")
         return None
 
     async def _hold(self, prediction: _Prediction, wait_seconds: int) -> bool:
@@ -619,48 +625,46 @@ class _ReplicateEmulator:
             if prediction.state(now)[0] in TERMINAL:
                 return True
             left = give_up - loop.time()
-            if left <= 0:
+            if left <= 0 or self.kit.stopping:
                 return False
-            await asyncio.sleep(min(left, WAIT_STEP_SECONDS, max(prediction.ends_at() - now, 0.0)))
+            # Sleep until the timeline's next terminal moment, the end of the wait, or a cancel.
+            until_end = max(prediction.ends_at() - now, 0.0)
+            await self.kit.wait_or_stop(prediction.changed.wait(), min(left, until_end))
 
-    async def _render_json(
-        self, prediction: _Prediction, request: Request, *, just_created: bool = False
-    ) -> dict[str, Any]:
+    async def _json(self, prediction: _Prediction, request: Request, *, just_created: bool = False) -> dict[str, Any]:
         """The prediction object; an asynchronous create always answers "starting", as Replicate does."""
         now = prediction.created_at if just_created else self.clock()
         status, completed_at = ("starting", None) if just_created else prediction.state(now)
-        if status == "succeeded" and prediction.output is None:
-            async with prediction.render_lock:
-                if prediction.output is None:
-                    prediction.output = await self._render(prediction, request)
+        output = None
         removed = now - prediction.created_at >= RETENTION_SECONDS
+        if status == "succeeded" and not removed and prediction.render is not None:
+            output = self.kit.file_url(request, await asyncio.shield(prediction.render))
         ran_until = completed_at if completed_at is not None else now
         started = status not in ("starting", "aborted") and prediction.start_at <= ran_until
-        started_at = prediction.start_at
         logs = ""
         if started:
             logs = f"Using seed: {prediction.seed}\n" + "".join(f"{note}\n" for note in prediction.notes)
             if status == "succeeded":
                 logs += f"Prompt used: {prediction.input['prompt']}\n"
-        base = self.kit.base_url(request)
         metrics: dict[str, float] = {}
         if completed_at is not None:
-            metrics = {"total_time": round(completed_at - prediction.created_at, 3)}
+            metrics["total_time"] = round(completed_at - prediction.created_at, 3)
             if started:
-                metrics["predict_time"] = round(completed_at - started_at, 3)
+                metrics["predict_time"] = round(completed_at - prediction.start_at, 3)
+        base = self.kit.base_url(request)
         return {
             "id": prediction.id,
             "model": MODEL,
             "version": "hidden",
             "input": {} if removed else prediction.input,
             "logs": "" if removed else logs,
-            "output": prediction.output if status == "succeeded" and not removed else None,
+            "output": output,
             "data_removed": removed,
             "error": prediction.error if status == "failed" else None,
             "status": status,
             "source": "api",
             "created_at": _iso(prediction.created_at),
-            "started_at": _iso(started_at) if started else None,
+            "started_at": _iso(prediction.start_at) if started else None,
             "completed_at": _iso(completed_at),
             **({"deadline": _iso(prediction.deadline)} if prediction.deadline is not None else {}),
             "urls": {
@@ -670,17 +674,6 @@ class _ReplicateEmulator:
             },
             "metrics": metrics,
         }
-
-    async def _render(self, prediction: _Prediction, request: Request) -> str:
-        width, height = prediction.size
-        data = await asyncio.to_thread(
-            self.kit.render, prediction.reference or b"", prediction.input["prompt"],
-            width=width, height=height, seed=prediction.seed, fmt="png",
-            base=prediction.base, mask=prediction.mask,
-        )
-        url = self.kit.store(data, "image/png", request)
-        self.served[url] = data
-        return url
 
     # -- files
 
@@ -712,41 +705,39 @@ class _ReplicateEmulator:
         return JSONResponse(self._file_json(upload, request))
 
     async def _read_upload(self, request: Request, owner: str) -> _File:
-        content_type = request.headers.get("content-type", "")
+        """A ``POST /v1/files`` form: ``content`` (the file, required), optional ``filename``, ``type`` and
+        ``metadata`` (JSON) fields [V: files.create]."""
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > MAX_FILE_BYTES + 64 * 1024:
             raise _Problem(413, "Content Too Large", "Files must be less than 100MB in size")
         try:
-            parts = _parse_multipart(await request.body(), content_type)
-        except ValueError as exc:
+            parts = parse_multipart(await request.body(), request.headers.get("content-type", ""))
+        except MultipartError as exc:
             raise _Problem(400, "Bad Request", f"Expected a multipart/form-data body: {exc}")
-        by_name: dict[str, tuple[str | None, str | None, bytes]] = {}
-        for name, filename, part_type, data in parts:
-            if name in by_name:
-                raise _Problem(400, "Bad Request", f"Field {name!r} is given more than once")
-            by_name[name] = (filename, part_type, data)
+        by_name = {}
+        for part in parts:
+            if part.name in by_name:
+                raise _Problem(400, "Bad Request", f"Field {part.name!r} is given more than once")
+            by_name[part.name] = part
         unknown = set(by_name) - {"content", "filename", "type", "metadata"}
         if unknown:
             raise _Problem(400, "Bad Request", f"Unknown fields: {', '.join(sorted(unknown))}")
-        if "content" not in by_name:
-            raise _Problem(400, "Bad Request", "The 'content' field (the file) is required")
-        filename, part_type, data = by_name["content"]
-        if len(data) > MAX_FILE_BYTES:
+        content = by_name.get("content")
+        if content is None or not content.is_file:
+            raise _Problem(400, "Bad Request", "The 'content' field (a file part) is required")
+        if len(content.data) > MAX_FILE_BYTES:
             raise _Problem(413, "Content Too Large", "Files must be less than 100MB in size")
-        if "filename" in by_name:
-            filename = by_name["filename"][2].decode("utf-8", "replace")
-        if "type" in by_name:
-            part_type = by_name["type"][2].decode("utf-8", "replace")
-        metadata: Any = {}
-        if "metadata" in by_name:
-            try:
-                metadata = json.loads(by_name["metadata"][2])
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise _Problem(400, "Bad Request", "metadata must be valid JSON")
+        try:
+            filename = by_name["filename"].text() if "filename" in by_name else content.filename
+            content_type = by_name["type"].text() if "type" in by_name else content.content_type
+            metadata = json.loads(by_name["metadata"].data) if "metadata" in by_name else {}
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise _Problem(400, "Bad Request", "filename and type must be UTF-8 text, metadata valid JSON")
         name = filename or "file"
         if len(name.encode("utf-8")) > 255:
             raise _Problem(400, "Bad Request", "filename must be at most 255 bytes")
-        return _File(_new_id(), owner, data, part_type or "application/octet-stream", name, metadata, self.clock())
+        return _File(_new_id(), owner, content.data, content_type or "application/octet-stream", name, metadata,
+                     self.clock())
 
     def _file_json(self, upload: _File, request: Request) -> dict[str, Any]:
         created = datetime.fromtimestamp(upload.created_at, timezone.utc)
@@ -765,54 +756,18 @@ class _ReplicateEmulator:
         }
 
 
-class _DroppedConnection(Exception):
-    def __init__(self, prediction_id: str) -> None:
-        super().__init__("emulated fault: connection dropped after the prediction was created")
-        self.prediction_id = prediction_id
+def _consume(future: asyncio.Future[Any]) -> None:
+    """Retrieve a render's outcome so an abandoned one (canceled, never polled) logs no warning."""
+    if not future.cancelled():
+        future.exception()
 
 
-def _vendor_shaped(response: Response) -> Response:
-    """A status fault from the kit, re-bodied the way Replicate shapes that status (headers kept)."""
+def _error_answer(fault: Fault) -> Response:
+    """An injected ``status``/``rate_limit`` fault as Replicate answers it (:data:`FAULT_BODIES`)."""
     from starlette.responses import JSONResponse
 
-    body = FAULT_BODIES.get(response.status_code)
-    if body is None:
-        return response
-    headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
-    return JSONResponse(body, status_code=response.status_code, headers=headers)
-
-
-def _parse_multipart(body: bytes, content_type: str) -> list[tuple[str, str | None, str | None, bytes]]:
-    """(name, filename, content type, data) of each part of a multipart/form-data body; ValueError if malformed."""
-    message = Message()
-    message["content-type"] = content_type
-    boundary = message.get_param("boundary")
-    if message.get_content_type() != "multipart/form-data" or not isinstance(boundary, str):
-        raise ValueError("Content-Type must be multipart/form-data with a boundary")
-    delimiter = b"--" + boundary.encode("latin-1")
-    chunks = body.split(b"\r\n" + delimiter)
-    first = chunks[0]
-    if not first.startswith(delimiter) and delimiter not in first:
-        raise ValueError("no boundary delimiter")
-    chunks[0] = first[first.index(delimiter) + len(delimiter):]
-    if not chunks[-1].startswith(b"--"):
-        raise ValueError("body ends before its closing boundary (truncated?)")
-    parts = []
-    for chunk in chunks[:-1]:
-        if not chunk.startswith(b"\r\n"):
-            raise ValueError("malformed delimiter line")
-        head, _, data = chunk[2:].partition(b"\r\n\r\n")
-        headers = Message()
-        for line in head.decode("utf-8", "replace").split("\r\n"):
-            key, _, value = line.partition(":")
-            if key:
-                headers[key.strip()] = value.strip()
-        disposition = headers.get("content-disposition", "")
-        holder = Message()
-        holder["content-type"] = disposition
-        name = holder.get_param("name")
-        filename = holder.get_param("filename")
-        if not isinstance(name, str):
-            raise ValueError("a part has no name")
-        parts.append((name, filename if isinstance(filename, str) else None, headers.get("content-type"), data))
-    return parts
+    status = fault.status or 500
+    default = {"title": "Error", "detail": "The request failed.", "status": status}
+    body = fault.body if fault.body is not None else FAULT_BODIES.get(status, default)
+    headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+    return JSONResponse(body, status_code=status, headers=headers, media_type="application/problem+json")

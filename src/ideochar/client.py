@@ -14,27 +14,48 @@ Example::
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import httpx
 import pluggy
 from typing_extensions import Self, Unpack
 
-from ideochar._constants import DEFAULT_DEADLINE_SECONDS
 from ideochar._secrets import RedactingFilter, Secret
-from ideochar.errors import InvalidRequest, MissingCredentials
+from ideochar.breaker import CircuitBreaker
+from ideochar.config import Settings, load_settings
+from ideochar.errors import IdeocharError, InvalidRequest, MissingCredentials
 from ideochar.events import Event
 from ideochar.exchange import adrive, drive
+from ideochar.limits import Acquire, AnyioLimiter, Permit, ProviderLimits, ThreadLimiter, limits_for
 from ideochar.media import ImageInput
 from ideochar.request import CharacterRequest, Edit, Generate, Remix
 from ideochar.result import CharacterResult
-from ideochar.router import Candidate, FailurePolicy, Plan, Strategy, plan, route, run_provider
+from ideochar.router import (
+    Candidate,
+    FailurePolicy,
+    ObservedLatency,
+    Plan,
+    Spend,
+    Strategy,
+    fan_out_parts,
+    merge_parts,
+    plan,
+    resume_attempt,
+    route,
+    run_provider,
+    stops_fan_out,
+)
 from ideochar.spec import CallContext, Provider, ProviderOutput, Quote
+
+if TYPE_CHECKING:
+    from ideochar._resume import ResumeWork
+    from ideochar.journal import Journal
 
 __all__ = ["EMULATOR_KEY", "AsyncClient", "Client", "RequestFields"]
 
@@ -72,47 +93,98 @@ class _Base:
         keys: Mapping[str, str] | None = None,
         base_urls: Mapping[str, Mapping[str, str]] | None = None,
         options: Mapping[str, Mapping[str, Any]] | None = None,
-        strict: bool = False,
-        fan_out: bool = True,
+        strict: bool | None = None,
+        fan_out: bool | None = None,
         max_cost_usd: Decimal | float | str | None = None,
-        strategy: Strategy = "as_listed",
-        deadline_seconds: float | None = DEFAULT_DEADLINE_SECONDS,
+        strategy: Strategy | None = None,
+        deadline_seconds: float | None = None,
         policy: FailurePolicy | None = None,
         on_event: Callable[[Event], None] | None = None,
         emulator: bool | str = False,
         plugin_manager: pluggy.PluginManager | None = None,
         environ: Mapping[str, str] | None = None,
+        config: str | os.PathLike[str] | Mapping[str, Any] | Literal[False] | None = None,
+        journal: Journal | str | os.PathLike[str] | bool | None = None,
+        output_dir: str | os.PathLike[str] | None = None,
+        breaker: CircuitBreaker | None = None,
+        limits: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         """
+        Every argument left at None comes from the configuration (:mod:`ideochar.config`: an
+        ``ideochar.toml`` or ``[tool.ideochar]``, then ``IDEOCHAR_*`` variables), else its default.
+
         Args:
             providers: names in failover order (``"fal,segmind"`` or a list); default
                 ``IDEOCHAR_PROVIDERS``, else every installed provider.
             keys: explicit keys by provider name; otherwise plugins, then each provider's variables.
+                (Never from a configuration file.)
             base_urls: per provider, named base URLs to override (``{"fal": {"queue": "http://..."}}``).
             options: vendor-only defaults per provider, overlaid by ``request.extra``.
             strict: turn every warning (a field a vendor would ignore) into skipping that vendor.
-            max_cost_usd: refuse providers whose quote is above this, before anything is sent.
-            deadline_seconds: bounds every HTTP call of one request, retries and failover included.
+            fan_out: allow a count a vendor cannot make in one call to be split into several calls.
+            max_cost_usd: refuse providers whose quote is above this, before anything is sent
+                (``math.inf``: no budget, whatever the configuration says).
+            strategy: ``"as_listed"``, ``"cheapest"`` or ``"fastest"`` (observed latency).
+            deadline_seconds: bounds every HTTP call of one request, retries, waits for a slot and
+                failover included; default 300 (``math.inf``: no deadline).
+            policy: retry and failover rules; default from the configuration.
             emulator: True to run against the built-in emulator (started on a loopback port), or the
                 root URL of one already running (``ideochar emulator serve``).
+            config: a configuration file or mapping; False to read none; None to find one.
+            journal: a :class:`~ideochar.journal.Journal`, its file, True (the user data folder) or
+                False (no journal). Default: on, in the user data folder.
+            output_dir: where the journal writes images as they arrive (default: beside the journal).
+            breaker: a circuit breaker to use (share one between clients of the same account).
+            limits: per provider, ``max_images_in_flight`` / ``requests_per_minute`` overriding the
+                provider's declared limits (your plan's RPM).
         """
-        self._names = _names(providers, environ)
+        given_journal = journal if isinstance(journal, (bool, str, os.PathLike)) else None
+        settings = load_settings(
+            config=config,
+            environ=environ,
+            overrides={
+                "providers": _names(providers) if providers is not None else None,
+                "strict": strict,
+                "fan_out": fan_out,
+                "max_cost_usd": None if max_cost_usd is None or _infinite(max_cost_usd) else str(max_cost_usd),
+                "strategy": strategy,
+                "deadline_seconds": None if deadline_seconds is None or _infinite(deadline_seconds) else deadline_seconds,  # noqa: E501
+                "base_urls": base_urls,
+                "options": options,
+                "limits": limits,
+                "journal": str(given_journal) if isinstance(given_journal, os.PathLike) else given_journal,
+                "output_dir": None if output_dir is None else str(output_dir),
+            },
+        )
+        self.settings: Settings = settings
+        self._names = list(settings.providers or [])
         self._keys = dict(keys or {})
-        self._base_overrides = {k: dict(v) for k, v in (base_urls or {}).items()}
-        self._options = {k: dict(v) for k, v in (options or {}).items()}
-        self.strict = strict
-        self.fan_out = fan_out
-        self.max_cost_usd = None if max_cost_usd is None else Decimal(str(max_cost_usd))
-        self.strategy: Strategy = strategy
-        self.deadline_seconds = deadline_seconds
-        self.policy = policy or FailurePolicy()
+        self._base_overrides = {k: dict(v) for k, v in settings.base_urls.items()}
+        self._options = {k: dict(v) for k, v in settings.options.items()}
+        self.strict = settings.strict
+        self.fan_out = settings.fan_out
+        self.max_cost_usd = None if max_cost_usd is not None and _infinite(max_cost_usd) else settings.max_cost_usd
+        self.strategy: Strategy = settings.strategy
+        self.deadline_seconds = (
+            None if deadline_seconds is not None and _infinite(deadline_seconds) else settings.deadline_seconds
+        )
+        self.policy = policy or FailurePolicy(
+            connect_retries=settings.connect_retries,
+            rate_limit_retries=settings.rate_limit_retries,
+            max_retry_after_seconds=settings.max_retry_after_seconds,
+            on_outcome_unknown=settings.on_outcome_unknown,
+        )
+        self.breaker = breaker or CircuitBreaker(settings.breaker.failure_threshold, settings.breaker.cooldown_seconds)
+        self.latency = ObservedLatency()
         self._on_event = on_event
         self._emulator = emulator
         self._emulator_root: str | None = emulator if isinstance(emulator, str) else None
         self._pm = plugin_manager
         self._environ = environ
         self._providers: dict[str, Provider] | None = None
-        self._latency: dict[str, float] = {}
+        self._journal: Journal | None = None if journal is None or given_journal is not None else journal  # type: ignore[assignment]
+        self._owns_journal = self._journal is None
+        self._journal_opened = self._journal is not None
 
     # -- plugins and providers (loaded on first use, not at import) ---------------------------------
 
@@ -166,8 +238,9 @@ class _Base:
             fan_out=self.fan_out,
             max_cost_usd=self.max_cost_usd,
             strategy=self.strategy,
-            latency=self._latency,
+            latency=self.latency.snapshot(),
             known_providers=list(self.available),
+            breaker=self.breaker,
         )
 
     def _context(self, provider: Provider, request: CharacterRequest | None, job_id: str | None) -> CallContext:
@@ -211,6 +284,12 @@ class _Base:
         raise NotImplementedError
 
     def _dispatch(self, event: Event) -> None:
+        journal = self.journal
+        if journal is not None:
+            try:
+                journal.record(event)  # committed before the driver sends anything else
+            except Exception:  # a full disk must not abandon a paid job; the error is logged loudly
+                logger.exception("the journal could not record %s for job %s", event.kind, event.job_id)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s %s", event.kind, event.provider or "-", event.message or event.vendor_request_id or "")
         try:
@@ -223,9 +302,163 @@ class _Base:
     def _deadline(self) -> float | None:
         return None if self.deadline_seconds is None else time.monotonic() + self.deadline_seconds
 
-    def _start(self, request: CharacterRequest, strict: bool | None) -> tuple[str, Plan, float | None]:
-        job_id = uuid.uuid4().hex
-        return job_id, self.plan(request, job_id=job_id, strict=strict), self._deadline()
+    def _start(
+        self, request: CharacterRequest, strict: bool | None, job_id: str | None = None
+    ) -> tuple[str, Plan, float | None]:
+        """Plan (all local: an invalid or over-budget request stops here), then journal the job."""
+        job_id = job_id or uuid.uuid4().hex
+        chosen = self.plan(request, job_id=job_id, strict=strict)
+        deadline = self._deadline()
+        if self.journal is not None:
+            self.journal.create_job(job_id, request, plan=chosen.to_dict(), max_cost_usd=self.max_cost_usd)
+        return job_id, chosen, deadline
+
+    # -- the journal ---------------------------------------------------------------------------------
+
+    @property
+    def journal(self) -> Journal | None:
+        """The journal this client records into (opened on first use), or None when it is off."""
+        if not self._journal_opened:
+            self._journal_opened = True
+            path = self.settings.journal_path
+            if path is not None:
+                from ideochar.journal import Journal
+
+                self._journal = Journal(path, output_dir=self.settings.outputs_path)
+        return self._journal
+
+    def _close_journal(self) -> None:
+        if self._journal is not None and self._owns_journal:
+            self._journal.close()
+            self._journal = None
+            self._journal_opened = False
+
+    def _keep(self, job_id: str, label: str, result: CharacterResult) -> None:
+        """Write a call's images to the output folder and the journal as soon as they are here."""
+        if self.journal is None or not result.images:
+            return
+        try:
+            self.journal.record_outputs(
+                job_id, result.images, part=label, provider=result.provider, vendor_request_id=result.vendor_request_id
+            )
+        except Exception:  # the caller still gets the images in memory
+            logger.exception("the journal could not save the images of job %s", job_id)
+
+    def _finish(self, job_id: str, result: CharacterResult | None = None, error: BaseException | None = None) -> None:
+        if self.journal is None:
+            return
+        try:
+            self.journal.finish_job(job_id, result=result, error=error)
+        except Exception:
+            logger.exception("the journal could not record the end of job %s", job_id)
+
+    def _route(
+        self, part: CharacterRequest, chosen: Plan, job_id: str, deadline: float | None, spend: Spend, label: str
+    ) -> Any:
+        return route(
+            part,
+            chosen.candidates,
+            policy=self.policy,
+            job_id=job_id,
+            deadline=deadline,
+            breaker=self.breaker,
+            latency=self.latency,
+            limited=self._limited(),
+            max_cost_usd=self.max_cost_usd,
+            spend=spend,
+            part=label,
+        )
+
+    def _merge(
+        self, request: CharacterRequest, parts: list[CharacterRequest], outcomes: list[Any], job_id: str
+    ) -> CharacterResult:
+        """The request's result (or its error) from its calls' outcomes; journals the end of the job."""
+        try:
+            if len(parts) == 1:
+                if isinstance(outcomes[0], BaseException):
+                    raise outcomes[0]
+                result: CharacterResult = outcomes[0]
+            else:
+                result = merge_parts(request, parts, outcomes, job_id=job_id)
+        except BaseException as exc:
+            self._finish(job_id, error=exc)
+            raise
+        self._finish(job_id, result=result)
+        return result
+
+    # -- limits ----------------------------------------------------------------------------------------
+
+    def _provider_limits(self) -> dict[str, ProviderLimits]:
+        found: dict[str, ProviderLimits] = {}
+        for provider in self.providers:
+            name = provider.info.name
+            override = self.settings.limits.get(name)
+            limits = limits_for(provider.info, override.model_dump(exclude_none=True) if override else None)
+            if limits is not None:
+                found[name] = limits
+        return found
+
+    def _limited(self) -> frozenset[str]:
+        raise NotImplementedError
+
+    # -- resuming from the journal ----------------------------------------------------------------------
+
+    def _resume_work(self, job_id: str) -> ResumeWork:
+        from ideochar._resume import plan_resume
+
+        if self.journal is None:
+            raise InvalidRequest.for_field("journal", "this client has no journal to resume jobs from")
+        return plan_resume(self.journal.job(job_id))
+
+    def _resume_flows(self, work: ResumeWork) -> list[Any]:
+        """One exchange per admitted attempt, each resuming it by vendor id (never resubmitting)."""
+        job = work.job
+        flows = []
+        for attempt in work.resume:
+            provider, ctx = self._resume_flow(attempt.provider, attempt.resume or {})
+            ctx = CallContext(
+                provider=ctx.provider,
+                credentials=ctx.credentials,
+                base_urls=ctx.base_urls,
+                options=ctx.options,
+                job_id=job.id,
+                user_agent=ctx.user_agent,
+            )
+            if not provider.info.can_resume:
+                raise InvalidRequest.for_field("job_id", f"{provider.info.name} jobs cannot be resumed")
+            speed = str(job.request.get("speed", "default"))
+            unit = provider.info.price(job.operation, speed)  # type: ignore[arg-type]
+            flows.append(
+                resume_attempt(
+                    provider,
+                    ctx,
+                    attempt.resume or {},
+                    job_id=job.id,
+                    attempt=attempt.key,
+                    vendor_request_id=attempt.vendor_request_id,
+                    num_images=attempt.num_images,
+                    unit_price_usd=unit,
+                    part=attempt.part,
+                )
+            )
+        return flows
+
+    def _resumed(self, work: ResumeWork, outcomes: list[Any]) -> CharacterResult:
+        from ideochar._resume import assemble
+
+        journal = self.journal
+        assert journal is not None
+        for outcome, attempt in zip(outcomes, work.resume, strict=True):
+            if isinstance(outcome, CharacterResult):
+                self._keep(work.job.id, attempt.part, outcome)
+        spent = journal.job(work.job.id).spent_usd
+        try:
+            result = assemble(work, outcomes, spent_usd=spent)
+        except BaseException as exc:
+            self._finish(work.job.id, error=exc)
+            raise
+        self._finish(work.job.id, result=result)
+        return result
 
     def _resume_flow(self, provider: str, state: Mapping[str, Any]) -> tuple[Provider, CallContext]:
         try:
@@ -235,12 +468,17 @@ class _Base:
         return chosen, self._context(chosen, None, None)
 
 
-def _names(providers: str | Sequence[str] | None, environ: Mapping[str, str] | None) -> list[str]:
-    if providers is None:
-        providers = (os.environ if environ is None else environ).get("IDEOCHAR_PROVIDERS", "")
+def _names(providers: str | Sequence[str]) -> list[str]:
     if isinstance(providers, str):
         providers = providers.split(",")
     return [p.strip() for p in providers if p and p.strip()]
+
+
+def _infinite(value: Decimal | float | str) -> bool:
+    try:
+        return math.isinf(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def _user_agent() -> str:
@@ -252,11 +490,19 @@ def _user_agent() -> str:
 class Client(_Base):
     """The blocking client. Thread-safe; use it as a context manager or call :meth:`close`."""
 
-    def __init__(self, providers: str | Sequence[str] | None = None, *, http: httpx.Client | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        providers: str | Sequence[str] | None = None,
+        *,
+        http: httpx.Client | None = None,
+        limiter: ThreadLimiter | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(providers, **kwargs)
         self._http = http
         self._owns_http = http is None
         self._server: Any = None
+        self._limiter = limiter
 
     @property
     def http(self) -> httpx.Client:
@@ -295,9 +541,49 @@ class Client(_Base):
 
     def run(self, request: CharacterRequest, *, strict: bool | None = None) -> CharacterResult:
         """Serve a prepared request, failing over as configured."""
-        job_id, chosen, deadline = self._start(request, strict)
-        flow = route(request, chosen.candidates, policy=self.policy, job_id=job_id, deadline=deadline)
-        return drive(flow, self.http, deadline=deadline, on_event=self._dispatch)
+        return self._run(request, strict=strict)
+
+    def _run(self, request: CharacterRequest, *, strict: bool | None, job_id: str | None = None) -> CharacterResult:
+        job_id, chosen, deadline = self._start(request, strict, job_id)
+        parts = fan_out_parts(request, chosen.candidates)
+        spend = Spend()
+        outcomes: list[CharacterResult | IdeocharError | None] = []
+        stop = False
+        for index, part in enumerate(parts):  # one call after another; each fails over on its own
+            if stop:
+                outcomes.append(None)
+                continue
+            label = str(index)
+            flow = self._route(part, chosen, job_id, deadline, spend, label)
+            try:
+                result = drive(flow, self.http, deadline=deadline, on_event=self._dispatch, perform=self._perform)
+            except IdeocharError as exc:
+                outcomes.append(exc)
+                stop = stops_fan_out(exc)
+                continue
+            except BaseException as exc:
+                self._finish(job_id, error=exc)
+                raise
+            self._keep(job_id, label, result)
+            outcomes.append(result)
+        return self._merge(request, parts, outcomes, job_id)
+
+    def resume(self, job_id: str) -> CharacterResult:
+        """Finish a journaled job: admitted jobs are picked up by vendor id, never submitted again.
+
+        A job stopped before anything was sent is submitted anew (the journal proves nothing left);
+        images already saved are returned from the output folder. See :mod:`ideochar._resume`.
+        """
+        work = self._resume_work(job_id)
+        if work.fresh is not None:
+            return self._run(work.fresh, strict=None, job_id=work.job.id)
+        outcomes: list[Any] = []
+        for flow in self._resume_flows(work):
+            try:
+                outcomes.append(drive(flow, self.http, deadline=self._deadline(), on_event=self._dispatch))
+            except IdeocharError as exc:
+                outcomes.append(exc)
+        return self._resumed(work, outcomes)
 
     def resume_vendor(self, provider: str, state: Mapping[str, Any]) -> ProviderOutput:
         """Fetch the result of a job a vendor admitted earlier, from its ``submitted`` event's resume data."""
@@ -305,7 +591,23 @@ class Client(_Base):
         flow = run_provider(chosen, chosen.resume(state, ctx), ctx)
         return drive(flow, self.http, deadline=self._deadline(), on_event=self._dispatch)
 
+    @property
+    def limiter(self) -> ThreadLimiter:
+        """Concurrency and rate limits per provider, shared by every thread using this client."""
+        if self._limiter is None:
+            self._limiter = ThreadLimiter(self._provider_limits())
+        return self._limiter
+
+    def _limited(self) -> frozenset[str]:
+        return self.limiter.providers
+
+    def _perform(self, step: Any) -> Permit:
+        if not isinstance(step, Acquire):
+            raise TypeError(f"the client has no handler for the step {step!r}")
+        return self.limiter.acquire(step)
+
     def close(self) -> None:
+        self._close_journal()
         if self._http is not None and self._owns_http:
             self._http.close()
         if self._server is not None:
@@ -326,11 +628,17 @@ class AsyncClient(_Base):
     """The awaitable client; the same methods as :class:`Client`. ``async with AsyncClient() as c: ...``"""
 
     def __init__(
-        self, providers: str | Sequence[str] | None = None, *, http: httpx.AsyncClient | None = None, **kwargs: Any
+        self,
+        providers: str | Sequence[str] | None = None,
+        *,
+        http: httpx.AsyncClient | None = None,
+        limiter: AnyioLimiter | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(providers, **kwargs)
         self._http = http
         self._owns_http = http is None
+        self._limiter = limiter
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -368,16 +676,79 @@ class AsyncClient(_Base):
         return await self.run(self.build_request(Remix(image=image, strength=strength), prompt, reference, **fields), strict=strict)
 
     async def run(self, request: CharacterRequest, *, strict: bool | None = None) -> CharacterResult:
-        job_id, chosen, deadline = self._start(request, strict)
-        flow = route(request, chosen.candidates, policy=self.policy, job_id=job_id, deadline=deadline)
-        return await adrive(flow, self.http, deadline=deadline, on_event=self._dispatch)
+        return await self._run(request, strict=strict)
+
+    async def _run(
+        self, request: CharacterRequest, *, strict: bool | None, job_id: str | None = None
+    ) -> CharacterResult:
+        import anyio
+        import anyio.to_thread
+
+        job_id, chosen, deadline = self._start(request, strict, job_id)
+        parts = fan_out_parts(request, chosen.candidates)
+        spend = Spend()
+        outcomes: list[CharacterResult | IdeocharError | None] = [None] * len(parts)
+
+        async def call(index: int, part: CharacterRequest) -> None:
+            label = str(index)
+            flow = self._route(part, chosen, job_id, deadline, spend, label)
+            try:
+                result = await adrive(
+                    flow, self.http, deadline=deadline, on_event=self._dispatch, perform=self._perform
+                )
+            except IdeocharError as exc:
+                outcomes[index] = exc
+                return
+            outcomes[index] = result
+            await anyio.to_thread.run_sync(self._keep, job_id, label, result)
+
+        try:
+            if len(parts) == 1:
+                await call(0, parts[0])
+            else:  # the calls of a fan-out run concurrently, each failing over on its own
+                async with anyio.create_task_group() as group:
+                    for index, part in enumerate(parts):
+                        group.start_soon(call, index, part)
+        except BaseException as exc:
+            self._finish(job_id, error=exc)
+            raise
+        return self._merge(request, parts, list(outcomes), job_id)
+
+    async def resume(self, job_id: str) -> CharacterResult:
+        """Finish a journaled job; the same rules as :meth:`Client.resume`."""
+        work = self._resume_work(job_id)
+        if work.fresh is not None:
+            return await self._run(work.fresh, strict=None, job_id=work.job.id)
+        outcomes: list[Any] = []
+        for flow in self._resume_flows(work):
+            try:
+                outcomes.append(await adrive(flow, self.http, deadline=self._deadline(), on_event=self._dispatch))
+            except IdeocharError as exc:
+                outcomes.append(exc)
+        return self._resumed(work, outcomes)
 
     async def resume_vendor(self, provider: str, state: Mapping[str, Any]) -> ProviderOutput:
         chosen, ctx = self._resume_flow(provider, state)
         flow = run_provider(chosen, chosen.resume(state, ctx), ctx)
         return await adrive(flow, self.http, deadline=self._deadline(), on_event=self._dispatch)
 
+    @property
+    def limiter(self) -> AnyioLimiter:
+        """Concurrency and rate limits per provider, shared by every task using this client."""
+        if self._limiter is None:
+            self._limiter = AnyioLimiter(self._provider_limits())
+        return self._limiter
+
+    def _limited(self) -> frozenset[str]:
+        return self.limiter.providers
+
+    async def _perform(self, step: Any) -> Permit:
+        if not isinstance(step, Acquire):
+            raise TypeError(f"the client has no handler for the step {step!r}")
+        return await self.limiter.acquire(step)
+
     async def aclose(self) -> None:
+        self._close_journal()
         if self._http is not None and self._owns_http:
             await self._http.aclose()
 

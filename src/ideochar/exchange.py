@@ -26,7 +26,7 @@ import base64
 import binascii
 import hashlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -197,14 +197,42 @@ class _Deadline:
 def _prepare(step: Send, deadline: _Deadline) -> httpx.Request:
     request = step.request
     request.extensions = {**request.extensions, "timeout": deadline.timeout(step).as_dict()}
+    if "host" not in request.headers and request.url.host:
+        # httpx adds no headers to a request built with ``stream=`` (a streamed upload), and HTTP/1.1
+        # refuses to send one without Host; in-memory transports do not care, real sockets do.
+        request.headers["Host"] = request.url.netloc.decode("ascii")
     return request
+
+
+class _ReadResponse(httpx.Response):
+    """A finished response whose ``text`` never raises.
+
+    httpx decodes ``text`` with the declared charset, and a charset that needs a byte-order mark
+    (``utf-16``, ``utf-32``) over bytes without one raises UnicodeError even with replacement on: a
+    vendor's or a proxy's wrong header would crash every error path that quotes the body. Such a body
+    is read as UTF-8 with replacement characters instead (found by tests/reliability fuzzing).
+    """
+
+    @property
+    def text(self) -> str:
+        try:
+            return super().text
+        except UnicodeError:
+            self.encoding = "utf-8"
+            return super().text
 
 
 def _finished(response: httpx.Response, body: bytes) -> httpx.Response:
     headers = [
         (k, v) for k, v in response.headers.multi_items() if k.lower() not in ("content-encoding", "transfer-encoding")
     ]
-    return httpx.Response(response.status_code, headers=headers, content=body, request=response.request)
+    return _ReadResponse(response.status_code, headers=headers, content=body, request=response.request)
+
+
+def _event_source(response: httpx.Response) -> EventSource:
+    """Server-sent events are always UTF-8 (WHATWG HTML, 9.2.5), whatever charset the header claims."""
+    response.encoding = "utf-8"
+    return EventSource(response)
 
 
 def _too_large(step: Send) -> UnexpectedResponse:
@@ -217,13 +245,18 @@ def _too_large(step: Send) -> UnexpectedResponse:
 
 
 def drive(
-    flow: Exchange[T],
+    flow: Generator[Any, Any, T],
     http: httpx.Client,
     *,
     deadline: float | None = None,
     on_event: Callable[[Event], None] | None = None,
+    perform: Callable[[Any], Any] | None = None,
 ) -> T:
-    """Run an exchange to its end with a blocking client. ``deadline`` is a ``time.monotonic()`` value."""
+    """Run an exchange to its end with a blocking client. ``deadline`` is a ``time.monotonic()`` value.
+
+    ``perform`` answers steps of other types than the four above: the client's own steps, which the
+    router yields (waiting for a concurrency slot). Without it such a step is a programming error.
+    """
     limit = _Deadline(deadline)
     streams: dict[int, tuple[httpx.Response, Iterator[ServerSentEvent]]] = {}
     answer: Any = None
@@ -236,7 +269,7 @@ def drive(
                 return stop.value  # type: ignore[no-any-return]
             answer, failure = None, None
             try:
-                answer = _perform(step, http, limit, streams, on_event)
+                answer = _perform(step, http, limit, streams, on_event, perform)
             except ProviderError as exc:
                 failure = exc
     finally:
@@ -251,6 +284,7 @@ def _perform(
     limit: _Deadline,
     streams: dict[int, tuple[httpx.Response, Iterator[ServerSentEvent]]],
     on_event: Callable[[Event], None] | None,
+    perform: Callable[[Any], Any] | None = None,
 ) -> Any:
     if isinstance(step, Event):
         if on_event is not None:
@@ -268,13 +302,15 @@ def _perform(
             return next(events, None)
         except httpx.HTTPError as exc:
             raise map_transport_error(exc, Send(response.request)) from exc
+    if not isinstance(step, Send):
+        return _other(step, perform)
     request = _prepare(step, limit)
     try:
         response = http.send(request, stream=True)
     except httpx.HTTPError as exc:
         raise map_transport_error(exc, step) from exc
     if step.stream:
-        streams[id(response)] = (response, EventSource(response).iter_sse())
+        streams[id(response)] = (response, _event_source(response).iter_sse())
         return response
     try:
         chunks, total = [], 0
@@ -291,11 +327,12 @@ def _perform(
 
 
 async def adrive(
-    flow: Exchange[T],
+    flow: Generator[Any, Any, T],
     http: httpx.AsyncClient,
     *,
     deadline: float | None = None,
     on_event: Callable[[Event], None] | None = None,
+    perform: Callable[[Any], Awaitable[Any]] | None = None,
 ) -> T:
     """Run an exchange to its end with an async client; the same protocol as :func:`drive`."""
     import anyio
@@ -319,6 +356,8 @@ async def adrive(
                     await anyio.sleep(limit.sleep_for(step.seconds))
                 elif isinstance(step, NextEvent):
                     answer = await _anext_event(step, streams)
+                elif not isinstance(step, Send):
+                    answer = await _other(step, perform)
                 else:
                     answer = await _asend(step, http, limit, streams)
             except ProviderError as exc:
@@ -327,6 +366,12 @@ async def adrive(
         flow.close()
         for response, _ in streams.values():
             await response.aclose()
+
+
+def _other(step: object, perform: Callable[[Any], T] | None) -> T:
+    if perform is None:
+        raise TypeError(f"the driver has no handler for the step {step!r}")
+    return perform(step)
 
 
 async def _anext_event(
@@ -356,7 +401,7 @@ async def _asend(
     except httpx.HTTPError as exc:
         raise map_transport_error(exc, step) from exc
     if step.stream:
-        streams[id(response)] = (response, EventSource(response).aiter_sse())
+        streams[id(response)] = (response, _event_source(response).aiter_sse())
         return response
     try:
         chunks, total = [], 0

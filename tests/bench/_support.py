@@ -135,7 +135,13 @@ class EmulatorProcess:
     urls: dict[str, str] = field(default_factory=dict)
 
     def __enter__(self) -> EmulatorProcess:
-        command = [sys.executable, str(HERE / "_serve.py"), "--model-seconds", str(self.model_seconds), *self.extra_args]
+        command = [
+            sys.executable,
+            str(HERE / "_serve.py"),
+            "--model-seconds",
+            str(self.model_seconds),
+            *self.extra_args,
+        ]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
         line = self.process.stdout.readline().strip()

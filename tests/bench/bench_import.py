@@ -14,11 +14,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from _support import ROOT, PLOTS, alternate, log, ms, reps, summary, write_result
+from _support import PLOTS, ROOT, alternate, log, ms, reps, summary, write_result
 
-_PNG = (
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"  # 1x1 PNG
-)
+_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"  # 1x1 PNG
 
 VARIANTS: dict[str, str] = {
     "floor": "import httpx, pydantic, pluggy\nclass M(pydantic.BaseModel):\n    a: int\nM(a=1)",

@@ -38,16 +38,21 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
         # Bytecode as an installed package has it (this environment may set PYTHONDONTWRITEBYTECODE).
-        subprocess.run([sys.executable, "-m", "compileall", "-q", "src", "providers"], cwd=ROOT, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "compileall", "-q", "src", "providers"],
+            cwd=ROOT,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         env = {**os.environ, "IDEOCHAR_BENCH_QUICK": "1" if args.quick else "0"}
         runs = _load_runs()
         for name in chosen:
             log(f"running {name} ...")
             started = time.monotonic()
             try:
-                code = subprocess.run([sys.executable, str(HERE / f"bench_{name}.py")], cwd=ROOT, env=env,
-                                      timeout=TIMEOUT_SECONDS).returncode
+                code = subprocess.run(
+                    [sys.executable, str(HERE / f"bench_{name}.py")], cwd=ROOT, env=env, timeout=TIMEOUT_SECONDS
+                ).returncode
             except subprocess.TimeoutExpired:
                 code = -1
             runs[name] = {"returncode": code, "seconds": round(time.monotonic() - started, 1), "quick": args.quick}

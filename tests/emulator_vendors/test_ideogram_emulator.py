@@ -15,10 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
-from vendors_fake_kit import FakeKit, app_for, client_for, image_bytes, pixel_size
+from vendors_support import Emulated, image_bytes, pixel_size
 
-from ideochar.emulator.kit import Fault
-from ideochar_ideogram.emulator import MARKER_UNSAFE, MARKER_WITHHOLD, routes
+from ideochar_ideogram.emulator import MARKER_UNSAFE, MARKER_WITHHOLD
 
 pytestmark = pytest.mark.anyio
 
@@ -32,13 +31,13 @@ Files = list[tuple[str, tuple[str | None, bytes | str, str]]]
 
 
 @pytest.fixture
-def kit() -> FakeKit:
-    return FakeKit("ideogram")
+def emu() -> Emulated:
+    return Emulated.start("ideogram")
 
 
 @pytest.fixture
-async def client(kit: FakeKit) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(app_for(kit, routes(kit))) as c:
+async def client(emu: Emulated) -> AsyncIterator[httpx.AsyncClient]:
+    async with emu.client() as c:
         yield c
 
 
@@ -66,7 +65,7 @@ def assert_error(response: httpx.Response, status: int, *words: str) -> None:
 
 
 async def test_generate_returns_num_images_served_images_and_bills_each(
-    client: httpx.AsyncClient, kit: FakeKit
+    client: httpx.AsyncClient, emu: Emulated
 ) -> None:
     response = await post(client, GENERATE, {
         "prompt": "a knight in a library", "rendering_speed": "QUALITY", "num_images": "2", "seed": "41",
@@ -86,8 +85,8 @@ async def test_generate_returns_num_images_served_images_and_bills_each(
         assert abs(width / height - 16 / 9) < 0.02
         image = await client.get(item["url"])
         assert image.status_code == 200 and pixel_size(image.content) == (width, height)
-    assert kit.renders[0]["reference"] == REF
-    [entry] = kit.ledger
+    assert emu.renders[0]["reference"] == REF
+    [entry] = emu.ledger()
     assert (entry.operation, entry.images, entry.cost_usd) == ("generate", 2, Decimal("0.40"))
 
 
@@ -106,15 +105,15 @@ async def test_generate_with_resolution_renders_that_exact_size(client: httpx.As
     assert pixel_size((await client.get(item["url"])).content) == (832, 1248)
 
 
-async def test_generate_defaults_to_one_square_image_at_default_price(client: httpx.AsyncClient, kit: FakeKit) -> None:
+async def test_generate_defaults_to_one_square_image_at_default_price(client: httpx.AsyncClient, emu: Emulated) -> None:
     response = await post(client, GENERATE, {"prompt": "portrait"})
     assert response.status_code == 200
     assert [d["resolution"] for d in response.json()["data"]] == ["1024x1024"]
-    assert [(e.images, e.cost_usd) for e in kit.ledger] == [(1, Decimal("0.15"))]
+    assert [(e.images, e.cost_usd) for e in emu.ledger()] == [(1, Decimal("0.15"))]
 
 
 @pytest.mark.parametrize("path", [EDIT, INPAINT])
-async def test_edit_and_inpaint_keep_the_input_size(client: httpx.AsyncClient, kit: FakeKit, path: str) -> None:
+async def test_edit_and_inpaint_keep_the_input_size(client: httpx.AsyncClient, emu: Emulated, path: str) -> None:
     image = image_bytes(96, 80, "JPEG", "green")
     mask = image_bytes(96, 80, "PNG", 0, mode="L")
     response = await post(client, path, {"prompt": "add a hat", "rendering_speed": "TURBO"}, files=ref_files(
@@ -122,18 +121,18 @@ async def test_edit_and_inpaint_keep_the_input_size(client: httpx.AsyncClient, k
     assert response.status_code == 200, response.text
     [item] = response.json()["data"]
     assert item["resolution"] == "96x80"
-    assert kit.renders[0]["base"] == image and kit.renders[0]["mask"] == mask
-    assert [(e.operation, e.cost_usd) for e in kit.ledger] == [("edit", Decimal("0.10"))]
+    assert emu.renders[0]["base"] == image and emu.renders[0]["mask"] == mask
+    assert [(e.operation, e.cost_usd) for e in emu.ledger()] == [("edit", Decimal("0.10"))]
 
 
-async def test_remix_takes_image_weight_and_crops_to_the_aspect_ratio(client: httpx.AsyncClient, kit: FakeKit) -> None:
+async def test_remix_takes_image_weight_and_crops_to_the_aspect_ratio(client: httpx.AsyncClient, emu: Emulated) -> None:
     files = ref_files(REF, ("image", ("scene.webp", image_bytes(64, 64, "WEBP"), "image/webp")))
     response = await post(client, REMIX, {"prompt": "as a watercolour", "image_weight": "35", "aspect_ratio": "1x2",
                                           "negative_prompt": "blur"}, files=files)
     assert response.status_code == 200, response.text
     width, height = (int(n) for n in response.json()["data"][0]["resolution"].split("x"))
     assert abs(width / height - 0.5) < 0.02
-    assert [e.operation for e in kit.ledger] == ["remix"]
+    assert [e.operation for e in emu.ledger()] == ["remix"]
 
 
 async def test_palette_as_one_json_part_and_repeated_style_codes_are_accepted(client: httpx.AsyncClient) -> None:
@@ -158,9 +157,9 @@ async def test_a_matching_grayscale_reference_mask_is_accepted(client: httpx.Asy
 
 @pytest.mark.parametrize("headers", [{}, {"Api-Key": ""}, {"Api-Key": "invalid-key"},
                                      {"Authorization": "Bearer org-one-key"}])
-async def test_bad_or_missing_api_key_is_401(client: httpx.AsyncClient, kit: FakeKit, headers: dict[str, str]) -> None:
+async def test_bad_or_missing_api_key_is_401(client: httpx.AsyncClient, emu: Emulated, headers: dict[str, str]) -> None:
     assert_error(await post(client, GENERATE, {"prompt": "x"}, headers=headers), 401, "Not authorized")
-    assert kit.ledger == []
+    assert emu.ledger() == []
 
 
 async def test_remix_refuses_a_bad_key_with_403_as_its_contract_lists(client: httpx.AsyncClient) -> None:
@@ -177,12 +176,12 @@ async def test_edit_refuses_json(client: httpx.AsyncClient) -> None:
     assert_error(await client.post(EDIT, json={"prompt": "x"}, headers=KEY), 400, "multipart/form-data")
 
 
-async def test_json_generate_cannot_carry_the_character_reference(client: httpx.AsyncClient, kit: FakeKit) -> None:
+async def test_json_generate_cannot_carry_the_character_reference(client: httpx.AsyncClient, emu: Emulated) -> None:
     response = await client.post(GENERATE, json={"prompt": "x", "rendering_speed": "TURBO"}, headers=KEY)
     assert_error(response, 400, "character_reference_images", "multipart/form-data")
     files_in_json = await client.post(GENERATE, json={"prompt": "x", "character_reference_images": ["a"]}, headers=KEY)
     assert_error(files_in_json, 400, "JSON body cannot carry")
-    assert kit.ledger == []
+    assert emu.ledger() == []
 
 
 async def test_json_generate_checks_types_strictly(client: httpx.AsyncClient) -> None:
@@ -279,16 +278,16 @@ async def test_prompt_sent_as_a_file_part_is_refused(client: httpx.AsyncClient) 
 
 
 async def test_images_must_be_jpeg_png_or_webp(client: httpx.AsyncClient) -> None:
-    response = await post(client, GENERATE, {"prompt": "x"}, files=ref_files(image_bytes(8, 8, "GIF"), ))
-    assert_error(response, 400, "GIF", "JPEG, PNG and WebP")
+    response = await post(client, GENERATE, {"prompt": "x"}, files=ref_files(image_bytes(8, 8, "GIF")))
+    assert_error(response, 400, "character_reference_images", "JPEG, PNG and WebP")
     not_an_image = await post(client, GENERATE, {"prompt": "x"}, files=ref_files(b"plain text, not pixels"))
-    assert_error(not_an_image, 400, "not a readable image")
+    assert_error(not_an_image, 400, "not a JPEG, PNG or WebP image")
 
 
-async def test_images_over_10_mb_are_refused(client: httpx.AsyncClient, kit: FakeKit) -> None:
+async def test_images_over_10_mb_are_refused(client: httpx.AsyncClient, emu: Emulated) -> None:
     huge = REF + b"\0" * (10 * 1024 * 1024)  # a valid PNG followed by padding, past the limit
     assert_error(await post(client, GENERATE, {"prompt": "x"}, files=ref_files(huge)), 400, "10MB")
-    assert kit.ledger == []
+    assert emu.ledger() == []
 
 
 async def test_reference_masks_must_match_the_references_in_count(client: httpx.AsyncClient) -> None:
@@ -309,11 +308,11 @@ async def test_reference_mask_in_colour_is_refused(client: httpx.AsyncClient) ->
     assert_error(await post(client, GENERATE, {"prompt": "x"}, files=files), 400, "grayscale")
 
 
-async def test_edit_mask_of_another_size_is_refused(client: httpx.AsyncClient, kit: FakeKit) -> None:
+async def test_edit_mask_of_another_size_is_refused(client: httpx.AsyncClient, emu: Emulated) -> None:
     files = ref_files(REF, ("image", ("i.png", image_bytes(96, 80), "image/png")),
                       ("mask", ("m.png", image_bytes(80, 96, "PNG", 0, mode="L"), "image/png")))
     assert_error(await post(client, EDIT, {"prompt": "x"}, files=files), 400, "same size")
-    assert kit.ledger == []
+    assert emu.ledger() == []
 
 
 async def test_flash_is_refused_with_a_character_reference(client: httpx.AsyncClient) -> None:
@@ -366,29 +365,29 @@ async def test_style_codes_exclude_style_type_and_style_references(client: httpx
 # -- safety simulation ----------------------------------------------------------------------------
 
 
-async def test_unsafe_prompt_is_a_422_and_not_billed(client: httpx.AsyncClient, kit: FakeKit) -> None:
+async def test_unsafe_prompt_is_a_422_and_not_billed(client: httpx.AsyncClient, emu: Emulated) -> None:
     response = await post(client, GENERATE, {"prompt": f"something {MARKER_UNSAFE}"})
     assert_error(response, 422, "safety check")
     assert set(response.json()) == {"error"}
-    assert kit.ledger == []
+    assert emu.ledger() == []
 
 
-async def test_withheld_image_has_no_url_and_is_billed(client: httpx.AsyncClient, kit: FakeKit) -> None:
+async def test_withheld_image_has_no_url_and_is_billed(client: httpx.AsyncClient, emu: Emulated) -> None:
     response = await post(client, GENERATE, {"prompt": f"a cat {MARKER_WITHHOLD}", "num_images": "3",
                                              "rendering_speed": "TURBO"})
     assert response.status_code == 200
     data = response.json()["data"]
     assert [(d["is_image_safe"], d["url"] is None) for d in data] == [(False, True), (True, False), (True, False)]
-    assert [(e.images, e.cost_usd) for e in kit.ledger] == [(3, Decimal("0.30"))]
+    assert [(e.images, e.cost_usd) for e in emu.ledger()] == [(3, Decimal("0.30"))]
 
 
 # -- the in-flight limit --------------------------------------------------------------------------
 
 
-async def test_more_than_10_images_in_flight_per_key_is_a_429(client: httpx.AsyncClient, kit: FakeKit) -> None:
-    kit.model_seconds = 0.4
+async def test_more_than_10_images_in_flight_per_key_is_a_429(client: httpx.AsyncClient, emu: Emulated) -> None:
+    emu.kit.model_seconds = 0.4
     first = asyncio.ensure_future(post(client, GENERATE, {"prompt": "x", "num_images": "8"}))
-    while not kit.ledger:  # the first request is admitted and now holds 8 of the 10 places
+    while not emu.ledger():  # the first request is admitted and now holds 8 of the 10 places
         await asyncio.sleep(0.01)
     over = await post(client, GENERATE, {"prompt": "x", "num_images": "3"})
     assert_error(over, 429)
@@ -396,7 +395,7 @@ async def test_more_than_10_images_in_flight_per_key_is_a_429(client: httpx.Asyn
     fits = await post(client, GENERATE, {"prompt": "x", "num_images": "2"})
     other_org = await post(client, GENERATE, {"prompt": "x", "num_images": "8"}, headers={"Api-Key": "org-two"})
     assert (fits.status_code, other_org.status_code, (await first).status_code) == (200, 200, 200)
-    assert sorted(e.images for e in kit.ledger) == [2, 8, 8]  # the refused request is not billed
+    assert sorted(e.images for e in emu.ledger()) == [2, 8, 8]  # the refused request is not billed
     after = await post(client, GENERATE, {"prompt": "x", "num_images": "8"})
     assert after.status_code == 200  # places are given back when a request ends
 
@@ -404,53 +403,65 @@ async def test_more_than_10_images_in_flight_per_key_is_a_429(client: httpx.Asyn
 # -- faults ---------------------------------------------------------------------------------------
 
 
-async def test_status_fault_402_has_ideograms_insufficient_funds_body(client: httpx.AsyncClient, kit: FakeKit) -> None:
-    kit.http_faults["generate"] = [Fault("status", status=402)]
+async def test_status_fault_402_has_ideograms_insufficient_funds_body(client: httpx.AsyncClient, emu: Emulated) -> None:
+    emu.faults({"route": "generate", "kind": "status", "status": 402})
     response = await post(client, GENERATE, {"prompt": "x"})
     assert response.status_code == 402
     assert response.json()["reject_reason"] == "insufficient_funds"
-    assert kit.ledger == []
+    assert emu.ledger() == []
 
 
-async def test_rate_limit_fault_keeps_retry_after(client: httpx.AsyncClient, kit: FakeKit) -> None:
-    kit.http_faults["remix"] = [Fault("rate_limit", status=429, retry_after=7)]
+async def test_rate_limit_fault_keeps_retry_after(client: httpx.AsyncClient, emu: Emulated) -> None:
+    emu.faults({"route": "remix", "kind": "rate_limit", "retry_after": 7})
     response = await post(client, REMIX, {"prompt": "x"}, files=ref_files(REF, ("image", ("i.png", REF, "image/png"))))
     assert response.status_code == 429 and response.headers["retry-after"] == "7"
     assert "error" in response.json()
 
 
-async def test_faults_are_chosen_by_route_name(client: httpx.AsyncClient, kit: FakeKit) -> None:
-    kit.http_faults["inpaint"] = [Fault("status", status=503)]
+async def test_faults_are_chosen_by_route_name(client: httpx.AsyncClient, emu: Emulated) -> None:
+    emu.faults({"route": "inpaint", "kind": "status", "status": 503})
     files = ref_files(REF, ("image", ("i.png", REF, "image/png")),
                       ("mask", ("m.png", image_bytes(48, 64, "PNG", 0, mode="L"), "image/png")))
     assert (await post(client, EDIT, {"prompt": "x"}, files=files)).status_code == 200
     assert (await post(client, INPAINT, {"prompt": "x"}, files=files)).status_code == 503
 
 
-async def test_stuck_request_keeps_its_inflight_places(client: httpx.AsyncClient, kit: FakeKit) -> None:
-    kit.route_faults["generate"] = [Fault("stuck", seconds=0.3)]
+async def test_stuck_job_is_billed_holds_its_inflight_places_then_is_cut(
+    client: httpx.AsyncClient, emu: Emulated
+) -> None:
+    emu.faults({"route": "generate", "kind": "stuck", "seconds": 0.3})
     stuck = asyncio.ensure_future(post(client, GENERATE, {"prompt": "x", "num_images": "6"}))
-    while not kit.ledger:
+    while not emu.ledger():
         await asyncio.sleep(0.01)
     assert (await post(client, GENERATE, {"prompt": "x", "num_images": "5"})).status_code == 429
     assert not stuck.done()
-    assert (await stuck).status_code == 200
+    with pytest.raises(httpx.RemoteProtocolError):
+        await stuck
+    assert [e.images for e in emu.billed()] == [6]
+    assert (await post(client, GENERATE, {"prompt": "x", "num_images": "5"})).status_code == 200
 
 
 async def test_dropped_connection_after_admission_is_billed_but_unanswered(
-    client: httpx.AsyncClient, kit: FakeKit
+    client: httpx.AsyncClient, emu: Emulated
 ) -> None:
-    kit.route_faults["generate"] = [Fault("drop_after_admit")]
-    with pytest.raises(Exception, match="dropped"):
+    emu.faults({"route": "generate", "kind": "drop_after_admit"})
+    with pytest.raises(httpx.RemoteProtocolError):
         await post(client, GENERATE, {"prompt": "x", "num_images": "2"})
-    assert [e.images for e in kit.ledger] == [2]
+    assert [e.images for e in emu.billed()] == [2]
 
 
-async def test_a_request_without_a_host_header_is_refused(client: httpx.AsyncClient, kit: FakeKit) -> None:
+async def test_a_request_without_a_host_header_is_refused(client: httpx.AsyncClient, emu: Emulated) -> None:
     # httpx adds no Host header to a Request built from a raw stream; an HTTP/1.1 server refuses it.
     form = httpx.Request("POST", "http://emulator.test" + GENERATE, data={"prompt": "x"}, files=ref_files())
     raw = httpx.Request("POST", form.url, headers={**KEY, "Content-Type": form.headers["Content-Type"]},
                         stream=httpx.ByteStream(form.read()))
     assert "host" not in raw.headers
     assert_error(await client.send(raw), 400, "Host")
-    assert kit.ledger == []
+    assert emu.ledger() == []
+
+
+async def test_a_truncated_image_is_refused(client: httpx.AsyncClient, emu: Emulated) -> None:
+    whole = image_bytes(64, 64, "PNG", (10, 200, 30))
+    response = await post(client, GENERATE, {"prompt": "x"}, files=ref_files(whole[: len(whole) // 2]))
+    assert_error(response, 400, "could not be decoded")
+    assert emu.ledger() == []

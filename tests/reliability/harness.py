@@ -71,6 +71,9 @@ class VendorCase:
     key_hosts: Callable[[str], bool]
     """Hosts that may receive the key (the configured API and the vendor's documented hosts)."""
     base_urls: dict[str, str] = field(default_factory=dict)
+    refused: Callable[[httpx.Response], bool] = lambda response: response.status_code == 429
+    """Answers that prove the vendor did not admit the job (DESIGN: a 429 before admission), so the
+    router may send the request again without a double charge."""
 
     def request(self, **fields: Any) -> CharacterRequest:
         values: dict[str, Any] = {"prompt": "a knight in the rain", "reference": self.reference,
@@ -150,6 +153,13 @@ def _fal_valid(n: int, run: bool = False) -> Answers:
         return Valid(404, json={"detail": "Not Found"})
 
     return valid
+
+
+def _fal_refused(response: httpx.Response) -> bool:
+    """429, or an ingress 502/503/504 without ``x-fal-request-id``: fal's edge answered before any app
+    saw the request (reference/fal.md §2.2, "Make submits idempotent by design")."""
+    ingress = response.status_code in (502, 503, 504) and "x-fal-request-id" not in response.headers
+    return response.status_code == 429 or ingress
 
 
 def _fal_hosts(host: str) -> bool:
@@ -286,11 +296,12 @@ def _replicate_hosts(host: str) -> bool:
 def cases(*, big_reference: bytes | None = None) -> list[VendorCase]:
     """Every vendor, in every mode that changes the protocol. ``big_reference`` adds Replicate's upload."""
     found = [
-        VendorCase("fal-queue-stream", "fal", {}, REFERENCE_URL, 2, _fal_classify, _fal_valid(2), _fal_hosts),
+        VendorCase("fal-queue-stream", "fal", {}, REFERENCE_URL, 2, _fal_classify, _fal_valid(2), _fal_hosts,
+                   refused=_fal_refused),
         VendorCase("fal-queue-poll", "fal", {"status": "poll"}, LOCAL_REFERENCE, 1, _fal_classify, _fal_valid(1),
-                   _fal_hosts),  # fmt: skip
+                   _fal_hosts, refused=_fal_refused),  # fmt: skip
         VendorCase("fal-run", "fal", {"mode": "run"}, REFERENCE_URL, 2, _fal_classify, _fal_valid(2, run=True),
-                   _fal_hosts),  # fmt: skip
+                   _fal_hosts, refused=_fal_refused),  # fmt: skip
         VendorCase("segmind-v1", "segmind", {}, LOCAL_REFERENCE, 1, _segmind_classify, _segmind_valid, _segmind_hosts),
         VendorCase("segmind-v2", "segmind", {"mode": "v2"}, REFERENCE_URL, 1, _segmind_classify, _segmind_valid,
                    _segmind_hosts),  # fmt: skip
@@ -374,7 +385,10 @@ class FuzzServer:
             raise TooManyRequests(f"{self.case.id}: more than {self.limit} requests: {self.trace()[-5:]}")
         kind = self.case.classify(request)
         self._check_key(request)
-        if len(self.seen) >= self.budget:
+        if request.url.scheme not in ("http", "https") or not request.url.host:
+            # What a real transport does (MockTransport would answer, and httpx then fail on cookies).
+            result = Outcome(raises=httpx.UnsupportedProtocol(f"unsupported URL {request.url}"), mode="bad_url")
+        elif len(self.seen) >= self.budget:
             result = Outcome(raises=httpx.ConnectError("network down"), mode="network_down")
         else:
             result = self.draw(outcome(self.case.valid(kind, request)))
@@ -391,7 +405,8 @@ class FuzzServer:
 
     def admissions(self) -> int:
         """Admitting requests that reached the vendor (connect errors prove one did not)."""
-        return sum(1 for _, req, res in self.seen if self.watch.is_admitting(req) and res.reached_server)
+        return sum(1 for _, req, res in self.seen if self.watch.is_admitting(req) and res.reached_server
+                   and not (res.response is not None and self.case.refused(res.response)))  # fmt: skip
 
     def trace(self) -> list[str]:
         return [f"{kind}:{res.mode}" for kind, _, res in self.seen]

@@ -54,7 +54,7 @@ FUZZED_HEADERS = ("retry-after", "retry-after-ms", "x-request-id", "x-fal-reques
                   "x-remaining-credits", "x-generation-time", "x-rate-limit-reset-at-utc", "x-fal-error-type",
                   "x-fal-retryable", "location", "content-type")  # fmt: skip
 #: Transport failures a real network produces, by whether the request can have reached the server.
-NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 SENT = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError, httpx.WriteTimeout,
         httpx.LocalProtocolError, httpx.NetworkError)  # fmt: skip
 

@@ -14,6 +14,7 @@ import io
 import re
 from dataclasses import dataclass
 from email.message import Message
+from email.utils import collapse_rfc2231_value
 from typing import Literal
 
 __all__ = [
@@ -69,7 +70,7 @@ def media_type(header: str | None, *, name: str = "content-type") -> tuple[str, 
     message[name] = header
     params = message.get_params(header=name) or []
     main = str(params[0][0]).strip().lower() if params else ""
-    return main, {str(k).lower(): message.collapse_rfc2231_value(v) for k, v in params[1:]}
+    return main, {str(k).lower(): collapse_rfc2231_value(v) for k, v in params[1:]}
 
 
 def parse_multipart(body: bytes, content_type: str) -> list[Part]:

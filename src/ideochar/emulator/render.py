@@ -35,7 +35,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 if TYPE_CHECKING:
-    from PIL import Image, ImageFont
+    from PIL import Image, ImageDraw, ImageFont
 
 __all__ = ["LABEL", "RenderCache", "adler32_combine", "render", "render_cache"]
 
@@ -225,7 +225,8 @@ def _open(data: bytes | None) -> Image.Image | None:
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
-            return image.convert("RGB") if image.mode != "RGB" else image.copy()
+            opened: Image.Image = image.convert("RGB") if image.mode != "RGB" else image.copy()
+            return opened
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         return None
 
@@ -239,7 +240,14 @@ def _fit(image: Image.Image, box_w: int, box_h: int) -> Image.Image:
 
 
 def _build_base(
-    reference: bytes, prompt: str, width: int, height: int, fmt: Fmt, base: bytes | None, mask: bytes | None, vendor: str
+    reference: bytes,
+    prompt: str,
+    width: int,
+    height: int,
+    fmt: Fmt,
+    base: bytes | None,
+    mask: bytes | None,
+    vendor: str,
 ) -> _Base:
     from PIL import Image, ImageDraw
 
@@ -357,11 +365,15 @@ def _place_reference(
     shown = _fit(ref_image, right - left - 2 * border, bottom - top - 2 * border)
     x = left + (right - left - shown.width) // 2
     y = top + (bottom - top - shown.height) // 2
-    draw.rectangle((x - border, y - border, x + shown.width + border - 1, y + shown.height + border - 1), fill=(255, 255, 255))
+    draw.rectangle(
+        (x - border, y - border, x + shown.width + border - 1, y + shown.height + border - 1), fill=(255, 255, 255)
+    )
     canvas.paste(shown, (x, y))
 
 
-def _wrap(draw: ImageDraw.ImageDraw, text: str, width: int, font: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> list[str]:
+def _wrap(
+    draw: ImageDraw.ImageDraw, text: str, width: int, font: ImageFont.FreeTypeFont | ImageFont.ImageFont
+) -> list[str]:
     average = max(1.0, draw.textlength("abcdefghijklmnopqrstuvwxyz ", font=font) / 27)
     return textwrap.wrap(text, width=max(1, int(width / average))) or [""]
 
@@ -390,7 +402,9 @@ def _caption(draw: ImageDraw.ImageDraw, prompt: str, content: tuple[int, int, in
     _paragraph(draw, prompt, (left, bottom - height, right, bottom), unit, shade=True)
 
 
-def _text_line(draw: ImageDraw.ImageDraw, text: str, box: tuple[int, int, int, int], fill: tuple[int, int, int]) -> None:
+def _text_line(
+    draw: ImageDraw.ImageDraw, text: str, box: tuple[int, int, int, int], fill: tuple[int, int, int]
+) -> None:
     left, top, right, bottom = box
     size = max(6, (bottom - top) * 3 // 4)
     font = _font(size)
@@ -411,7 +425,9 @@ def _band(width: int, height: int, seed: int) -> Image.Image:
     for index in range(tiles):
         x0, x1 = width * index // tiles, width * (index + 1) // tiles
         inset = max(0, height // 8)
-        draw.rectangle((x0 + inset // 2, inset, max(x0 + inset // 2, x1 - inset // 2 - 1), height - inset - 1), fill=_colour(rng))
+        draw.rectangle(
+            (x0 + inset // 2, inset, max(x0 + inset // 2, x1 - inset // 2 - 1), height - inset - 1), fill=_colour(rng)
+        )
     text = f"seed {seed}"
     size = max(6, height * 3 // 5)
     font = _font(size)

@@ -1,0 +1,139 @@
+"""Figure 2: what ideochar adds to each HTTP request, against raw httpx making the same requests.
+
+The emulator runs in its own process on a loopback port with no model time, so a call's time is the
+HTTP round trips plus each client's own work. Per round, in a shuffled order: ideochar's fal generate
+(submit, status stream, result, image download: 4 requests), the same 4 requests by hand with raw
+httpx, ideochar's Segmind generate (one multipart POST answered with the image), and the same POST
+with raw httpx. Both clients keep their connections alive. The overhead per request is the median of
+the per-round differences divided by the number of requests.
+
+A pyinstrument profile of the ideochar calls is saved to ``docs/benchmarks/overhead-profile.txt``.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from _raw import fal_body, fal_generate, segmind_generate
+from _support import PLOTS, EmulatorProcess, alternate, log, ms, reps, summary, timer, write_result
+
+import ideochar
+
+PROMPT = "the character reading a map in a lighthouse"
+
+
+def _reference(folder: Path) -> Path:
+    """A 256x256 PNG with some texture (about 200 KB): a small but real character reference."""
+    import random
+
+    from PIL import Image
+
+    rng = random.Random(3)
+    image = Image.frombytes("RGB", (256, 256), bytes(rng.randrange(256) for _ in range(256 * 256 * 3)))
+    path = folder / "reference.png"
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def _counting_client(counter: list[httpx.Request]) -> httpx.Client:
+    return httpx.Client(event_hooks={"request": [counter.append]}, timeout=60)
+
+
+def _check_same_requests(url: str, reference: Path) -> dict[str, int]:
+    """Both clients make the same requests (methods and paths, and the same fal body): else the figure lies."""
+    seen: dict[str, list[httpx.Request]] = {"ideochar": [], "raw": []}
+    counts: dict[str, int] = {}
+    for provider in ("fal", "segmind"):
+        seen = {"ideochar": [], "raw": []}
+        with ideochar.Client([provider], emulator=url, http=_counting_client(seen["ideochar"])) as client:
+            client.generate(PROMPT, reference, aspect_ratio="1:1")
+        with _counting_client(seen["raw"]) as http:
+            (fal_generate if provider == "fal" else segmind_generate)(http, url, reference, PROMPT)
+        shapes = {who: [(r.method, r.url.path) for r in requests] for who, requests in seen.items()}
+        if len(shapes["ideochar"]) != len(shapes["raw"]):
+            raise AssertionError(f"{provider}: ideochar sent {shapes['ideochar']}, raw httpx {shapes['raw']}")
+        if provider == "fal":
+            import json
+
+            sent = json.loads(b"".join(seen["ideochar"][0].stream))  # type: ignore[arg-type]
+            expected = fal_body(reference, PROMPT)
+            if sent != expected:
+                raise AssertionError(f"fal bodies differ: {sorted(sent)} vs {sorted(expected)}")
+        counts[provider] = len(shapes["ideochar"])
+    return counts
+
+
+def _profile(client: ideochar.Client, reference: Path) -> str:
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.0002)
+    profiler.start()
+    for _ in range(reps(60, 5)):
+        client.generate(PROMPT, reference, aspect_ratio="1:1")
+    profiler.stop()
+    return str(profiler.output_text(unicode=False, color=False, show_all=False))
+
+
+def main() -> None:
+    rounds = reps(150, 10)
+    with tempfile.TemporaryDirectory() as tmp, EmulatorProcess(model_seconds=0.0) as emulator:
+        url = emulator.url
+        reference = _reference(Path(tmp))
+        counts = _check_same_requests(url, reference)
+        fal = ideochar.Client(["fal"], emulator=url)
+        segmind = ideochar.Client(["segmind"], emulator=url)
+        raw = httpx.Client(timeout=60)
+        calls: dict[str, Callable[[], Any]] = {
+            "ideochar fal": lambda: fal.generate(PROMPT, reference, aspect_ratio="1:1"),
+            "raw httpx fal": lambda: fal_generate(raw, url, reference, PROMPT),
+            "ideochar segmind": lambda: segmind.generate(PROMPT, reference, aspect_ratio="1:1"),
+            "raw httpx segmind": lambda: segmind_generate(raw, url, reference, PROMPT),
+        }
+        for _ in range(reps(20, 2)):  # warm: connections, plugins, pydantic schemas, the emulator's caches
+            for call in calls.values():
+                call()
+        samples: dict[str, list[float]] = {name: [] for name in calls}
+        for _, name in alternate(list(calls), rounds):
+            elapsed = timer()
+            calls[name]()
+            samples[name].append(ms(elapsed()))
+        PLOTS.mkdir(parents=True, exist_ok=True)
+        (PLOTS / "overhead-profile.txt").write_text(
+            "# pyinstrument: ideochar fal generate against the emulator (loopback), repeated\n"
+            + _profile(fal, reference)
+        )
+        fal.close()
+        segmind.close()
+        raw.close()
+    per_request: dict[str, dict[str, float]] = {}
+    for provider in ("fal", "segmind"):
+        ours, theirs = samples[f"ideochar {provider}"], samples[f"raw httpx {provider}"]
+        diffs = [(a - b) / counts[provider] for a, b in zip(ours, theirs, strict=True)]
+        per_request[provider] = {
+            **summary(diffs),
+            "median_of_medians": (statistics.median(ours) - statistics.median(theirs)) / counts[provider],
+        }
+    log("overhead per request: " + ", ".join(f"{p} {v['median']:.3f} ms" for p, v in per_request.items()))
+    write_result(
+        "overhead",
+        {
+            "unit": "ms",
+            "requests_per_call": counts,
+            "samples": samples,
+            "summary": {name: summary(values) for name, values in samples.items()},
+            "overhead_per_request_ms": per_request,
+            "target": {"overhead_per_request_ms": 0.3},
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,472 @@
+"""Render ``docs/benchmarks.md`` and its plots from the results in ``out/bench/`` (see ``run.py``).
+
+Every number in the page comes from those files; the verdicts (target met or not) are computed here,
+so the page cannot claim what the run did not show.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from _support import DOCS, PLOTS, RESULTS, ROOT
+
+Result = dict[str, Any]
+
+
+def _load(name: str) -> Result | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _f(value: float | None, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def _spread(s: dict[str, float], digits: int = 1) -> str:
+    return f"{_f(s['p10'], digits)} – {_f(s['p90'], digits)}"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("**met**" if ok else "**missed**")
+
+
+def _mb(value: float) -> str:
+    return f"{value / 1e6:,.1f} MB"
+
+
+class Page:
+    """Markdown being written, plus the summary rows and the closing notes it collects on the way."""
+
+    def __init__(self) -> None:
+        self.sections: list[str] = []
+        self.rows: list[tuple[str, str, str, str, str]] = []
+        self.notes: list[str] = []
+
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines)
+
+
+# -- figure 1 --------------------------------------------------------------------------------------------
+
+
+def _import(page: Page, r: Result) -> None:
+    s = r["summary"]
+    rows = [
+        [name, _f(v["median"]), _spread(v), str(v["n"]), f"{r['ratios_to_floor'][name]:.2f}x"] for name, v in s.items()
+    ]
+    ratio = r["ratios_to_floor"]["ideochar"]
+    ok = ratio <= r["target"]["ideochar / floor"]
+    page.rows.append(
+        (
+            "1. Import",
+            f"{_f(s['ideochar']['median'])} ms",
+            f"floor {_f(s['floor']['median'])} ms; fal_client {_f(s['fal_client']['median'])} ms",
+            f"{ratio:.2f}x floor; {r['ratio_to_fal_client']:.2f}x fal_client",
+            f"≤ 1.2x floor: {_verdict(ok)}",
+        )
+    )
+    page.sections.append(
+        "## 1. Import time\n\n"
+        "Each sample is a fresh interpreter timing one import statement (interpreter start-up excluded); "
+        "the variants alternate in a shuffled order each round. The floor is `import httpx, pydantic, pluggy` "
+        "plus defining and using one model. *import + first request* adds building one `CharacterRequest`: "
+        "pydantic builds ideochar's models on first use (`defer_build`), and this row shows that cost is "
+        "moved, not hidden.\n\n"
+        + page.table(["variant", "median ms", "p10 – p90 ms", "n", "vs floor"], rows)
+        + "\n\n`python -X importtime -c 'import ideochar'`, largest entries: "
+        "[benchmarks/import-profile.txt](benchmarks/import-profile.txt).\n"
+    )
+    if not ok:
+        page.notes.append(
+            f"**Import** is {ratio:.2f}x the floor (target 1.2x). What remains is ideochar's own modules "
+            "(see the import profile): class creation of its pydantic models and dataclasses."
+        )
+
+
+# -- figure 2 --------------------------------------------------------------------------------------------
+
+
+def _overhead(page: Page, r: Result) -> None:
+    s = r["summary"]
+    rows = [[name, _f(v["median"], 2), _spread(v, 2), str(v["n"])] for name, v in s.items()]
+    per = r["overhead_per_request_ms"]
+    target = r["target"]["overhead_per_request_ms"]
+    over = [
+        [
+            p,
+            str(r["requests_per_call"][p]),
+            _f(v["median"], 3),
+            _spread(v, 3),
+            _f(v["median_of_medians"], 3),
+            _verdict(v["median"] <= target),
+        ]
+        for p, v in per.items()
+    ]
+    worst = max(v["median"] for v in per.values())
+    page.rows.append(
+        (
+            "2. Client overhead",
+            ", ".join(f"{p} {_f(v['median'], 3)} ms/request" for p, v in per.items()),
+            "raw httpx, same requests",
+            "(difference per request)",
+            f"≤ {target} ms: {_verdict(worst <= target)}",
+        )
+    )
+    page.sections.append(
+        "## 2. Client overhead per request\n\n"
+        "The emulator runs in its own process (loopback, no model time). Per round, in a shuffled order: "
+        "ideochar's fal generate (submit, status stream, result, image: 4 requests), the same 4 requests with "
+        "raw httpx, ideochar's Segmind generate (one multipart POST answered with the image) and the same POST "
+        "with raw httpx. Before measuring, the benchmark checks that both clients send the same requests "
+        "(same methods and paths; the same fal JSON body). Overhead = the median of the per-round "
+        "differences, divided by the requests per call.\n\n"
+        + page.table(["call", "median ms", "p10 – p90 ms", "n"], rows)
+        + "\n\n"
+        + page.table(
+            [
+                "provider",
+                "requests/call",
+                "overhead ms/request (median)",
+                "p10 – p90",
+                "difference of medians",
+                "target ≤ 0.3 ms",
+            ],
+            over,
+        )
+        + "\n\nProfile of the ideochar calls: [benchmarks/overhead-profile.txt](benchmarks/overhead-profile.txt).\n"
+    )
+    if worst > target:
+        page.notes.append(
+            f"**Client overhead** is {_f(worst, 3)} ms per request at worst (target {target} ms); "
+            "the pyinstrument profile linked in section 2 shows where the time goes."
+        )
+
+
+# -- figure 3 --------------------------------------------------------------------------------------------
+
+
+def _completion(page: Page, r: Result) -> None:
+    s = r["summary"]
+    rows = [[name, _f(v["median"]), _spread(v), _f(v["max"]), str(v["n"])] for name, v in s.items()]
+    ours = s["ideochar"]["median"]
+    target = r["target"]["median_ms"]
+    ok = ours <= target
+    page.rows.append(
+        (
+            "3. Completion notice",
+            f"{_f(ours)} ms median",
+            f"fal_client.subscribe {_f(s['fal_client']['median'])} ms",
+            f"{s['fal_client']['median'] / ours:.1f}x sooner" if ours > 0 else "n/a",
+            f"≤ {target:g} ms: {_verdict(ok)}",
+        )
+    )
+    page.sections.append(
+        "## 3. Completion notice (fal queue)\n\n"
+        + r.get("method", "")
+        + "\n\n"
+        + page.table(["client", "median ms", "p10 – p90 ms", "max ms", "n"], rows)
+        + "\n"
+    )
+    if not ok:
+        page.notes.append(f"**Completion notice** median is {_f(ours)} ms (target {target:g} ms).")
+
+
+# -- figure 4 --------------------------------------------------------------------------------------------
+
+
+def _concurrency(page: Page, r: Result) -> None:
+    by: dict[str, list[Result]] = {}
+    for run in r["runs"]:
+        by.setdefault(run["label"], []).append(run)
+
+    def med(label: str, key: str) -> float:
+        values = sorted(run[key] for run in by.get(label, []))
+        return values[len(values) // 2] if values else float("nan")
+
+    rows = []
+    for label, runs in by.items():
+        rows.append(
+            [
+                label,
+                f"{runs[0]['model_seconds']:g}",
+                str(len(runs)),
+                f"{min(x['succeeded'] for x in runs)}/{runs[0]['jobs']}",
+                _f(med(label, "wall_seconds"), 2),
+                _f(med(label, "jobs_per_second"), 0),
+                _f(med(label, "peak_rss_bytes") / 1e6, 0),
+                _f(med(label, "emulator_cpu_seconds"), 1),
+            ]
+        )
+    limit = med("emulator limit", "wall_seconds")
+    wall = med("ideochar", "wall_seconds")
+    bound = 1.5 * r["model_seconds"] + limit
+    peak = med("ideochar", "peak_rss_bytes") / 1e6
+    all_ok = all(x["succeeded"] == x["jobs"] for x in by.get("ideochar", [])) and bool(by.get("ideochar"))
+    ok = all_ok and wall < bound and peak <= r["target"]["peak_rss_mb"]
+    page.rows.append(
+        (
+            "4. Concurrency",
+            f"{r['jobs']} jobs in {_f(wall, 2)} s, peak RSS {_f(peak, 0)} MB",
+            f"raw httpx {_f(med('raw httpx', 'wall_seconds'), 2)} s; emulator limit {_f(limit, 2)} s",
+            f"bound {_f(bound, 2)} s",
+            f"all succeed, < bound, ≤ 200 MB: {_verdict(ok)}",
+        )
+    )
+    errors: dict[str, int] = {}
+    for run in by.get("ideochar", []):
+        for key, count in run["errors"].items():
+            errors[key] = errors.get(key, 0) + count
+    page.sections.append(
+        f"## 4. Concurrency: {r['jobs']:,} generations in flight\n\n"
+        f'`AsyncClient(["fal"])` with {r["jobs"]:,} `generate` calls gathered at once; the emulator (its own '
+        f"process) holds each job for {r['model_seconds']:g} s of model time and pushes its completion on the "
+        "status stream. Each arm runs in a fresh client process; peak RSS is that process's high-water mark "
+        "during the run. *emulator limit* is raw httpx making the same requests with no model time: how long "
+        "the emulator itself takes to serve them on this machine (its CPU time is in the last column). "
+        f"Target: all succeed, wall time < 1.5 x {r['model_seconds']:g} s + emulator limit "
+        f"= {_f(bound, 2)} s, peak RSS ≤ {r['target']['peak_rss_mb']} MB.\n\n"
+        + page.table(
+            [
+                "arm",
+                "model s",
+                "runs",
+                "succeeded (worst)",
+                "wall s (median)",
+                "jobs/s",
+                "peak RSS MB",
+                "emulator CPU s",
+            ],
+            rows,
+        )
+        + ("\n\nErrors: " + "; ".join(f"{k} (x{v})" for k, v in errors.items()) if errors else "")
+        + "\n"
+    )
+    if not ok:
+        page.notes.append(
+            f"**Concurrency**: wall {_f(wall, 2)} s against a bound of {_f(bound, 2)} s, peak RSS {_f(peak, 0)} MB"
+            + (", with failures" if not all_ok else "")
+            + "."
+        )
+
+
+# -- figure 5 --------------------------------------------------------------------------------------------
+
+
+def _upload(page: Page, r: Result) -> None:
+    size = r["file_bytes"]
+    by: dict[str, list[Result]] = {}
+    for run in r["runs"]:
+        by.setdefault(run["arm"], []).append(run)
+
+    def med(arm: str, key: str) -> float:
+        values = sorted(x[key] for x in by.get(arm, []) if key in x)
+        return float(values[len(values) // 2]) if values else float("nan")
+
+    rows = []
+    for arm, runs in by.items():
+        ok_runs = [x for x in runs if "error" not in x]
+        rows.append(
+            [
+                arm,
+                str(len(ok_runs)),
+                _f(med(arm, "upload_peak_above_baseline_bytes") / 1e6, 2),
+                f"{med(arm, 'upload_peak_above_baseline_bytes') / size:.2f}x",
+                _f(med(arm, "call_peak_above_baseline_bytes") / 1e6, 2),
+                _f(med(arm, "baseline_rss_bytes") / 1e6, 0),
+            ]
+        )
+    multipart = med("ideochar segmind", "upload_peak_above_baseline_bytes")
+    data_uri = med("ideochar fal", "upload_peak_above_baseline_bytes")
+    ok_m = multipart < r["target"]["multipart_above_baseline_bytes"]
+    ok_d = data_uri < r["target"]["data_uri_above_baseline_factor"] * size
+    page.rows.append(
+        (
+            "5. Upload memory",
+            f"multipart +{_mb(multipart)}; data URI +{_mb(data_uri)}",
+            f"raw httpx data URI +{_mb(med('raw httpx fal', 'upload_peak_above_baseline_bytes'))}; "
+            f"fal_client +{_mb(med('fal_client fal', 'upload_peak_above_baseline_bytes'))}",
+            f"data URI {data_uri / size:.2f}x the file",
+            f"multipart < 2 MB: {_verdict(ok_m)}; data URI < 1.5x: {_verdict(ok_d)}",
+        )
+    )
+    page.sections.append(
+        f"## 5. Upload memory: a {size / 1e6:.1f} MB reference given as a path\n\n"
+        "Each arm is a fresh process: one small call first, then the peak-RSS mark is reset "
+        "(`/proc/self/clear_refs`) and the large call is made. *Upload peak* is read when the response to "
+        "the upload arrives, so the result's download is not in it; *whole call* includes it. The data URI "
+        f"itself is {r['data_uri_bytes'] / 1e6:.1f} MB.\n\n"
+        + page.table(["arm", "runs", "upload peak above baseline MB", "x file", "whole call MB", "baseline MB"], rows)
+        + "\n"
+    )
+    if not (ok_m and ok_d):
+        page.notes.append(f"**Upload memory**: multipart +{_mb(multipart)}, data URI +{_mb(data_uri)}.")
+
+
+# -- figure 6 --------------------------------------------------------------------------------------------
+
+
+def _failover(page: Page, r: Result) -> None:
+    s = r["summary"]
+    rows = [
+        [name, _f(v["median"], 1), _spread(v, 1), str(v["n"]), r.get("outcomes", {}).get(name, "")]
+        for name, v in s.items()
+    ]
+    alone = s["secondary alone"]["median"]
+    open_rows = {k: v for k, v in s.items() if k.endswith("breaker open")}
+    tolerance = r.get("tolerance_ms", 1.0)
+    worst = max((v["median"] for v in open_rows.values()), default=float("nan"))
+    ok = bool(open_rows) and worst <= alone + tolerance
+    page.rows.append(
+        (
+            "6. Failover",
+            f"breaker open: ≤ {_f(worst, 1)} ms",
+            f"secondary alone {_f(alone, 1)} ms",
+            f"+{_f(worst - alone, 2)} ms",
+            f"open ≤ secondary alone: {_verdict(ok)}",
+        )
+    )
+    page.sections.append(
+        "## 6. Failover time\n\n"
+        + r.get("method", "")
+        + "\n\n"
+        + page.table(["scenario", "median ms", "p10 – p90 ms", "n", "outcome"], rows)
+        + "\n"
+    )
+    if not ok:
+        page.notes.append(
+            f"**Failover** with the breaker open costs {_f(worst, 1)} ms against {_f(alone, 1)} ms alone."
+        )
+    for note in r.get("notes", []):
+        page.notes.append(note)
+
+
+# -- plots -----------------------------------------------------------------------------------------------
+
+
+def _plots(results: dict[str, Result | None]) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels: list[tuple[str, str, dict[str, list[float]], bool]] = []
+    if results["import"]:
+        panels.append(("1. import time", "ms", results["import"]["samples"], False))
+    if results["overhead"]:
+        panels.append(("2. one call on loopback", "ms", results["overhead"]["samples"], True))
+    if results["completion"]:
+        panels.append(("3. completion notice (fal queue)", "ms", results["completion"]["samples"], True))
+    if results["failover"]:
+        panels.append(("6. failover", "ms", results["failover"]["samples"], True))
+    written: list[str] = []
+    if panels:
+        fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.6 * len(panels) + 0.6))
+        axes_list = list(axes) if len(panels) > 1 else [axes]
+        for ax, (title, unit, samples, log) in zip(axes_list, panels, strict=True):
+            names = list(samples)
+            ax.boxplot(
+                [samples[n] for n in names],
+                vert=False,
+                whis=(10, 90),
+                showfliers=True,
+                flierprops={"markersize": 2, "alpha": 0.4},
+            )
+            ax.set_yticks(range(1, len(names) + 1), names, fontsize=8)
+            ax.set_title(title, fontsize=10, loc="left")
+            ax.set_xlabel(unit + (" (log scale)" if log else ""), fontsize=8)
+            if log:
+                ax.set_xscale("log")
+            ax.grid(axis="x", alpha=0.3)
+            ax.tick_params(axis="x", labelsize=8)
+        fig.suptitle("ideochar benchmarks: latency distributions (box: p25-p75, whiskers: p10-p90)", fontsize=10)
+        fig.tight_layout()
+        PLOTS.mkdir(parents=True, exist_ok=True)
+        fig.savefig(PLOTS / "latency.png", dpi=110)
+        plt.close(fig)
+        written.append("latency.png")
+    return written
+
+
+# -- the page --------------------------------------------------------------------------------------------
+
+RENDERERS: dict[str, Callable[[Page, Result], None]] = {
+    "import": _import,
+    "overhead": _overhead,
+    "completion": _completion,
+    "concurrency": _concurrency,
+    "upload_memory": _upload,
+    "failover": _failover,
+}
+
+
+def render() -> Path:
+    results = {name: _load(name) for name in RENDERERS}
+    runs_path = RESULTS / "_runs.json"
+    runs: dict[str, Any] = json.loads(runs_path.read_text()) if runs_path.exists() else {}
+    page = Page()
+    for name, renderer in RENDERERS.items():
+        result = results[name]
+        if result is None:
+            page.sections.append(f"## {name}\n\nNot measured in this run.\n")
+            continue
+        renderer(page, result)
+    plots = _plots(results)
+    any_result = next((r for r in results.values() if r), None)
+    m = any_result["machine"] if any_result else {}
+    finished = max((r["finished_at"] for r in results.values() if r), default=0)
+    quick = any(r.get("quick") for r in runs.values())
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `make bench` (`.venv/bin/python tests/bench/run.py`) from the results in `out/bench/`; "
+        "do not edit by hand. The scripts are in `tests/bench/` (one `bench_*.py` per figure, each run in "
+        "its own interpreter), against the emulator on loopback in a separate process.",
+        "",
+    ]
+    if quick:
+        lines += ["> **Quick run** (`--quick`): few repetitions; the figures only show that the scripts work.", ""]
+    lines += [
+        "## Summary",
+        "",
+        page.table(["figure", "ideochar", "comparison (same run)", "ratio", "target"], page.rows),
+        "",
+    ]
+    if plots:
+        lines += ["![Latency distributions](benchmarks/latency.png)", ""]
+    lines += [
+        "## Machine and command",
+        "",
+        f"- When: {datetime.datetime.fromtimestamp(finished, datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- CPU: {m.get('cpu_model', '?')}, {m.get('cpu_count', '?')} logical CPUs; load average at the end "
+        f"of the run {', '.join(f'{x:.2f}' for x in m.get('load_average', []))}",
+        f"- Python {m.get('python', '?')} ({m.get('implementation', '?')}) on {m.get('platform', '?')}",
+        "- Packages: " + ", ".join(f"{k} {v}" for k, v in m.get("packages", {}).items() if v),
+        "- Command: `make bench` (builds `.venv` with the `bench` extra, then runs "
+        "`.venv/bin/python tests/bench/run.py`); one figure: `.venv/bin/python tests/bench/run.py --only NAME`",
+        "- Durations: " + ", ".join(f"{k} {v['seconds']} s" for k, v in runs.items()),
+        "",
+        *page.sections,
+        "## Closing note",
+        "",
+    ]
+    if page.notes:
+        lines += [f"- {note}" for note in page.notes]
+    else:
+        lines.append("Every target was met in this run.")
+    lines.append("")
+    path = DOCS / "benchmarks.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+if __name__ == "__main__":
+    print(render().relative_to(ROOT))
