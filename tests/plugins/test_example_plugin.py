@@ -50,7 +50,10 @@ def test_the_example_serves_a_job_through_the_client(installed_example: None) ->
         return httpx.Response(200, content=png)
 
     with Client(
-        ["example"], keys={"example": "example-key-123"}, http=httpx.Client(transport=httpx.MockTransport(vendor))
+        ["example"],
+        keys={"example": "example-key-123"},
+        http=httpx.Client(transport=httpx.MockTransport(vendor)),
+        plugin_manager=plugin_manager(),  # a fresh one, built from entry points (the global one may predate the install)
     ) as client:
         result = client.generate("a knight", reference=png, seed=9, negative_prompt="blur")
     assert result.provider == "example" and result.vendor_request_id == "ex-1"
@@ -67,7 +70,10 @@ def test_the_example_maps_a_refused_key(installed_example: None) -> None:
 
     with (
         Client(
-            ["example"], keys={"example": "nope-123456"}, http=httpx.Client(transport=httpx.MockTransport(vendor))
+            ["example"],
+            keys={"example": "nope-123456"},
+            http=httpx.Client(transport=httpx.MockTransport(vendor)),
+            plugin_manager=plugin_manager(),
         ) as c,
         pytest.raises(AuthenticationFailed, match="refused the key"),
     ):
