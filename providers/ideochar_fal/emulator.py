@@ -596,7 +596,9 @@ class _FalEmulator:
         body = {k: v for k, v in body.items() if v is not None}
         return _read_images(operation, body, self.images)
 
-    def _prepare(self, request: Request, operation: str, found: _Input) -> tuple[_Job, Callable[[], list[StoredFile]]]:
+    def _prepare(
+        self, request: Request, operation: str, found: _Input
+    ) -> tuple[_Job, Callable[[], Awaitable[list[StoredFile]]]]:
         body = found.body
         seed = body["seed"] if "seed" in body else self.kit.random_seed()
         prompt = body["prompt"]
@@ -616,9 +618,9 @@ class _FalEmulator:
         count = body.get("num_images", 1)
         kit = self.kit
 
-        def work() -> list[StoredFile]:
+        async def work() -> list[StoredFile]:
             return [
-                kit.render_file(
+                await kit.arender_file(
                     reference,
                     prompt,
                     width=width,
@@ -863,7 +865,7 @@ class _FalEmulator:
         if fault is not None and fault.kind == "stuck":
             await self.kit.wait_or_stop(_forever(), fault.seconds)
             raise ConnectionDropped("emulated fault: the run never finished", admitted=True)
-        rendering = asyncio.ensure_future(self.kit.run_blocking(work)) if job.failure is None else None
+        rendering = asyncio.ensure_future(work()) if job.failure is None else None
         await self.kit.wait_or_stop(asyncio.sleep(self.kit.model_seconds), None)
         if fault is not None and fault.kind == "drop_after_admit":
             if rendering is not None:

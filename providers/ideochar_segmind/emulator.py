@@ -53,7 +53,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -425,15 +425,15 @@ class _SegmindEmulator:
         seed = int(found.values["seed"]) if "seed" in found.values else self.kit.random_seed()
         return _Job(seed=seed, cost=cost, remaining=remaining, failure=failure)
 
-    def _work(self, found: _Input, job: _Job) -> Any:
+    def _work(self, found: _Input, job: _Job) -> Callable[[], Awaitable[StoredFile]]:
         width, height = output_size(found)
         reference = found.images["character_reference_image"].data or b""
         image, mask = found.images.get("image"), found.images.get("mask")
         prompt = str(found.values["prompt"])
         kit = self.kit
 
-        def render() -> StoredFile:
-            return kit.render_file(
+        async def render() -> StoredFile:
+            return await kit.arender_file(
                 reference, prompt, width=width, height=height, seed=job.seed, fmt="jpeg",
                 base=image.data if image else None, mask=mask.data if mask else None,
             )  # fmt: skip
@@ -460,9 +460,7 @@ class _SegmindEmulator:
         if fault is not None and fault.kind == "stuck":
             await self.kit.wait_or_stop(asyncio.Event().wait(), fault.seconds)
             raise ConnectionDropped("emulated fault: the run never finished", admitted=True)
-        rendering = (
-            asyncio.ensure_future(self.kit.run_blocking(self._work(found, job))) if job.failure is None else None
-        )
+        rendering = asyncio.ensure_future(self._work(found, job)()) if job.failure is None else None
         await self.kit.wait_or_stop(asyncio.sleep(self.kit.model_seconds), None)
         if fault is not None and fault.kind == "drop_after_admit":
             if rendering is not None:
@@ -473,7 +471,7 @@ class _SegmindEmulator:
         if job.failure is not None or rendering is None:
             return self._error(500, job.failure or "Server had some issue")
         file = await rendering
-        data = await self.kit.run_blocking(self.kit.file_bytes, file)
+        data = self.kit.file_bytes(file)  # just rendered: in the cache
         headers = {
             "x-remaining-credits": f"{job.remaining:.4f}",
             "x-cost": str(job.cost),

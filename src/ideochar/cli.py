@@ -34,8 +34,15 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
-from ideochar._cli.options import client_options, output_options, provider_names, request_fields, request_options
-from ideochar._constants import DEFAULT_DEADLINE_SECONDS
+from ideochar._cli.options import (
+    client_options,
+    emulator_options,
+    output_options,
+    provider_names,
+    request_fields,
+    request_options,
+    routing_options,
+)
 from ideochar._secrets import RedactingFilter, redact
 from ideochar.errors import IdeocharError
 
@@ -46,7 +53,9 @@ if TYPE_CHECKING:
     from ideochar._cli.progress import Progress, ProgressMode
     from ideochar.client import Client
     from ideochar.events import Event
+    from ideochar.journal import Journal
     from ideochar.request import CharacterRequest
+    from ideochar.result import CharacterResult
     from ideochar.spec import Provider, ProviderInfo
 
 __all__ = ["CliState", "cli", "main"]
@@ -56,6 +65,7 @@ logger = logging.getLogger("ideochar.cli")
 _DEBUG = "ideochar.debug"
 _JSON = "ideochar.json"
 _PROGRESS = "ideochar.progress"
+_JOURNALED = "ideochar.journaled"
 _INTERRUPTED_EXIT_CODE = 130
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -153,26 +163,41 @@ class IdeocharGroup(click.Group):
             ctx.exit(1)
 
 
+def _journaled_job(ctx: click.Context, exc: BaseException | None = None) -> str | None:
+    """The id of the job this run recorded in a journal, if it did (for ``ideochar jobs resume``)."""
+    if not ctx.meta.get(_JOURNALED):
+        return None
+    progress: Progress | None = ctx.meta.get(_PROGRESS)
+    job_id = getattr(exc, "job_id", None) or (progress.job_id if progress is not None else None)
+    return str(job_id) if job_id else None
+
+
 def _report(ctx: click.Context, exc: IdeocharError) -> None:
     from ideochar._cli.errors import error_document, error_lines
 
     if ctx.meta.get(_DEBUG):
         click.echo(redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))), err=True)
-    for line in error_lines(exc, _state(ctx).infos()):
+    job = _journaled_job(ctx, exc)
+    for line in error_lines(exc, _state(ctx).infos(), resume_job=job):
         click.echo(line, err=True)
     if ctx.meta.get(_JSON):
-        click.echo(json.dumps({"error": error_document(exc)}, indent=2))
+        document = error_document(exc)
+        document["job_id"] = job
+        click.echo(json.dumps({"error": document}, indent=2))
 
 
 def _interrupted(ctx: click.Context) -> None:
     progress: Progress | None = ctx.meta.get(_PROGRESS)
     click.echo("\ninterrupted.", err=True)
-    for job in progress.submitted if progress else []:
+    job = _journaled_job(ctx)
+    for submitted in progress.submitted if progress else []:
         click.echo(
-            f"{job.provider} had admitted job {job.vendor_request_id}: it may still finish and be billed. "
-            "Resume it by that id instead of sending it again (ideochar jobs resume).",
+            f"{submitted.provider} had admitted job {submitted.vendor_request_id}: it may still finish and be billed. "
+            + (f"Fetch it with: ideochar jobs resume {job}" if job else "Do not send it again."),
             err=True,
         )
+    if job and not (progress and progress.submitted):
+        click.echo(f"the job is in the journal: ideochar jobs resume {job}", err=True)
 
 
 def _debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -217,23 +242,36 @@ def cli() -> None:
 # -- generate / edit / remix --------------------------------------------------------------------------------
 
 
-def _client(state: CliState, params: Mapping[str, Any], on_event: Callable[[Event], None] | None = None) -> Client:
+def _client(
+    state: CliState,
+    params: Mapping[str, Any],
+    on_event: Callable[[Event], None] | None = None,
+    journal_obj: Journal | None = None,
+) -> Client:
+    """A Client from the options; options left unset are None, so the configuration decides them."""
     from ideochar.client import Client
 
     emulator: bool | str = params.get("emulator_url") or bool(params.get("emulator"))
-    deadline = params.get("deadline")
+    journal: Journal | bool | Path | None = journal_obj
+    if journal_obj is None and params.get("no_journal"):
+        journal = False
+    elif journal_obj is None and emulator is True and params.get("journal_path") is None:
+        journal = False  # the in-process emulator dies with this process: its jobs could never be resumed
+    elif journal_obj is None and params.get("journal_path") is not None:
+        journal = params["journal_path"]
     return Client(
         provider_names(params.get("providers") or ()),
-        strict=bool(params.get("strict")),
-        fan_out=not params.get("no_fan_out"),
+        strict=True if params.get("strict") else None,
+        fan_out=False if params.get("no_fan_out") else None,
         max_cost_usd=params.get("max_cost"),
-        strategy=params.get("strategy") or "as_listed",
-        deadline_seconds=DEFAULT_DEADLINE_SECONDS if deadline is None else deadline,
+        strategy=params.get("strategy"),
+        deadline_seconds=params.get("deadline"),
         on_event=on_event,
         emulator=emulator,
         plugin_manager=state.pm,
         http=state.http,
         environ=state.environ,
+        journal=journal,
     )
 
 
@@ -245,19 +283,34 @@ def _request(params: Mapping[str, Any], operation: dict[str, Any]) -> CharacterR
     )
 
 
-def _run(ctx: click.Context, params: dict[str, Any], operation: dict[str, Any]) -> None:
-    """Build the request (checked before anything is sent), serve it, save it, report it."""
-    from ideochar._cli.output import save_result, summary_lines
+def _progress(ctx: click.Context, params: Mapping[str, Any]) -> Progress:
     from ideochar._cli.progress import Progress
 
+    mode = "off" if params.get("quiet") else params.get("progress", "auto")
+    progress = Progress(sys.stderr, cast("ProgressMode", mode))
+    ctx.meta[_PROGRESS] = progress
+    return progress
+
+
+def _run(ctx: click.Context, params: dict[str, Any], operation: dict[str, Any]) -> None:
+    """Build the request (checked before anything is sent), serve it, save it, report it."""
     ctx.meta[_JSON] = params["as_json"]
     state = _state(ctx)
     request = _request(params, operation)
-    mode = "off" if params["quiet"] else params["progress"]
-    progress = Progress(sys.stderr, cast("ProgressMode", mode))
-    ctx.meta[_PROGRESS] = progress
-    with _client(state, params, on_event=progress) as client, progress:
-        result = client.run(request)
+    progress = _progress(ctx, params)
+    with _client(state, params, on_event=progress) as client:
+        ctx.meta[_JOURNALED] = client.journal is not None
+        with progress:
+            result = client.run(request)
+    _deliver(ctx, result, request, params)
+
+
+def _deliver(
+    ctx: click.Context, result: CharacterResult, request: CharacterRequest | None, params: Mapping[str, Any]
+) -> None:
+    """Save the images and the sidecar under --out, then print the summary (or the JSON document)."""
+    from ideochar._cli.output import save_result, summary_lines
+
     try:
         saved = save_result(result, params["out_dir"], request)
     except OSError as exc:  # the images are paid for: keep them somewhere rather than lose them
@@ -270,9 +323,11 @@ def _run(ctx: click.Context, params: dict[str, Any], operation: dict[str, Any]) 
         saved = save_result(result, fallback, request)
     if params["as_json"]:
         click.echo(json.dumps(saved.document, indent=2, ensure_ascii=False))
-    else:
-        for line in summary_lines(saved):
-            click.echo(line)
+        return
+    for line in summary_lines(saved):
+        click.echo(line)
+    if ctx.meta.get(_JOURNALED) and result.job_id:
+        click.echo(f"journal: job {result.job_id} (ideochar jobs show {result.job_id[:12]})")
 
 
 def _edit_options(f: F) -> F:
@@ -367,7 +422,8 @@ def _placeholder_mask(image: Any) -> bytes:
 @click.option("--image", metavar="IMAGE", help="For edit/remix (optional: a placeholder is used).")
 @click.option("--mask", metavar="IMAGE", help="For edit (optional: a placeholder is used).")
 @click.option("--strength", type=float, default=0.8, show_default=True)
-@client_options
+@routing_options
+@emulator_options
 @click.option("--json", "as_json", is_flag=True, help="Print the quotes as JSON on stdout.")
 @_debug_option
 @click.pass_context
@@ -452,6 +508,125 @@ def providers(ctx: click.Context, as_json: bool) -> None:
                 click.echo(f"  {name}, {topic}: {note}")
     for plugin, reason in sorted(broken_plugins.items()):
         click.echo(f"\nplugin {plugin} failed to load: {redact(reason)}", err=True)
+
+
+# -- the journal ---------------------------------------------------------------------------------------------
+
+
+def _open_journal(state: CliState, path: Path | None) -> Journal:
+    from ideochar.errors import InvalidRequest
+    from ideochar.journal import Journal, default_journal
+
+    if path is not None:
+        if not path.is_file():
+            raise InvalidRequest.for_field("journal", f"no journal file at {path}")
+        return Journal(path)
+    journal = default_journal(state.environ)
+    if journal is None:
+        raise InvalidRequest.for_field(
+            "journal",
+            "the journal is off (journal = false in the configuration, or IDEOCHAR_JOURNAL); no jobs are kept",
+        )
+    return journal
+
+
+_journal_file_option = click.option(
+    "--journal",
+    "journal_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="The journal file (default: the configuration, IDEOCHAR_JOURNAL, else the user data folder).",
+)
+
+
+@cli.group()
+def jobs() -> None:
+    """The journal: every job, its attempts and cost, its images; resume what a stopped run left."""
+
+
+@jobs.command("list")
+@click.option("-n", "--limit", type=int, default=20, show_default=True, help="How many jobs, newest first.")
+@click.option("--status", type=click.Choice(["running", "succeeded", "partial", "failed", "unknown"]))
+@_journal_file_option
+@click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON on stdout.")
+@_debug_option
+@click.pass_context
+def jobs_list(ctx: click.Context, /, limit: int, status: str | None, journal_path: Path | None, as_json: bool) -> None:
+    """Recent jobs with their status, provider, images and spend."""
+    from ideochar._cli.output import money
+    from ideochar._cli.tables import JOB_HEADERS, JOB_RIGHT, job_rows, render
+
+    ctx.meta[_JSON] = as_json
+    with _open_journal(_state(ctx), journal_path) as journal:
+        found = journal.jobs(limit=limit, status=status)
+        totals = journal.totals()
+    if as_json:
+        document = {
+            "journal": str(journal.path),
+            "jobs": [job.to_dict() for job in found],
+            "totals": {
+                "jobs": totals.jobs,
+                "images": totals.images,
+                "spent_usd": str(totals.spent_usd),
+                "possibly_billed_usd": str(totals.possibly_billed_usd),
+            },
+        }
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+        return
+    if not found:
+        click.echo(f"no jobs in {journal.path}")
+        return
+    click.echo(render(JOB_HEADERS, job_rows(found), right=JOB_RIGHT))
+    line = f"\n{totals.jobs} job(s), {totals.images} image(s), spent {money(totals.spent_usd)}"
+    if totals.possibly_billed_usd:
+        line += f", possibly billed {money(totals.possibly_billed_usd)} more (outcome unknown)"
+    click.echo(line + f" (journal {journal.path})")
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@_journal_file_option
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON on stdout.")
+@_debug_option
+@click.pass_context
+def jobs_show(ctx: click.Context, /, job_id: str, journal_path: Path | None, as_json: bool) -> None:
+    """One job (a unique prefix of its id is enough): attempts, vendor ids, costs, saved images."""
+    from ideochar._cli.tables import job_lines
+
+    ctx.meta[_JSON] = as_json
+    with _open_journal(_state(ctx), journal_path) as journal:
+        job = journal.job(job_id)
+    if as_json:
+        click.echo(json.dumps(job.to_dict(), indent=2, ensure_ascii=False))
+        return
+    for line in job_lines(job):
+        click.echo(line)
+
+
+@jobs.command("resume")
+@click.argument("job_id")
+@_journal_file_option
+@emulator_options
+@output_options
+@_debug_option
+@click.pass_context
+def jobs_resume(ctx: click.Context, /, job_id: str, journal_path: Path | None, **params: Any) -> None:
+    """Finish a job a stopped run left: admitted jobs are fetched by vendor id, nothing is sent twice.
+
+    A job stopped before anything was sent is submitted now (the journal proves nothing left).
+    Images already saved are read back. The result is saved under --out like generate's.
+    """
+    ctx.meta[_JSON] = params["as_json"]
+    state = _state(ctx)
+    progress = _progress(ctx, params)
+    with (
+        _open_journal(state, journal_path) as journal,
+        _client(state, params, on_event=progress, journal_obj=journal) as client,
+    ):
+        ctx.meta[_JOURNALED] = True
+        with progress:
+            result = client.resume(job_id)
+    _deliver(ctx, result, None, params)
 
 
 # -- the emulator ----------------------------------------------------------------------------------------

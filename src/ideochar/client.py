@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -28,7 +29,6 @@ from typing_extensions import Self, Unpack
 
 from ideochar._secrets import RedactingFilter, Secret
 from ideochar.breaker import CircuitBreaker
-from ideochar.config import Settings, load_settings
 from ideochar.errors import IdeocharError, InvalidRequest, MissingCredentials
 from ideochar.events import Event
 from ideochar.exchange import adrive, drive
@@ -55,6 +55,7 @@ from ideochar.spec import CallContext, Provider, ProviderOutput, Quote
 
 if TYPE_CHECKING:
     from ideochar._resume import ResumeWork
+    from ideochar.config import Settings
     from ideochar.journal import Journal
 
 __all__ = ["EMULATOR_KEY", "AsyncClient", "Client", "RequestFields"]
@@ -138,6 +139,8 @@ class _Base:
             limits: per provider, ``max_images_in_flight`` / ``requests_per_minute`` overriding the
                 provider's declared limits (your plan's RPM).
         """
+        from ideochar.config import load_settings  # deferred: pydantic builds its models on first use
+
         given_journal = journal if isinstance(journal, (bool, str, os.PathLike)) else None
         settings = load_settings(
             config=config,
@@ -184,6 +187,7 @@ class _Base:
         self._providers: dict[str, Provider] | None = None
         self._journal: Journal | None = None if journal is None or given_journal is not None else journal  # type: ignore[assignment]
         self._owns_journal = self._journal is None
+        self._journal_lock = threading.Lock()
         self._journal_opened = self._journal is not None
 
     # -- plugins and providers (loaded on first use, not at import) ---------------------------------
@@ -319,12 +323,14 @@ class _Base:
     def journal(self) -> Journal | None:
         """The journal this client records into (opened on first use), or None when it is off."""
         if not self._journal_opened:
-            self._journal_opened = True
-            path = self.settings.journal_path
-            if path is not None:
-                from ideochar.journal import Journal
+            with self._journal_lock:
+                if not self._journal_opened:
+                    path = self.settings.journal_path
+                    if path is not None:
+                        from ideochar.journal import Journal
 
-                self._journal = Journal(path, output_dir=self.settings.outputs_path)
+                        self._journal = Journal(path, output_dir=self.settings.outputs_path)
+                    self._journal_opened = True
         return self._journal
 
     def _close_journal(self) -> None:
@@ -380,7 +386,8 @@ class _Base:
                 result: CharacterResult = outcomes[0]
             else:
                 result = merge_parts(request, parts, outcomes, job_id=job_id)
-        except BaseException as exc:
+        except IdeocharError as exc:
+            exc.job_id = job_id  # type: ignore[attr-defined]  # what `ideochar jobs resume` takes
             self._finish(job_id, error=exc)
             raise
         self._finish(job_id, result=result)
@@ -389,10 +396,14 @@ class _Base:
     # -- limits ----------------------------------------------------------------------------------------
 
     def _provider_limits(self) -> dict[str, ProviderLimits]:
+        """Declared limits overridden by configured ones. Against the emulator only configured ones apply:
+        the declared limits protect a vendor account (Segmind's free plan: 5 a minute), which it has not."""
         found: dict[str, ProviderLimits] = {}
         for provider in self.providers:
             name = provider.info.name
             override = self.settings.limits.get(name)
+            if self._emulator and override is None:
+                continue
             limits = limits_for(provider.info, override.model_dump(exclude_none=True) if override else None)
             if limits is not None:
                 found[name] = limits
@@ -561,9 +572,7 @@ class Client(_Base):
                 outcomes.append(exc)
                 stop = stops_fan_out(exc)
                 continue
-            except BaseException as exc:
-                self._finish(job_id, error=exc)
-                raise
+            # Anything else (KeyboardInterrupt, a bug) leaves the job "running" in the journal: resumable.
             self._keep(job_id, label, result)
             outcomes.append(result)
         return self._merge(request, parts, outcomes, job_id)
@@ -702,16 +711,13 @@ class AsyncClient(_Base):
             outcomes[index] = result
             await anyio.to_thread.run_sync(self._keep, job_id, label, result)
 
-        try:
-            if len(parts) == 1:
-                await call(0, parts[0])
-            else:  # the calls of a fan-out run concurrently, each failing over on its own
-                async with anyio.create_task_group() as group:
-                    for index, part in enumerate(parts):
-                        group.start_soon(call, index, part)
-        except BaseException as exc:
-            self._finish(job_id, error=exc)
-            raise
+        if len(parts) == 1:
+            await call(0, parts[0])
+        else:  # the calls of a fan-out run concurrently, each failing over on its own
+            async with anyio.create_task_group() as group:
+                for index, part in enumerate(parts):
+                    group.start_soon(call, index, part)
+        # A cancellation or a bug propagates and leaves the job "running" in the journal: resumable.
         return self._merge(request, parts, list(outcomes), job_id)
 
     async def resume(self, job_id: str) -> CharacterResult:

@@ -96,7 +96,8 @@ class ConfigError(InvalidRequest):
 
 
 class BreakerSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # Built on first use, not at import (importing ideochar stays light).
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, defer_build=True)
 
     failure_threshold: Annotated[int, Field(ge=1)] = DEFAULT_FAILURE_THRESHOLD
     """Consecutive provider faults (unavailable, no answer) that open its breaker."""
@@ -105,7 +106,8 @@ class BreakerSettings(BaseModel):
 
 
 class LimitSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # Built on first use, not at import (importing ideochar stays light).
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, defer_build=True)
 
     max_images_in_flight: Annotated[int, Field(ge=1)] | None = None
     """Images in progress at once for this account (overrides the provider's declared cap)."""
@@ -116,7 +118,8 @@ class LimitSettings(BaseModel):
 class Settings(BaseModel):
     """Everything a client can be configured with, after the three layers are merged."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # Built on first use, not at import (importing ideochar stays light).
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, defer_build=True)
 
     providers: list[str] | None = None
     """Provider names in failover order; None: every installed provider."""

@@ -71,7 +71,7 @@ def run_demo(
         _say(render(QUOTE_HEADERS, quote_rows(list(quotes.values())), right=QUOTE_RIGHT))
         _say()
 
-        server = BackgroundServer().start()
+        server = BackgroundServer(pm).start()
         try:
             for name in names:
                 quote = quotes.get(name)
@@ -87,7 +87,11 @@ def run_demo(
                 _say(f"$ ideochar generate --emulator --provider {name} --aspect-ratio {aspect_ratio} ...")
                 progress = Progress(sys.stderr)  # the display the command line uses
                 try:
-                    with Client([name], emulator=server.url, plugin_manager=pm, on_event=progress) as client, progress:
+                    # No configuration and no journal: the demo neither depends on nor adds to the user's own.
+                    client = Client(
+                        [name], emulator=server.url, plugin_manager=pm, on_event=progress, config=False, journal=False
+                    )
+                    with client, progress:
                         result = client.run(request)
                 except IdeocharError as exc:
                     _say(f"  {name} failed: {exc}")

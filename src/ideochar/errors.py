@@ -71,7 +71,8 @@ class IdeocharError(Exception):
         return self.message
 
     def _state(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "message"}
+        # Text attributes may be set after __init__ (a vendor id stamped by the router): scrub them too.
+        return {k: redact(v) if isinstance(v, str) else v for k, v in self.__dict__.items() if k != "message"}
 
     def __reduce__(self) -> Any:
         return (_rebuild, (type(self), self.message, self._state()))
@@ -162,7 +163,8 @@ class ProviderError(IdeocharError):
         super().__init__(message)
         self.provider = provider
         self.status = status
-        self.vendor_request_id = vendor_request_id
+        # A vendor id comes from the vendor's answer, which may echo anything back (the key included).
+        self.vendor_request_id = redact(vendor_request_id) if vendor_request_id else vendor_request_id
         self.billed: Billed = billed or self.default_billed
         self.body = redact_any(body)
         self.retry_after = retry_after
@@ -177,7 +179,7 @@ class ProviderError(IdeocharError):
             value = getattr(self, name)
             if value is not None:
                 parts.append(f"{name}={value!r}")
-        return f"{type(self).__name__}({', '.join(parts)})"
+        return redact(f"{type(self).__name__}({', '.join(parts)})")  # attributes may be set after __init__
 
 
 class AuthenticationFailed(ProviderError):

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
+from ideochar._secrets import redact, redact_any
+
 __all__ = ["Event", "EventKind"]
 
 EventKind = Literal[
@@ -43,3 +45,14 @@ class Event:
     """For ``submitted``: what the provider needs to pick the job up again (JSON-safe, no keys)."""
     data: dict[str, Any] = field(default_factory=dict)
     at: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        # Ids, messages and resume data come from vendors' answers, which may echo anything back, the
+        # key included; scrubbed here, every reader (journal, logs, errors, attempts) gets them clean.
+        # (A vendor echoing the key as its request id was found by tests/reliability fuzzing.)
+        for name in ("vendor_request_id", "message"):
+            value = getattr(self, name)
+            if value:
+                object.__setattr__(self, name, redact(value))
+        if self.resume:
+            object.__setattr__(self, "resume", redact_any(self.resume))

@@ -498,13 +498,19 @@ def download_image(
             data = ImageInput.of(url).read()
         except InvalidRequest as exc:
             raise UnexpectedResponse(f"the vendor's data URL is unusable: {exc}", billed="yes") from None
+        if not image_complete(data):  # a bare signature sniffs as an image (found by reliability fuzzing)
+            raise UnexpectedResponse("the vendor's data URL holds a truncated image", billed="yes")
         return image_from_bytes(data, seed=seed, prompt=prompt)
+    try:
+        target = httpx.URL(url)
+    except httpx.InvalidURL as exc:  # not an HTTPError: it would escape every caller (found by fuzzing)
+        raise UnexpectedResponse(f"the vendor gave an unusable image URL: {exc}", billed="yes") from None
     last: ProviderError | None = None
     for attempt in range(1, attempts + 1):
         if attempt > 1:
             yield Sleep(backoff_seconds(attempt - 1))
         try:
-            response = yield Send(httpx.Request("GET", url, headers=headers))
+            response = yield Send(httpx.Request("GET", target, headers=headers))
         except ProviderUnavailable as exc:
             last = exc
             continue

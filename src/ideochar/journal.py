@@ -555,34 +555,37 @@ class Journal:
         """Write each image to the output folder (atomically) and record its path, size and hash."""
         folder = self.output_dir / job_id
         paths: list[Path] = []
-        for image in images:
-            with self._lock:
-                row = self._db.execute("SELECT COALESCE(MAX(idx), -1) + 1 FROM outputs WHERE job_id = ?", (job_id,))
-                index = int(row.fetchone()[0])
-                digest = image.sha256 or _sha256(image.data)
-                path = folder / f"{index + 1:02d}-{digest[:12]}.{image.extension}"
-                _write_atomic(path, image.data)
-                with self._transaction() as db:
-                    db.execute(
-                        "INSERT INTO outputs (job_id, idx, part, provider, vendor_request_id, path, sha256,"
-                        " size_bytes, content_type, width, height, seed, created_at)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            job_id,
-                            index,
-                            part,
-                            provider,
-                            vendor_request_id,
-                            str(path),
-                            digest,
-                            len(image.data),
-                            image.content_type,
-                            image.width,
-                            image.height,
-                            image.seed,
-                            time.time(),
-                        ),
-                    )
+        for position, image in enumerate(images, start=1):
+            digest = image.sha256 or _sha256(image.data)
+            # Named by call and hash, so files are written outside the lock and a rewrite is harmless.
+            path = folder / f"{part or '0'}-{position}-{digest[:12]}.{image.extension}"
+            _write_atomic(path, image.data)
+            with self._transaction() as db:
+                index = int(
+                    db.execute("SELECT COALESCE(MAX(idx), -1) + 1 FROM outputs WHERE job_id = ?", (job_id,)).fetchone()[
+                        0
+                    ]
+                )
+                db.execute(
+                    "INSERT INTO outputs (job_id, idx, part, provider, vendor_request_id, path, sha256,"
+                    " size_bytes, content_type, width, height, seed, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        job_id,
+                        index,
+                        part,
+                        provider,
+                        vendor_request_id,
+                        str(path),
+                        digest,
+                        len(image.data),
+                        image.content_type,
+                        image.width,
+                        image.height,
+                        image.seed,
+                        time.time(),
+                    ),
+                )
             paths.append(path)
         return paths
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from ideochar._secrets import redact
 from ideochar.errors import Billed
 
 __all__ = [
@@ -32,6 +33,14 @@ WarningKind = Literal["unsupported", "adjusted", "withheld", "fanned_out", "othe
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _scrub(value: str | None) -> str | None:
+    return redact(value) if value else value
+
+
+#: Text that comes from a vendor's answer (an id, a message), which may echo the key back.
+VendorText = Annotated[str | None, AfterValidator(_scrub)]
 
 
 class _Frozen(BaseModel):
@@ -98,9 +107,9 @@ class Attempt(_Frozen):
     provider: str
     outcome: Literal["succeeded", "failed", "skipped"]
     billed: Billed
-    vendor_request_id: str | None = None
+    vendor_request_id: VendorText = None
     error_type: str | None = None
-    message: str | None = None
+    message: VendorText = None
     started_at: datetime = Field(default_factory=_now)
     elapsed_seconds: float = 0.0
     cost_usd: Decimal | None = None
@@ -111,7 +120,7 @@ class CharacterResult(_Frozen):
 
     images: list[GeneratedImage]
     provider: str
-    vendor_request_id: str | None = None
+    vendor_request_id: VendorText = None
     cost_usd: Decimal | None = None
     cost_source: CostSource = "unknown"
     warnings: list[RequestWarning] = Field(default_factory=list)

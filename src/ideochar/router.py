@@ -11,7 +11,9 @@ Nothing is sent: an invalid request, one over budget, or one nobody can serve co
   vendor's ingress refusal (``sent=False``), or a 429 whose Retry-After is at most
   ``FailurePolicy.max_retry_after_seconds`` (a longer one fails over instead of waiting).
 * Fail over on unavailability, timeouts before admission, auth and credit errors; never on an invalid
-  request or a content filter (another vendor would refuse it too, or charge again).
+  request or a content filter (another vendor would refuse it too, or charge again), and never after a
+  failure the vendor billed (the image was made but could not be fetched: running it elsewhere would
+  charge twice; the error carries the vendor id).
 * Once a vendor admitted the job (a ``submitted`` event gave its id), nothing is resubmitted there.
   A lost answer after sending is :class:`~ideochar.errors.OutcomeUnknown` (possibly billed, carrying
   the vendor id when known); the policy says whether to raise it (default: the job may still finish
@@ -380,6 +382,10 @@ def _retry_wait(exc: ProviderError, tries: int, policy: FailurePolicy, deadline:
 
 
 def _may_fail_over(exc: ProviderError, policy: FailurePolicy) -> bool:
+    if exc.billed == "yes":
+        # The vendor was paid (e.g. the image was made but could not be downloaded): running it again
+        # elsewhere would charge twice, so the caller sees this error with its vendor id instead.
+        return False
     if isinstance(exc, OutcomeUnknown):
         return policy.on_outcome_unknown == "fail_over"
     return exc.fail_over

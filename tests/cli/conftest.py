@@ -7,9 +7,10 @@ kept, so a test can assert what the command line built.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -111,6 +112,12 @@ class FakeProvider(Provider):
             )
         job = read_json(response)["id"]
         yield Event("submitted", vendor_request_id=job, resume={"id": job})
+        return (yield from self._finish(job, request.num_images, ctx))
+
+    def resume(self, state: Mapping[str, Any], ctx: CallContext) -> Exchange[ProviderOutput]:
+        return (yield from self._finish(str(state["id"]), 1, ctx))
+
+    def _finish(self, job: str, count: int, ctx: CallContext) -> Exchange[ProviderOutput]:
         while True:
             poll = read_json((yield Send(httpx.Request("GET", ctx.url("api", f"/jobs/{job}")))))
             if poll["status"] == "failed":
@@ -120,7 +127,7 @@ class FakeProvider(Provider):
             yield Event("progress", status=poll["status"], queue_position=poll.get("position"))
             yield Sleep(0)
         image = yield from download_image(poll["url"], seed=7)
-        return ProviderOutput(images=[image] * request.num_images, vendor_request_id=job)
+        return ProviderOutput(images=[image] * count, vendor_request_id=job)
 
 
 class Vendors:
@@ -162,7 +169,7 @@ def vendors() -> Vendors:
 
 
 @pytest.fixture
-def state(vendors: Vendors) -> CliState:
+def state(vendors: Vendors, tmp_path: Path) -> CliState:
     class Plugin:
         @hookimpl
         def ideochar_register_providers(self, register: Callable[[Provider], None]) -> None:
@@ -170,10 +177,17 @@ def state(vendors: Vendors) -> CliState:
             register(FakeProvider("beta", "0.04", vendors["beta"]))
 
     pm = plugin_manager(load_entrypoints=False, plugins=[Plugin()])
+    config = tmp_path / "ideochar.toml"
+    config.write_text("")
     return CliState(
         plugin_manager=pm,
         http=httpx.Client(transport=httpx.MockTransport(vendors.handler)),
-        environ={"ALPHA_KEY": "alpha-key-0123456789", "BETA_KEY": "beta-key-0123456789"},
+        environ={
+            "ALPHA_KEY": "alpha-key-0123456789",
+            "BETA_KEY": "beta-key-0123456789",
+            "IDEOCHAR_JOURNAL": str(tmp_path / "journal" / "journal.sqlite3"),
+            "IDEOCHAR_CONFIG": str(config),  # an empty one: no file of the working folder applies
+        },
     )
 
 

@@ -39,7 +39,7 @@ def test_a_vendor_error_exits_with_its_class_code(
 
 
 def test_exit_codes_are_distinct_per_error_class() -> None:
-    classes = [
+    classes: list[type[IdeocharError]] = [
         *ERRORS.values(),
         GenerationFailed,
         OutcomeUnknown,

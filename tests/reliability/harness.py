@@ -76,14 +76,20 @@ class VendorCase:
     router may send the request again without a double charge."""
 
     def request(self, **fields: Any) -> CharacterRequest:
-        values: dict[str, Any] = {"prompt": "a knight in the rain", "reference": self.reference,
-                                  "num_images": self.num_images, "seed": 7}  # fmt: skip
+        values: dict[str, Any] = {
+            "prompt": "a knight in the rain",
+            "reference": self.reference,
+            "num_images": self.num_images,
+            "seed": 7,
+        }
         if self.extra:
             values["extra"] = {self.provider: self.extra}
         values.update(fields)
         return CharacterRequest(**values)
 
-    def context(self, provider: Provider, request: CharacterRequest | None = None, key: str = CANARY_KEY) -> CallContext:
+    def context(
+        self, provider: Provider, request: CharacterRequest | None = None, key: str = CANARY_KEY
+    ) -> CallContext:
         options = provider.options(request) if request is not None else provider.info.options_model()
         return CallContext(
             provider=self.provider,
@@ -128,8 +134,18 @@ def _fal_classify(request: httpx.Request) -> str:
 
 
 def _fal_output(n: int) -> dict[str, Any]:
-    return {"images": [{"url": FAL_IMAGE.format(i=i), "content_type": "image/png", "file_name": f"out-{i}.png",
-                        "file_size": len(PNG)} for i in range(n)], "seed": 7}  # fmt: skip
+    return {
+        "images": [
+            {
+                "url": FAL_IMAGE.format(i=i),
+                "content_type": "image/png",
+                "file_name": f"out-{i}.png",
+                "file_size": len(PNG),
+            }
+            for i in range(n)
+        ],
+        "seed": 7,
+    }
 
 
 def _fal_valid(n: int, run: bool = False) -> Answers:
@@ -137,15 +153,31 @@ def _fal_valid(n: int, run: bool = False) -> Answers:
         if kind == "submit" and run:
             return Valid(200, json=_fal_output(n), headers=(("x-fal-request-id", RID),))
         if kind == "submit":
-            return Valid(200, json={"request_id": RID, "status": "IN_QUEUE", "queue_position": 0,
-                                    "status_url": f"{FAL_BASE}/status", "response_url": FAL_BASE,
-                                    "cancel_url": f"{FAL_BASE}/cancel"})  # fmt: skip
+            return Valid(
+                200,
+                json={
+                    "request_id": RID,
+                    "status": "IN_QUEUE",
+                    "queue_position": 0,
+                    "status_url": f"{FAL_BASE}/status",
+                    "response_url": FAL_BASE,
+                    "cancel_url": f"{FAL_BASE}/cancel",
+                },
+            )
         if kind == "stream":
-            return Valid(200, sse=({"status": "IN_QUEUE", "queue_position": 1}, {"status": "IN_PROGRESS", "logs": []},
-                                   {"status": "COMPLETED", "logs": [], "metrics": {"inference_time": 1.5}}))  # fmt: skip
+            return Valid(
+                200,
+                sse=(
+                    {"status": "IN_QUEUE", "queue_position": 1},
+                    {"status": "IN_PROGRESS", "logs": []},
+                    {"status": "COMPLETED", "logs": [], "metrics": {"inference_time": 1.5}},
+                ),
+            )
         if kind == "status":
-            return Valid(200, json={"status": "COMPLETED", "logs": [], "metrics": {"inference_time": 1.5},
-                                    "response_url": FAL_BASE})  # fmt: skip
+            return Valid(
+                200,
+                json={"status": "COMPLETED", "logs": [], "metrics": {"inference_time": 1.5}, "response_url": FAL_BASE},
+            )
         if kind == "result":
             return Valid(200, json=_fal_output(n))
         if kind in ("image", "input"):
@@ -158,7 +190,7 @@ def _fal_valid(n: int, run: bool = False) -> Answers:
 def _fal_refused(response: httpx.Response) -> bool:
     """429, or an ingress 502/503/504 without ``x-fal-request-id``: fal's edge answered before any app
     saw the request (reference/fal.md §2.2, "Make submits idempotent by design")."""
-    ingress = response.status_code in (502, 503, 504) and "x-fal-request-id" not in response.headers
+    ingress = response.status_code in (502, 503, 504) and not response.headers.get("x-fal-request-id", "").strip()
     return response.status_code == 429 or ingress
 
 
@@ -189,18 +221,39 @@ def _segmind_valid(kind: str, request: httpx.Request) -> Valid:
     from reliability.strategies import JPEG
 
     if kind == "submit_v1":
-        return Valid(200, content=JPEG, headers=(("content-type", "image/jpeg"), ("x-request-id", RID),
-                                                 ("x-seed-value", "7"), ("x-cost", "0.1875"),
-                                                 ("x-remaining-credits", "4.8")))  # fmt: skip
+        return Valid(
+            200,
+            content=JPEG,
+            headers=(
+                ("content-type", "image/jpeg"),
+                ("x-request-id", RID),
+                ("x-seed-value", "7"),
+                ("x-cost", "0.1875"),
+                ("x-remaining-credits", "4.8"),
+            ),
+        )
     if kind == "submit_v2":
-        return Valid(200, json={"request_id": RID, "status": "QUEUED",
-                                "status_url": f"{SEGMIND_API}/v2/requests/{RID}/status",
-                                "response_url": f"{SEGMIND_API}/v2/requests/{RID}"})  # fmt: skip
+        return Valid(
+            200,
+            json={
+                "request_id": RID,
+                "status": "QUEUED",
+                "status_url": f"{SEGMIND_API}/v2/requests/{RID}/status",
+                "response_url": f"{SEGMIND_API}/v2/requests/{RID}",
+            },
+        )
     if kind == "status":
         return Valid(200, json={"status": "COMPLETED", "request_id": RID})
     if kind == "result":
-        return Valid(200, json={"status": "COMPLETED", "output": SEGMIND_IMAGE, "request_id": RID,
-                                "metrics": {"cost": 0.1875, "remaining_credits": 4.6, "inference_time": 12.0}})  # fmt: skip
+        return Valid(
+            200,
+            json={
+                "status": "COMPLETED",
+                "output": SEGMIND_IMAGE,
+                "request_id": RID,
+                "metrics": {"cost": 0.1875, "remaining_credits": 4.6, "inference_time": 12.0},
+            },
+        )
     if kind == "image":
         return Valid(200, content=JPEG, headers=(("content-type", "image/jpeg"),))
     return _image()
@@ -226,8 +279,17 @@ def _ideogram_classify(request: httpx.Request) -> str:
 def _ideogram_valid(n: int) -> Answers:
     def valid(kind: str, request: httpx.Request) -> Valid:
         if kind == "submit":
-            data = [{"url": IDEOGRAM_IMAGE.format(i=i), "is_image_safe": True, "seed": 7 + i, "prompt": "a knight",
-                     "resolution": "1024x1024", "style_type": "AUTO"} for i in range(n)]  # fmt: skip
+            data = [
+                {
+                    "url": IDEOGRAM_IMAGE.format(i=i),
+                    "is_image_safe": True,
+                    "seed": 7 + i,
+                    "prompt": "a knight",
+                    "resolution": "1024x1024",
+                    "style_type": "AUTO",
+                }
+                for i in range(n)
+            ]
             return Valid(200, json={"created": "2026-01-10T16:19:34Z", "data": data})
         return _image()
 
@@ -247,11 +309,20 @@ REPLICATE_IMAGE = "https://replicate.delivery/xezq/abc123/output.png"
 
 def _prediction(status: str, **fields: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "id": PREDICTION_ID, "model": "ideogram-ai/ideogram-character", "version": "1f8e19", "status": status,
-        "input": {"prompt": "a knight", "seed": 7}, "logs": "", "output": None, "error": None, "data_removed": False,
-        "urls": {"get": f"{REPLICATE_API}/v1/predictions/{PREDICTION_ID}",
-                 "cancel": f"{REPLICATE_API}/v1/predictions/{PREDICTION_ID}/cancel"},
-    }  # fmt: skip
+        "id": PREDICTION_ID,
+        "model": "ideogram-ai/ideogram-character",
+        "version": "1f8e19",
+        "status": status,
+        "input": {"prompt": "a knight", "seed": 7},
+        "logs": "",
+        "output": None,
+        "error": None,
+        "data_removed": False,
+        "urls": {
+            "get": f"{REPLICATE_API}/v1/predictions/{PREDICTION_ID}",
+            "cancel": f"{REPLICATE_API}/v1/predictions/{PREDICTION_ID}/cancel",
+        },
+    }
     if status == "succeeded":
         body.update(output=REPLICATE_IMAGE, logs="Using seed: 7\n", metrics={"predict_time": 4.2})
     body.update(fields)
@@ -279,8 +350,16 @@ def _replicate_valid(kind: str, request: httpx.Request) -> Valid:
     if kind == "status":
         return Valid(200, json=_prediction("succeeded"))
     if kind == "upload":
-        return Valid(201, json={"id": "file1", "name": "image.png", "content_type": "image/png", "size": 10,
-                                "urls": {"get": f"{REPLICATE_API}/v1/files/file1"}})  # fmt: skip
+        return Valid(
+            201,
+            json={
+                "id": "file1",
+                "name": "image.png",
+                "content_type": "image/png",
+                "size": 10,
+                "urls": {"get": f"{REPLICATE_API}/v1/files/file1"},
+            },
+        )
     if kind == "cancel":
         return Valid(200, json=_prediction("canceled"))
     return _image()
@@ -296,25 +375,73 @@ def _replicate_hosts(host: str) -> bool:
 def cases(*, big_reference: bytes | None = None) -> list[VendorCase]:
     """Every vendor, in every mode that changes the protocol. ``big_reference`` adds Replicate's upload."""
     found = [
-        VendorCase("fal-queue-stream", "fal", {}, REFERENCE_URL, 2, _fal_classify, _fal_valid(2), _fal_hosts,
-                   refused=_fal_refused),
-        VendorCase("fal-queue-poll", "fal", {"status": "poll"}, LOCAL_REFERENCE, 1, _fal_classify, _fal_valid(1),
-                   _fal_hosts, refused=_fal_refused),  # fmt: skip
-        VendorCase("fal-run", "fal", {"mode": "run"}, REFERENCE_URL, 2, _fal_classify, _fal_valid(2, run=True),
-                   _fal_hosts, refused=_fal_refused),  # fmt: skip
+        VendorCase(
+            "fal-queue-stream",
+            "fal",
+            {},
+            REFERENCE_URL,
+            2,
+            _fal_classify,
+            _fal_valid(2),
+            _fal_hosts,
+            refused=_fal_refused,
+        ),
+        VendorCase(
+            "fal-queue-poll",
+            "fal",
+            {"status": "poll"},
+            LOCAL_REFERENCE,
+            1,
+            _fal_classify,
+            _fal_valid(1),
+            _fal_hosts,
+            refused=_fal_refused,
+        ),
+        VendorCase(
+            "fal-run",
+            "fal",
+            {"mode": "run"},
+            REFERENCE_URL,
+            2,
+            _fal_classify,
+            _fal_valid(2, run=True),
+            _fal_hosts,
+            refused=_fal_refused,
+        ),
         VendorCase("segmind-v1", "segmind", {}, LOCAL_REFERENCE, 1, _segmind_classify, _segmind_valid, _segmind_hosts),
-        VendorCase("segmind-v2", "segmind", {"mode": "v2"}, REFERENCE_URL, 1, _segmind_classify, _segmind_valid,
-                   _segmind_hosts),  # fmt: skip
-        VendorCase("ideogram", "ideogram", {}, LOCAL_REFERENCE, 2, _ideogram_classify, _ideogram_valid(2),
-                   _ideogram_hosts),  # fmt: skip
-        VendorCase("ideogram-url-reference", "ideogram", {}, REFERENCE_URL, 1, _ideogram_classify,
-                   _ideogram_valid(1), _ideogram_hosts),  # fmt: skip
-        VendorCase("replicate", "replicate", {}, LOCAL_REFERENCE, 1, _replicate_classify, _replicate_valid,
-                   _replicate_hosts),  # fmt: skip
+        VendorCase(
+            "segmind-v2", "segmind", {"mode": "v2"}, REFERENCE_URL, 1, _segmind_classify, _segmind_valid, _segmind_hosts
+        ),
+        VendorCase(
+            "ideogram", "ideogram", {}, LOCAL_REFERENCE, 2, _ideogram_classify, _ideogram_valid(2), _ideogram_hosts
+        ),
+        VendorCase(
+            "ideogram-url-reference",
+            "ideogram",
+            {},
+            REFERENCE_URL,
+            1,
+            _ideogram_classify,
+            _ideogram_valid(1),
+            _ideogram_hosts,
+        ),
+        VendorCase(
+            "replicate", "replicate", {}, LOCAL_REFERENCE, 1, _replicate_classify, _replicate_valid, _replicate_hosts
+        ),
     ]
     if big_reference is not None:
-        found.append(VendorCase("replicate-upload", "replicate", {}, big_reference, 1, _replicate_classify,
-                                _replicate_valid, _replicate_hosts))  # fmt: skip
+        found.append(
+            VendorCase(
+                "replicate-upload",
+                "replicate",
+                {},
+                big_reference,
+                1,
+                _replicate_classify,
+                _replicate_valid,
+                _replicate_hosts,
+            )
+        )
     installed = providers()
     return [case for case in found if case.provider in installed]
 
@@ -405,8 +532,13 @@ class FuzzServer:
 
     def admissions(self) -> int:
         """Admitting requests that reached the vendor (connect errors prove one did not)."""
-        return sum(1 for _, req, res in self.seen if self.watch.is_admitting(req) and res.reached_server
-                   and not (res.response is not None and self.case.refused(res.response)))  # fmt: skip
+        return sum(
+            1
+            for _, req, res in self.seen
+            if self.watch.is_admitting(req)
+            and res.reached_server
+            and not (res.response is not None and self.case.refused(res.response))
+        )
 
     def trace(self) -> list[str]:
         return [f"{kind}:{res.mode}" for kind, _, res in self.seen]

@@ -40,23 +40,105 @@ TRAP_URLS = (
     "https://user:pass@evil.example:99999/x",
     "http://[::1",
     "https://example.com/" + "a" * 5000,
+    # Lookalikes of the vendors' own hosts: the key must not follow them.
+    "https://queue.fal.run:99999/x",
+    "https://fal.run.evil.example/x",
+    "https://evilfal.run/x",
+    "https://api.segmind.com.evil.example/x",
+    "https://api.replicate.com@evil.example/v1/predictions/x",
+    "http://api.replicate.com/v1/predictions/x",
+    "https://api.ideogram.ai.evil.example/x",
+    "http://[::1]:8080/x",
     "\x00\n\r",
     CANARY_KEY,
 )
-INTERESTING_STATUS = (200, 201, 202, 204, 301, 302, 304, 400, 401, 402, 403, 404, 408, 409, 410, 413, 415, 422, 429,
-                      451, 500, 502, 503, 504, 520, 524, 599)  # fmt: skip
-CONTENT_TYPES = ("application/json", "text/html", "text/plain", "image/png", "image/jpeg", "image/webp",
-                 "application/octet-stream", "text/event-stream", "application/problem+json", "", "image/",
-                 "application/json; charset=utf-16", "multipart/form-data")  # fmt: skip
-HEADER_VALUES = ("0", "-1", "1", "2.5", "1e400", "NaN", "inf", "abc", "", " ", "Wed, 21 Oct 2015 07:28:00 GMT",
-                 "2999-01-01T00:00:00Z", "99999999999999999999", CANARY_KEY, "0x10")  # fmt: skip
-FUZZED_HEADERS = ("retry-after", "retry-after-ms", "x-request-id", "x-fal-request-id", "x-seed-value", "x-cost",
-                  "x-remaining-credits", "x-generation-time", "x-rate-limit-reset-at-utc", "x-fal-error-type",
-                  "x-fal-retryable", "location", "content-type")  # fmt: skip
+INTERESTING_STATUS = (
+    200,
+    201,
+    202,
+    204,
+    301,
+    302,
+    304,
+    400,
+    401,
+    402,
+    403,
+    404,
+    408,
+    409,
+    410,
+    413,
+    415,
+    422,
+    429,
+    451,
+    500,
+    502,
+    503,
+    504,
+    520,
+    524,
+    599,
+)
+CONTENT_TYPES = (
+    "application/json",
+    "text/html",
+    "text/plain",
+    "image/png",
+    "image/jpeg",
+    "image/webp",
+    "application/octet-stream",
+    "text/event-stream",
+    "application/problem+json",
+    "",
+    "image/",
+    "application/json; charset=utf-16",
+    "multipart/form-data",
+)
+HEADER_VALUES = (
+    "0",
+    "-1",
+    "1",
+    "2.5",
+    "1e400",
+    "NaN",
+    "inf",
+    "abc",
+    "",
+    " ",
+    "Wed, 21 Oct 2015 07:28:00 GMT",
+    "2999-01-01T00:00:00Z",
+    "99999999999999999999",
+    CANARY_KEY,
+    "0x10",
+)
+FUZZED_HEADERS = (
+    "retry-after",
+    "retry-after-ms",
+    "x-request-id",
+    "x-fal-request-id",
+    "x-seed-value",
+    "x-cost",
+    "x-remaining-credits",
+    "x-generation-time",
+    "x-rate-limit-reset-at-utc",
+    "x-fal-error-type",
+    "x-fal-retryable",
+    "location",
+    "content-type",
+)
 #: Transport failures a real network produces, by whether the request can have reached the server.
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
-SENT = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError, httpx.WriteTimeout,
-        httpx.LocalProtocolError, httpx.NetworkError)  # fmt: skip
+SENT = (
+    httpx.ReadTimeout,
+    httpx.ReadError,
+    httpx.RemoteProtocolError,
+    httpx.WriteError,
+    httpx.WriteTimeout,
+    httpx.LocalProtocolError,
+    httpx.NetworkError,
+)
 
 json_leaves = (
     st.none()
@@ -77,6 +159,9 @@ any_json = st.recursive(
 def mutated(draw: st.DrawFn, value: Any, depth: int = 0) -> Any:
     """``value`` with some of its parts dropped, retyped or replaced (choice 0: unchanged)."""
     choice = draw(st.integers(0, 9))
+    if isinstance(value, str) and value.startswith(("http", "data:")):
+        # A URL is where a lie does most harm (where the key or the client goes): traps are likely.
+        return value if choice <= 3 else draw(st.sampled_from(TRAP_URLS)) if choice <= 8 else draw(any_json)
     if choice <= 5 and isinstance(value, dict):
         out: dict[str, Any] = {}
         for key, item in value.items():
@@ -97,8 +182,6 @@ def mutated(draw: st.DrawFn, value: Any, depth: int = 0) -> Any:
         return items
     if choice <= 5:
         return value
-    if choice <= 7 and isinstance(value, str) and value.startswith(("http", "data:")):
-        return draw(st.sampled_from(TRAP_URLS))
     if choice == 8 and isinstance(value, (int, float)) and not isinstance(value, bool):
         return draw(st.sampled_from([-1, 0, 2**63, 1.5, "7", None, [value]]))
     return draw(any_json)
@@ -111,7 +194,9 @@ def sse_body(events: Any) -> bytes:
     lines = []
     for event in events:
         text = event if isinstance(event, str) else json.dumps(event, allow_nan=True)
-        lines.append(text if text.startswith((":", "event:", "id:", "retry:", "data:")) else "data: " + text.replace("\n", " "))
+        lines.append(
+            text if text.startswith((":", "event:", "id:", "retry:", "data:")) else "data: " + text.replace("\n", " ")
+        )
     return ("\n\n".join(lines) + "\n\n").encode()
 
 
@@ -156,11 +241,13 @@ class Valid:
     def response(self) -> httpx.Response:
         headers = list(self.headers)
         if self.sse is not None:
-            return httpx.Response(self.status, headers=[("content-type", "text/event-stream"), *headers],
-                                  content=self.body())  # fmt: skip
+            return httpx.Response(
+                self.status, headers=[("content-type", "text/event-stream"), *headers], content=self.body()
+            )
         if self.json is not None:
-            return httpx.Response(self.status, headers=[("content-type", "application/json"), *headers],
-                                  content=to_json_bytes(self.json))  # fmt: skip
+            return httpx.Response(
+                self.status, headers=[("content-type", "application/json"), *headers], content=to_json_bytes(self.json)
+            )
         return httpx.Response(self.status, headers=headers, content=self.content)
 
 
@@ -181,7 +268,16 @@ class Outcome:
 @st.composite
 def fuzzed_headers(draw: st.DrawFn) -> list[tuple[str, str]]:
     names = draw(st.lists(st.sampled_from(FUZZED_HEADERS), max_size=3, unique=True))
-    return [(name, draw(st.sampled_from(HEADER_VALUES) | st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=20))) for name in names]  # noqa: E501
+    return [
+        (
+            name,
+            draw(
+                st.sampled_from(HEADER_VALUES)
+                | st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=20)
+            ),
+        )
+        for name in names
+    ]
 
 
 def _cut(data: bytes, draw: st.DrawFn) -> bytes:
@@ -201,10 +297,21 @@ def outcome(draw: st.DrawFn, valid: Valid) -> Outcome:
         if valid.sse is not None:
             events = draw(mutated(list(valid.sse)))
             if draw(st.booleans()):
-                events = [*(events if isinstance(events, list) else [events]), *draw(st.lists(
-                    st.sampled_from([": keep-alive", "event: log", "data: {", "retry: x", "data:", "\x00"]), max_size=3))]
-            return Outcome(Valid(valid.status, sse=tuple(events) if isinstance(events, list) else (events,),
-                                 headers=valid.headers).response(), mode="mutated_events")  # fmt: skip
+                events = [
+                    *(events if isinstance(events, list) else [events]),
+                    *draw(
+                        st.lists(
+                            st.sampled_from([": keep-alive", "event: log", "data: {", "retry: x", "data:", "\x00"]),
+                            max_size=3,
+                        )
+                    ),
+                ]
+            return Outcome(
+                Valid(
+                    valid.status, sse=tuple(events) if isinstance(events, list) else (events,), headers=valid.headers
+                ).response(),
+                mode="mutated_events",
+            )
         if valid.json is not None:
             bent = draw(mutated(valid.json))
             return Outcome(Valid(valid.status, bent, b"", valid.headers).response(), mode="mutated_json")
@@ -231,13 +338,17 @@ def outcome(draw: st.DrawFn, valid: Valid) -> Outcome:
         return Outcome(httpx.Response(valid.status, headers=kept + extra, content=body), mode="headers")
     if mode < 80:  # a surprising status, with the valid body or an error-looking one
         status = draw(st.sampled_from(INTERESTING_STATUS) | st.integers(100, 599))
-        body = draw(st.sampled_from([
-            valid.body(),
-            to_json_bytes({"detail": "Internal Server Error"}),
-            to_json_bytes({"error": "bad", "message": f"invalid key {CANARY_KEY}"}),
-            b"<html><body>502 Bad Gateway</body></html>",
-            b"",
-        ]))  # fmt: skip
+        body = draw(
+            st.sampled_from(
+                [
+                    valid.body(),
+                    to_json_bytes({"detail": "Internal Server Error"}),
+                    to_json_bytes({"error": "bad", "message": f"invalid key {CANARY_KEY}"}),
+                    b"<html><body>502 Bad Gateway</body></html>",
+                    b"",
+                ]
+            )
+        )
         extra = draw(fuzzed_headers())
         ctype = draw(st.sampled_from(CONTENT_TYPES))
         return Outcome(httpx.Response(status, headers=[("content-type", ctype), *extra], content=body), mode="status")
@@ -249,7 +360,7 @@ def outcome(draw: st.DrawFn, valid: Valid) -> Outcome:
             | st.just(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)  # an image header and nothing more
             | st.just(b"\xff\xd8\xff" + b"junk")
             | st.just(b"RIFF\x00\x00\x00\x00WEBP")
-            | st.just(b"{\"images\": [")
+            | st.just(b'{"images": [')
         )
         return Outcome(httpx.Response(valid.status, headers=[("content-type", ctype)], content=body), mode="garbage")
     if mode < 92:  # reset mid-body

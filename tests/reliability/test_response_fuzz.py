@@ -18,6 +18,7 @@ bodies, connections reset mid-body, transport failures. For every example:
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
 from functools import cache
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from hypothesis import given
+from hypothesis import given, reject
 from hypothesis import strategies as st
 
 from conftest import CANARY_KEY
@@ -35,6 +36,7 @@ from ideochar.media import sniff_format
 from ideochar.router import FailurePolicy, plan, route
 from ideochar.spec import Provider, ProviderOutput
 from reliability.harness import FuzzServer, TooManyRequests, VendorCase, Watch, big_png, cases, flatten, providers
+from reliability.known_issues import known
 from reliability.profile import fuzz_settings, scaled
 
 CASES = cases(big_reference=big_png(1_100_000))
@@ -53,6 +55,8 @@ def _check_error(error: BaseException, server: FuzzServer) -> None:
     trace = server.trace()
     if isinstance(error, TooManyRequests):
         raise error
+    if known(server.case.provider, error):
+        reject()  # reported by its own xfail test (known_issues.py); keep hunting for new ones
     assert isinstance(error, IdeocharError), f"untyped {type(error).__name__}: {error!r} after {trace}"
     for inner in flatten(error):
         for text in (str(inner), repr(inner), repr(getattr(inner, "body", None))):
@@ -60,6 +64,13 @@ def _check_error(error: BaseException, server: FuzzServer) -> None:
         assert CANARY_KEY.encode() not in pickle.dumps(inner)
         if isinstance(inner, ProviderError) and server.admissions() and not inner.admitted:
             assert inner.sent, f"{type(inner).__name__}(sent=False) after the billable request was answered: {trace}"
+
+
+def _check_events(watch: Watch, server: FuzzServer) -> None:
+    for event in watch.events:
+        assert CANARY_KEY not in repr(event), f"the key is in a {event.kind} event after {server.trace()}"
+        if event.kind == "submitted" and event.resume is not None:
+            json.dumps(event.resume)  # the journal stores it: it must be JSON
 
 
 def _check_output(output: Any, server: FuzzServer) -> None:
@@ -84,15 +95,18 @@ def _run_sync(case: VendorCase, draw: Any, *, through_router: bool) -> FuzzServe
     with httpx.Client(transport=httpx.MockTransport(server)) as http:
         try:
             output = drive(flow, http)
-        except BaseException as exc:  # noqa: BLE001 - the point is to see every escape
+        except BaseException as exc:
             _check_error(exc, server)
         else:
             if through_router:
                 assert output.images, "the router returned a result without images"
                 for image in output.images:
                     assert image_complete(image.data)
+                assert CANARY_KEY not in repr(output)
+                assert CANARY_KEY.encode() not in pickle.dumps(output)
             else:
                 _check_output(output, server)
+    _check_events(watch, server)
     assert not server.key_leaks, f"the key was sent to {server.key_leaks} after {server.trace()}"
     assert server.admissions() <= 1, f"{server.admissions()} billable requests reached the vendor: {server.trace()}"
     return server
@@ -108,9 +122,7 @@ def test_fuzzed_vendor_answers_give_a_result_or_a_typed_error(case: VendorCase, 
 @pytest.mark.parametrize("case", CASES, ids=_ids)
 @fuzz_settings
 @given(data=st.data())
-def test_the_router_never_admits_a_job_twice_whatever_the_vendor_answers(
-    case: VendorCase, data: st.DataObject
-) -> None:
+def test_the_router_never_admits_a_job_twice_whatever_the_vendor_answers(case: VendorCase, data: st.DataObject) -> None:
     _run_sync(case, data.draw, through_router=True)
 
 
@@ -130,10 +142,11 @@ def test_the_async_driver_gives_the_same_guarantees(case: VendorCase, data: st.D
 
     try:
         output = anyio.run(main)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         _check_error(exc, server)
     else:
         _check_output(output, server)
+    _check_events(watch, server)
     assert not server.key_leaks
     assert server.admissions() <= 1
 

@@ -89,6 +89,18 @@ class FakeVendors:
         return len(self.all_requests)
 
     def handler(self, request: httpx.Request) -> httpx.Response:
+        return self._handle(request, blocking=True)
+
+    async def ahandler(self, request: httpx.Request) -> httpx.Response:
+        import anyio
+
+        await request.aread()
+        vendor = self.by_name.get(request.url.host.split(".")[0])
+        if vendor is not None and request.method == "GET" and vendor.delay_seconds:
+            await anyio.sleep(vendor.delay_seconds)
+        return self._handle(request, blocking=False)
+
+    def _handle(self, request: httpx.Request, *, blocking: bool) -> httpx.Response:
         with self.lock:
             self.all_requests.append(request)
         host = request.url.host
@@ -100,33 +112,9 @@ class FakeVendors:
             vendor.requests.append(request)
         if request.method == "POST":
             return self._submit(vendor, request)
+        if blocking and vendor.delay_seconds:
+            time.sleep(vendor.delay_seconds)
         return self._poll(vendor, request)
-
-    async def ahandler(self, request: httpx.Request) -> httpx.Response:
-        import anyio
-
-        await request.aread()
-        host = request.url.host
-        if host != "cdn.test" and request.method == "GET":
-            vendor = self.by_name[host.split(".")[0]]
-            if vendor.delay_seconds:
-                await anyio.sleep(vendor.delay_seconds)
-        return self._answer(request, delay=False)
-
-    def _answer(self, request: httpx.Request, *, delay: bool) -> httpx.Response:
-        return self.handler(request) if delay else self._no_delay(request)
-
-    def _no_delay(self, request: httpx.Request) -> httpx.Response:
-        host = request.url.host
-        vendor = self.by_name.get(host.split(".")[0])
-        saved = vendor.delay_seconds if vendor else 0.0
-        try:
-            if vendor:
-                vendor.delay_seconds = 0.0
-            return self.handler(request)
-        finally:
-            if vendor:
-                vendor.delay_seconds = saved
 
     def _next(self, queue: list[Behaviour], request: httpx.Request) -> httpx.Response | None:
         with self.lock:
@@ -156,8 +144,6 @@ class FakeVendors:
         job = request.url.path.rsplit("/", 1)[-1]
         if vendor.on_poll is not None:
             vendor.on_poll(job)
-        if vendor.delay_seconds:
-            time.sleep(vendor.delay_seconds)
         scripted = self._next(vendor.polls, request)
         if scripted is not None:
             return scripted
@@ -183,7 +169,7 @@ def _error(response: httpx.Response) -> ProviderError:
     if status in ERRORS:
         cls = ERRORS[status]
         return cls(
-            f"answered {status}",
+            f"answered {status}: {response.text[:200]}",
             status=status,
             retry_after=parse_retry_after(response.headers) if status == 429 else None,
             billed="no",
@@ -260,7 +246,8 @@ class FakeProvider(Provider):
         images = []
         for index in range(count):
             image_seed = (seed or 0) + index
-            images.append((yield from download_image(f"https://cdn.test/{job}/{index}.png?seed={image_seed}", seed=image_seed)))
+            url = f"https://cdn.test/{job}/{index}.png?seed={image_seed}"
+            images.append((yield from download_image(url, seed=image_seed)))
         return ProviderOutput(images=images, vendor_request_id=job)
 
 

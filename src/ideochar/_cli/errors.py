@@ -59,7 +59,10 @@ def _provider_detail(exc: ProviderError) -> str:
     return ", ".join(bits)
 
 
-def error_lines(exc: IdeocharError, infos: Mapping[str, ProviderInfo] | None = None) -> list[str]:
+def error_lines(
+    exc: IdeocharError, infos: Mapping[str, ProviderInfo] | None = None, *, resume_job: str | None = None
+) -> list[str]:
+    """``resume_job``: the journaled job id, when a journal recorded this run (for the resume hint)."""
     infos = infos or {}
     if isinstance(exc, MissingCredentials):
         lines = _missing_credentials(exc, infos)
@@ -79,9 +82,10 @@ def error_lines(exc: IdeocharError, infos: Mapping[str, ProviderInfo] | None = N
         lines = [f"error: {who}{exc.message} ({_provider_detail(exc)})"]
         if isinstance(exc, OutcomeUnknown):
             if exc.vendor_request_id:
+                how = f"ideochar jobs resume {resume_job}" if resume_job else "Client.resume_vendor"
                 lines.append(
-                    f"the job may still finish and be billed; do not resubmit it. Resume it by its vendor id "
-                    f"{exc.vendor_request_id} (ideochar jobs resume)."
+                    f"the job may still finish and be billed; do not send it again. Fetch its result by the "
+                    f"vendor id {exc.vendor_request_id}: {how}"
                 )
             else:
                 lines.append("the job may have been admitted and billed; check the vendor's dashboard before retrying.")
@@ -89,7 +93,15 @@ def error_lines(exc: IdeocharError, infos: Mapping[str, ProviderInfo] | None = N
             lines.append(f"the vendor asks to retry after {exc.retry_after:g} s.")
     else:
         lines = [f"error: {exc.message}"]
+    if resume_job and not isinstance(exc, OutcomeUnknown) and _paid_and_open(exc):
+        lines.append(f"a vendor admitted this job; fetch what it produced with: ideochar jobs resume {resume_job}")
     return [redact(line) for line in lines]
+
+
+def _paid_and_open(exc: IdeocharError) -> bool:
+    """Did a vendor admit the job without us getting its result (so resuming may recover paid images)?"""
+    errors = exc.errors if isinstance(exc, AllProvidersFailed) else [exc]
+    return any(isinstance(e, OutcomeUnknown) and e.vendor_request_id for e in errors)
 
 
 def error_document(exc: IdeocharError) -> dict[str, Any]:

@@ -21,12 +21,15 @@ from ideochar.router import Strategy
 
 __all__ = [
     "client_options",
+    "emulator_options",
+    "journal_options",
     "output_options",
     "parse_color",
     "parse_extra",
     "provider_names",
     "request_fields",
     "request_options",
+    "routing_options",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -197,8 +200,9 @@ def request_options(*, reference_required: bool = True) -> Callable[[F], F]:
     return lambda f: _apply(f, decorators)
 
 
-def client_options(f: F) -> F:
-    """Who serves the request and under which rules (the :class:`~ideochar.client.Client` arguments)."""
+def routing_options(f: F) -> F:
+    """Who serves the request and under which rules. Unset options come from the configuration
+    (``ideochar.toml``, ``IDEOCHAR_*`` variables), as they do for :class:`~ideochar.client.Client`."""
     decorators: list[Callable[[F], F]] = [
         click.option(
             "-p",
@@ -206,14 +210,12 @@ def client_options(f: F) -> F:
             "providers",
             multiple=True,
             metavar="NAME[,NAME...]",
-            help="Providers in failover order (default: IDEOCHAR_PROVIDERS, else every installed one).",
+            help="Providers in failover order (default: the configuration or IDEOCHAR_PROVIDERS, else all).",
         ),
         click.option(
             "--strategy",
             type=click.Choice(_STRATEGIES),
-            default="as_listed",
-            show_default=True,
-            help="Order of the providers: as listed, cheapest first, or fastest observed.",
+            help="Order of the providers: as listed (default), cheapest first, or fastest observed.",
         ),
         click.option("--strict", is_flag=True, help="Skip a provider that would ignore any field you set."),
         click.option("--max-cost", callback=_money, metavar="USD", help="Skip providers whose quote is above this."),
@@ -221,14 +223,42 @@ def client_options(f: F) -> F:
         click.option(
             "--deadline", type=float, metavar="SECONDS", help="Bound on the whole job, failover included (default 300)."
         ),
+    ]
+    return _apply(f, decorators)
+
+
+def emulator_options(f: F) -> F:
+    decorators: list[Callable[[F], F]] = [
         click.option(
-            "--emulator", is_flag=True, help="Run against the built-in emulator: no keys, no network, no cost."
+            "--emulator",
+            is_flag=True,
+            help="Run against the built-in emulator: no keys, no network, no cost (and no journal unless --journal).",
         ),
         click.option(
             "--emulator-url", metavar="URL", help="Use an emulator already running (ideochar emulator serve)."
         ),
     ]
     return _apply(f, decorators)
+
+
+def journal_options(f: F) -> F:
+    """Where jobs are recorded (so a killed run can be resumed): the configured journal by default."""
+    decorators: list[Callable[[F], F]] = [
+        click.option(
+            "--journal",
+            "journal_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            metavar="FILE",
+            help="The journal file (default: the configuration, IDEOCHAR_JOURNAL, else the user data folder).",
+        ),
+        click.option("--no-journal", is_flag=True, help="Record nothing (a killed run cannot be resumed)."),
+    ]
+    return _apply(f, decorators)
+
+
+def client_options(f: F) -> F:
+    """Everything a job command passes to :class:`~ideochar.client.Client`."""
+    return routing_options(emulator_options(journal_options(f)))
 
 
 def output_options(f: F) -> F:

@@ -36,6 +36,7 @@ class Submitted:
 
     provider: str
     vendor_request_id: str
+    job_id: str | None = None
 
 
 @dataclass
@@ -60,6 +61,8 @@ class Progress:
         self.mode: ProgressMode = mode
         self.stream = stream
         self.submitted: list[Submitted] = []
+        self.job_id: str | None = None
+        """The client's job id, from the first event (the journal's key for ``ideochar jobs``)."""
         self._state = _State()
         self._started = time.monotonic()
         self._lock = threading.Lock()
@@ -109,6 +112,7 @@ class Progress:
 
     def _handle(self, event: Event) -> None:
         state = self._state
+        self.job_id = self.job_id or event.job_id
         provider = event.provider or state.provider or "?"
         if event.kind == "attempt_started":
             tries = int(event.data.get("try", 1) or 1)
@@ -118,7 +122,7 @@ class Progress:
             state.status = "submitted"
             if event.vendor_request_id:
                 state.vendor_id = event.vendor_request_id
-                self.submitted.append(Submitted(provider, event.vendor_request_id))
+                self.submitted.append(Submitted(provider, event.vendor_request_id, event.job_id))
                 self._note(f"{provider}: job admitted, vendor id {event.vendor_request_id}")
         elif event.kind == "progress":
             state.provider = provider
@@ -153,7 +157,7 @@ class Progress:
 
     def _status_line(self, *, spinner: bool) -> str:
         state = self._state
-        parts = [state.provider or "starting", state.status]
+        parts = [state.provider, state.status] if state.provider else ["preparing"]
         if state.queue_position is not None:
             parts[-1] += f" (position {state.queue_position})"
         parts.append(f"{time.monotonic() - self._started:.1f}s")

@@ -14,12 +14,16 @@ from decimal import Decimal
 from typing import Any
 
 from ideochar._cli.output import money
+from ideochar.journal import JobRecord
 from ideochar.request import OperationName, Speed
 from ideochar.result import CharacterResult
 from ideochar.spec import ProviderInfo, Quote
 
 __all__ = [
+    "attempt_rows",
     "cost_rows",
+    "job_lines",
+    "job_rows",
     "provider_document",
     "provider_rows",
     "quote_document",
@@ -225,3 +229,91 @@ def cost_rows(results: Sequence[tuple[CharacterResult, Quote | None]]) -> list[l
             ]
         )
     return rows
+
+
+# -- the journal (ideochar jobs) -------------------------------------------------------------------------------
+
+JOB_HEADERS = ("job", "created", "status", "operation", "provider", "images", "spent", "resume", "prompt")
+JOB_RIGHT = (5, 6)
+_PROMPT_WIDTH = 48
+
+
+def _short(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _can_resume(job: JobRecord) -> bool:
+    return bool(job.resumable) or (job.status == "running" and not job.attempts)
+
+
+def job_rows(jobs: Sequence[JobRecord]) -> list[list[str]]:
+    """One row per job, newest first; ``resume`` says whether ``ideochar jobs resume`` has work to do."""
+    return [
+        [
+            job.id[:12],
+            job.created_at.astimezone().strftime("%Y-%m-%d %H:%M"),
+            job.status,
+            job.operation,
+            job.provider or "-",
+            f"{len(job.outputs)}/{job.num_images}",
+            money(job.spent_usd),
+            "yes" if _can_resume(job) else "",
+            _short(job.prompt, _PROMPT_WIDTH),
+        ]
+        for job in jobs
+    ]
+
+
+ATTEMPT_HEADERS = ("part", "provider", "try", "status", "vendor id", "billed", "cost", "note")
+ATTEMPT_RIGHT = (2, 6)
+
+
+def attempt_rows(job: JobRecord) -> list[list[str]]:
+    rows = []
+    for attempt in job.attempts:
+        cost = attempt.cost_usd if attempt.cost_usd is not None else attempt.quote_usd
+        note = attempt.message or attempt.error_type or ""
+        if attempt.open:
+            note = ("may still run and bill; " + note).rstrip("; ")
+        rows.append(
+            [
+                attempt.part,
+                attempt.provider,
+                str(attempt.try_number),
+                attempt.status,
+                attempt.vendor_request_id or "-",
+                attempt.billed or "?",
+                money(cost) + ("" if attempt.cost_usd is not None or cost is None else " (quote)"),
+                _short(note, 80),
+            ]
+        )
+    return rows
+
+
+def job_lines(job: JobRecord) -> list[str]:
+    """``ideochar jobs show``: the job, then its attempts and its saved images."""
+    lines = [
+        f"job {job.id} ({job.status})",
+        f"created {job.created_at.astimezone():%Y-%m-%d %H:%M:%S %Z}, {job.operation}, "
+        f"{job.num_images} image(s): {_short(job.prompt, 200)}",
+    ]
+    if job.provider:
+        vendor = f", vendor id {job.vendor_request_id}" if job.vendor_request_id else ""
+        lines.append(f"provider {job.provider}{vendor}")
+    spent = f"spent {money(job.spent_usd)}"
+    if job.possibly_billed_usd:
+        spent += f", possibly billed {money(job.possibly_billed_usd)} more (outcome unknown)"
+    lines.append(spent)
+    if job.error_type:
+        lines.append(f"error: {job.error_type}: {job.error_message or ''}".rstrip(": "))
+    if job.attempts:
+        lines += ["", render(ATTEMPT_HEADERS, attempt_rows(job), right=ATTEMPT_RIGHT)]
+    if job.outputs:
+        lines += ["", "images:"]
+        for output in job.outputs:
+            size = f"{output.width}x{output.height}" if output.width and output.height else "size unknown"
+            lines.append(f"  {output.path}  ({size}, sha256 {output.sha256[:12]})")
+    if _can_resume(job):
+        lines += ["", f"resume it (nothing is sent twice): ideochar jobs resume {job.id[:12]}"]
+    return lines

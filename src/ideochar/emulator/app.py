@@ -50,7 +50,7 @@ from ideochar.emulator.files import FILES_PATH, FileStore
 from ideochar.emulator.kit import ConnectionDropped, ErrorShaper, Fault, LedgerEntry, StoredFile
 from ideochar.emulator.ledger import Ledger
 from ideochar.emulator.registry import EmulatedVendor, collect_emulated
-from ideochar.emulator.render import RenderCache, render
+from ideochar.emulator.render import Recipe, RenderCache, is_cheap, prepare, render_recipe
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -101,8 +101,8 @@ class EmulatorState:
         self.model_seconds = float(model_seconds)
         self.ledger = Ledger()
         self.faults = Faults(load_profile(_as_source(profile)))
-        self.files = FileStore()
         self.renders = RenderCache()
+        self.files = FileStore(self.renders)
         self.kits: dict[str, VendorKit] = {}
         self.broken: dict[str, str] = {}
         """Vendors whose routes could not be built, with why."""
@@ -288,10 +288,8 @@ class VendorKit:
         self, reference: bytes, prompt: str, *, width: int, height: int, seed: int, fmt: Literal["png", "jpeg"] = "png",
         base: bytes | None = None, mask: bytes | None = None,
     ) -> bytes:  # fmt: skip
-        return render(
-            reference, prompt, width=width, height=height, seed=seed, fmt=fmt, base=base, mask=mask,
-            vendor=self.vendor, cache=self.state.renders,
-        )  # fmt: skip
+        recipe = Recipe(reference, prompt, width, height, seed, fmt, base, mask, self.vendor)
+        return render_recipe(recipe, self.state.renders)
 
     def store(self, data: bytes, content_type: str, request: Request) -> str:
         return self.file_url(request, self.state.files.add_bytes(self.vendor, data, content_type))
@@ -315,10 +313,17 @@ class VendorKit:
         self, reference: bytes, prompt: str, *, width: int, height: int, seed: int, fmt: Literal["png", "jpeg"] = "png",
         base: bytes | None = None, mask: bytes | None = None,
     ) -> StoredFile:  # fmt: skip
-        again = functools.partial(
-            self.render, reference, prompt, width=width, height=height, seed=seed, fmt=fmt, base=base, mask=mask
-        )
-        return self.state.files.add_recipe(self.vendor, f"image/{fmt}", again(), again)
+        recipe = Recipe(reference, prompt, width, height, seed, fmt, base, mask, self.vendor)
+        return self.state.files.add_recipe(self.vendor, recipe, render_recipe(recipe, self.state.renders))
+
+    async def arender_file(
+        self, reference: bytes, prompt: str, *, width: int, height: int, seed: int, fmt: Literal["png", "jpeg"] = "png",
+        base: bytes | None = None, mask: bytes | None = None,
+    ) -> StoredFile:  # fmt: skip
+        recipe = Recipe(reference, prompt, width, height, seed, fmt, base, mask, self.vendor)
+        if not is_cheap(recipe, self.state.renders):
+            await self.run_blocking(prepare, recipe, self.state.renders)
+        return self.state.files.add_recipe(self.vendor, recipe, render_recipe(recipe, self.state.renders))
 
     def file_url(self, request: Request, file: StoredFile) -> str:
         return f"{_root(request)}{FILES_PATH}/{file.id}"
@@ -665,7 +670,10 @@ def _admin_routes(state: EmulatorState) -> list[BaseRoute]:
         entry = state.files.entry(file_id)
         if entry is None or entry.expired:
             return PlainTextResponse("Not Found", status_code=404)
-        data = await kit.run_blocking(state.files.read, file_id) if kit is not None else state.files.read(file_id)
+        if kit is None or state.files.is_cheap(file_id):
+            data = state.files.read(file_id)  # a worker thread would only fight the event loop for the GIL
+        else:
+            data = await kit.run_blocking(state.files.read, file_id)
         if data is None:
             return PlainTextResponse("Not Found", status_code=404)
         return Response(

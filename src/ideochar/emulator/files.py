@@ -12,10 +12,10 @@ import hashlib
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from ideochar.emulator.kit import StoredFile
+from ideochar.emulator.render import Recipe, RenderCache, is_cheap, render_recipe
 
 __all__ = ["FILES_PATH", "FileStore"]
 
@@ -30,20 +30,19 @@ class _Entry:
     vendor: str
     file: StoredFile
     data: bytes | None
-    recipe: Callable[[], bytes] | None
+    recipe: Recipe | None
     created: float
     expired: bool = False
 
 
 class FileStore:
-    def __init__(self) -> None:
+    def __init__(self, renders: RenderCache) -> None:
+        self.renders = renders
         self._files: dict[str, _Entry] = {}
         self._blobs: dict[str, bytes] = {}
         self._lock = threading.Lock()
 
-    def _new(
-        self, vendor: str, content_type: str, size: int, data: bytes | None, recipe: Callable[[], bytes] | None
-    ) -> StoredFile:
+    def _new(self, vendor: str, content_type: str, size: int, data: bytes | None, recipe: Recipe | None) -> StoredFile:
         file_id = secrets.token_hex(12) + _EXTENSIONS.get(content_type, "")
         file = StoredFile(id=file_id, content_type=content_type, size=size, file_name=file_id)
         with self._lock:
@@ -56,9 +55,9 @@ class FileStore:
             data = self._blobs.setdefault(digest, data)
         return self._new(vendor, content_type, len(data), data, None)
 
-    def add_recipe(self, vendor: str, content_type: str, data: bytes, recipe: Callable[[], bytes]) -> StoredFile:
-        """A rendered file: ``data`` is its first rendering (for its size), ``recipe`` renders it again."""
-        return self._new(vendor, content_type, len(data), None, recipe)
+    def add_recipe(self, vendor: str, recipe: Recipe, data: bytes) -> StoredFile:
+        """A rendered file: ``data`` is its first rendering (for its size); the recipe renders it again."""
+        return self._new(vendor, recipe.content_type, len(data), None, recipe)
 
     def entry(self, file_id: str) -> _Entry | None:
         return self._files.get(file_id)
@@ -75,7 +74,12 @@ class FileStore:
         if entry.data is not None:
             return entry.data
         assert entry.recipe is not None
-        return entry.recipe()
+        return render_recipe(entry.recipe, self.renders)
+
+    def is_cheap(self, file_id: str) -> bool:
+        """True when :meth:`read` takes about a millisecond (bytes kept, or the render's canvas cached)."""
+        entry = self._files.get(file_id)
+        return entry is None or entry.recipe is None or is_cheap(entry.recipe, self.renders)
 
     def expire(self, *, vendor: str | None = None, file_id: str | None = None) -> int:
         """Expire matching files (all when nothing is named); how many were live."""

@@ -3,7 +3,7 @@
 For vendors with a queue (submit now, poll or stream later). A job's timeline is fixed when it is
 admitted: it waits in the queue for ``queue_share`` of the model time, runs for the rest, and is done
 at ``model_seconds`` — or, if rendering its images took longer, when they are ready. Rendering starts at
-admission, on worker threads, so it overlaps the emulated wait.
+admission, so it overlaps the emulated wait.
 
 Why timers and events rather than a task per job: a benchmark holds a thousand jobs at once, and a
 client waiting on a status stream must hear "done" within milliseconds. Each job has two loop timers
@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
@@ -108,12 +108,12 @@ class JobBoard(Generic[R]):
         job_id: str,
         *,
         owner: str,
-        work: Callable[[], R] | None,
+        work: Callable[[], Awaitable[R]] | None,
         stuck: bool = False,
         data: Any = None,
         on_start: Callable[[TimedJob[R]], None] | None = None,
     ) -> TimedJob[R]:
-        """Queue a job now. ``work`` (rendering) runs at once on a worker thread; its value is the result."""
+        """Queue a job now. ``work`` (rendering) starts at once, overlapping the wait; its value is the result."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         total = max(0.0, self.kit.model_seconds)
@@ -131,7 +131,7 @@ class JobBoard(Generic[R]):
         self.jobs[job_id] = job
         self.queued += 1
         if work is not None and not stuck:
-            job._work = asyncio.ensure_future(self.kit.run_blocking(work))
+            job._work = asyncio.ensure_future(work())
         job._timers.append(self.kit.later(queue_time, lambda: self._start(job, on_start)))
         if job.done_at is not None:
             job._timers.append(self.kit.later(total, lambda: self._due(job)))

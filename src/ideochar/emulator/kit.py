@@ -204,6 +204,23 @@ class EmulatorKit(Protocol):
         """
         ...
 
+    async def arender_file(
+        self,
+        reference: bytes,
+        prompt: str,
+        *,
+        width: int,
+        height: int,
+        seed: int,
+        fmt: Literal["png", "jpeg"] = "png",
+        base: bytes | None = None,
+        mask: bytes | None = None,
+    ) -> StoredFile:
+        """:meth:`render_file` from the event loop: the slow part (a new canvas, tens of milliseconds) goes
+        to a worker thread, the rest (a seed's band, about a millisecond) is done in place, because a
+        thousand renders on threads would fight the event loop for the GIL."""
+        ...
+
     def file_url(self, request: Request, file: StoredFile) -> str:
         """The absolute URL of a stored file, as seen by the client that sent ``request``."""
         ...

@@ -31,13 +31,23 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 if TYPE_CHECKING:
     from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["LABEL", "RenderCache", "adler32_combine", "render", "render_cache"]
+__all__ = [
+    "LABEL",
+    "Recipe",
+    "RenderCache",
+    "adler32_combine",
+    "is_cheap",
+    "prepare",
+    "render",
+    "render_cache",
+    "render_recipe",
+]
 
 LABEL = "EMULATED - not a model output"
 #: Rendered images kept whole, by total size; evicted ones are rendered again (same bytes) when asked for.
@@ -160,7 +170,74 @@ def _digest(data: bytes | None) -> str | None:
     return None if data is None else hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-# -- the public function ---------------------------------------------------------------------------------
+# -- what to render ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Recipe:
+    """Everything an emulated image is made from; rendering it again gives the same bytes.
+
+    Output files keep their recipe rather than their bytes. ``base`` alone is a remix input, ``base``
+    with ``mask`` an edit; ``reference`` may be empty or unreadable (a URL the emulator could not
+    fetch), and the canvas then says so where the character would be.
+    """
+
+    reference: bytes
+    prompt: str
+    width: int
+    height: int
+    seed: int
+    fmt: Fmt = "png"
+    base: bytes | None = None
+    mask: bytes | None = None
+    vendor: str = ""
+
+    def __post_init__(self) -> None:
+        if self.width < 1 or self.height < 1:
+            raise ValueError(f"cannot render a {self.width}x{self.height} image")
+
+    @cached_property
+    def base_key(self) -> tuple[object, ...]:
+        """What the seedless canvas depends on (digests, not bytes: keys stay small)."""
+        return (
+            self.vendor, _digest(self.reference), self.width, self.height, self.prompt, _digest(self.base),
+            _digest(self.mask), self.fmt,
+        )  # fmt: skip
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        return (*self.base_key, self.seed)
+
+    @property
+    def content_type(self) -> str:
+        return f"image/{self.fmt}"
+
+
+def prepare(recipe: Recipe, cache: RenderCache | None = None) -> None:
+    """Build the recipe's seedless canvas (the slow part, tens of milliseconds): worker-thread work."""
+    cache = cache or _DEFAULT_CACHE
+    cache.base(recipe.base_key, lambda: _build_base(recipe))
+
+
+def is_cheap(recipe: Recipe, cache: RenderCache | None = None) -> bool:
+    """True when rendering ``recipe`` now takes about a millisecond (its canvas or image is cached):
+    cheap enough to do on the event loop, where a worker thread would only fight it for the GIL."""
+    cache = cache or _DEFAULT_CACHE
+    return cache.images.get(recipe.key) is not None or cache.bases.get(recipe.base_key) is not None
+
+
+def render_recipe(recipe: Recipe, cache: RenderCache | None = None) -> bytes:
+    """The recipe's image bytes (PNG or JPEG)."""
+    cache = cache or _DEFAULT_CACHE
+    key = recipe.key
+    found = cache.images.get(key)
+    if found is not None:
+        return found
+    canvas = cache.base(recipe.base_key, lambda: _build_base(recipe))
+    band = _band(recipe.width, canvas.band_height, recipe.seed)
+    data = _png_with_band(canvas, band) if recipe.fmt == "png" else _jpeg_with_band(canvas, band)
+    cache.images.put(key, data)
+    return data
 
 
 def render(
@@ -176,24 +253,9 @@ def render(
     vendor: str = "",
     cache: RenderCache | None = None,
 ) -> bytes:
-    """An emulated output image (PNG or JPEG bytes) of exactly ``width`` x ``height``.
-
-    ``reference`` may be empty or unreadable (a URL the emulator could not fetch): the canvas then says
-    so where the character would be. ``base`` alone is a remix input, ``base`` with ``mask`` an edit.
-    """
-    if width < 1 or height < 1:
-        raise ValueError(f"cannot render a {width}x{height} image")
-    cache = cache or _DEFAULT_CACHE
-    base_key = (vendor, _digest(reference), width, height, prompt, _digest(base), _digest(mask), fmt)
-    key = (*base_key, seed)
-    found = cache.images.get(key)
-    if found is not None:
-        return found
-    canvas = cache.base(base_key, lambda: _build_base(reference, prompt, width, height, fmt, base, mask, vendor))
-    band = _band(width, canvas.band_height, seed)
-    data = _png_with_band(canvas, band) if fmt == "png" else _jpeg_with_band(canvas, band)
-    cache.images.put(key, data)
-    return data
+    """An emulated output image (PNG or JPEG bytes) of exactly ``width`` x ``height`` (see :class:`Recipe`)."""
+    recipe = Recipe(reference, prompt, width, height, seed, fmt, base, mask, vendor)
+    return render_recipe(recipe, cache)
 
 
 # -- composition -----------------------------------------------------------------------------------------
@@ -239,17 +301,11 @@ def _fit(image: Image.Image, box_w: int, box_h: int) -> Image.Image:
     return image.resize(size, Image.Resampling.BILINEAR) if size != image.size else image
 
 
-def _build_base(
-    reference: bytes,
-    prompt: str,
-    width: int,
-    height: int,
-    fmt: Fmt,
-    base: bytes | None,
-    mask: bytes | None,
-    vendor: str,
-) -> _Base:
+def _build_base(recipe: Recipe) -> _Base:
     from PIL import Image, ImageDraw
+
+    reference, prompt, width, height = recipe.reference, recipe.prompt, recipe.width, recipe.height
+    fmt, base, mask, vendor = recipe.fmt, recipe.base, recipe.mask, recipe.vendor
 
     band_h = _band_height(height)
     top_h = height - band_h

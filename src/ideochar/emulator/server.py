@@ -43,6 +43,9 @@ DEFAULT_SERVE_MODEL_SECONDS = 2.0
 #: How long a stopping server waits for open answers (status streams, hangs) before cutting them.
 GRACEFUL_SHUTDOWN_SECONDS = 1
 START_TIMEOUT_SECONDS = 15.0
+#: Idle keep-alive connections are kept this long (nginx's default, as vendors' edges do). uvicorn's own
+#: 5 s makes a busy client race the server's close and see "Server disconnected" on a reused connection.
+KEEP_ALIVE_SECONDS = 75
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -72,6 +75,7 @@ def _uvicorn_server(app: Starlette, *, access_log: bool, log_level: str) -> Any:
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         backlog=2048,
     )
     return uvicorn.Server(config)

@@ -1,0 +1,124 @@
+"""ideochar jobs list|show|resume: a run stopped after the vendor admitted it is finished, never resent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ideochar.cli import CliState
+
+from .conftest import Invoke, Vendors
+
+
+def _interrupted_job(invoke: Invoke, vendors: Vendors, reference: str, tmp_path: Path) -> str:
+    vendors["alpha"].interrupt_after_submit = True
+    result = invoke("generate", "a lighthouse", "-r", reference, "-p", "alpha", "--out", str(tmp_path / "o"), "-q")
+    assert result.exit_code == 130
+    resume_line = next(line for line in result.stderr.splitlines() if "ideochar jobs resume" in line)
+    vendors["alpha"].interrupt_after_submit = False
+    return resume_line.rsplit(" ", 1)[1]
+
+
+def test_an_interrupted_job_is_listed_as_resumable(
+    invoke: Invoke, vendors: Vendors, reference: str, tmp_path: Path
+) -> None:
+    job = _interrupted_job(invoke, vendors, reference, tmp_path)
+    result = invoke("jobs", "list")
+    assert result.exit_code == 0, result.output
+    [row] = [line for line in result.stdout.splitlines() if line.startswith(job[:12])]
+    cells = row.split()
+    assert cells[3:8] == ["running", "generate", "-", "0/1", "$0.00"]
+    assert "yes" in cells and row.endswith("a lighthouse")
+    assert "1 job(s), 0 image(s), spent $0.00, possibly billed $0.06 more" in result.stdout
+
+    shown = invoke("jobs", "show", job[:8])
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.startswith(f"job {job} (running)")
+    assert "alpha-job-1" in shown.stdout and "may still run and bill" in shown.stdout
+    assert f"ideochar jobs resume {job[:12]}" in shown.stdout
+
+
+def test_resume_fetches_the_admitted_job_without_sending_it_again(
+    invoke: Invoke, vendors: Vendors, reference: str, tmp_path: Path
+) -> None:
+    job = _interrupted_job(invoke, vendors, reference, tmp_path)
+    posts_before = len(vendors["alpha"].requests)
+    result = invoke("jobs", "resume", job[:10], "--out", str(tmp_path / "resumed"), "--json", "-q")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["job_id"] == job and document["vendor_request_id"] == "alpha-job-1"
+    [image] = document["images"]
+    assert Path(image["path"]).parent == tmp_path / "resumed"
+    assert len(vendors["alpha"].requests) == posts_before == 1  # fetched by id, not resubmitted
+
+    listed = json.loads(invoke("jobs", "list", "--json").stdout)
+    [entry] = listed["jobs"]
+    assert entry["status"] == "succeeded" and len(entry["outputs"]) == 1
+    assert listed["totals"]["spent_usd"] == "0.06"
+
+
+def test_show_json_and_an_unknown_job(invoke: Invoke, reference: str, tmp_path: Path) -> None:
+    done = invoke("generate", "x", "-r", reference, "-p", "beta", "--out", str(tmp_path / "o"), "-q")
+    job = done.stdout.splitlines()[-1].split()[2]
+    assert done.stdout.splitlines()[-1] == f"journal: job {job} (ideochar jobs show {job[:12]})"
+    document = json.loads(invoke("jobs", "show", job, "--json").stdout)
+    assert document["id"] == job and document["provider"] == "beta" and document["spent_usd"] == "0.04"
+    assert [a["status"] for a in document["attempts"]] == ["succeeded"]
+
+    missing = invoke("jobs", "show", "ffffffffff")
+    assert missing.exit_code == 2 and "no job 'ffffffffff'" in missing.stderr
+
+
+def test_no_journal_records_nothing_and_jobs_says_the_journal_is_off(
+    state: CliState, invoke: Invoke, reference: str, tmp_path: Path
+) -> None:
+    result = invoke("generate", "x", "-r", reference, "-p", "alpha", "--out", str(tmp_path / "o"), "-q", "--no-journal")
+    assert result.exit_code == 0 and "journal:" not in result.stdout
+    assert invoke("jobs", "list").stdout.startswith("no jobs in ")
+
+    state.environ = {**(state.environ or {}), "IDEOCHAR_JOURNAL": "false"}
+    off = invoke("jobs", "list")
+    assert off.exit_code == 2 and "the journal is off" in off.stderr
+
+
+def test_a_journal_file_can_be_named(invoke: Invoke, reference: str, tmp_path: Path) -> None:
+    other = tmp_path / "elsewhere.sqlite3"
+    assert (
+        invoke(
+            "generate", "x", "-r", reference, "-p", "alpha", "--out", str(tmp_path), "-q", "--journal", str(other)
+        ).exit_code
+        == 0
+    )
+    assert len(json.loads(invoke("jobs", "list", "--journal", str(other), "--json").stdout)["jobs"]) == 1
+    assert json.loads(invoke("jobs", "list", "--json").stdout)["jobs"] == []
+    assert invoke("jobs", "list", "--journal", str(tmp_path / "nope.sqlite3")).exit_code == 2
+
+
+class _NoServer:
+    """Stands in for the emulator's background server (the fake providers bring no emulator routes)."""
+
+    url = "http://127.0.0.1:9"
+
+    def start(self) -> _NoServer:
+        return self
+
+    def stop(self) -> None:
+        pass
+
+
+def test_the_in_process_emulator_keeps_no_journal_unless_asked(
+    invoke: Invoke, reference: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ideochar.emulator.server.BackgroundServer", lambda *a, **k: _NoServer())
+    args = ["generate", "x", "-r", reference, "-p", "alpha", "--emulator", "--out", str(tmp_path), "-q"]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert "journal:" not in result.stdout
+    assert json.loads(invoke("jobs", "list", "--json").stdout)["jobs"] == []
+
+    named = tmp_path / "emulated.sqlite3"
+    result = invoke(*args, "--journal", str(named))
+    assert result.exit_code == 0 and "journal:" in result.stdout
+    assert len(json.loads(invoke("jobs", "list", "--journal", str(named), "--json").stdout)["jobs"]) == 1
