@@ -151,7 +151,9 @@ class _Base:
                 "fan_out": fan_out,
                 "max_cost_usd": None if max_cost_usd is None or _infinite(max_cost_usd) else str(max_cost_usd),
                 "strategy": strategy,
-                "deadline_seconds": None if deadline_seconds is None or _infinite(deadline_seconds) else deadline_seconds,  # noqa: E501
+                "deadline_seconds": None
+                if deadline_seconds is None or _infinite(deadline_seconds)
+                else deadline_seconds,
                 "base_urls": base_urls,
                 "options": options,
                 "limits": limits,
@@ -225,7 +227,9 @@ class _Base:
     # -- building requests and plans (no I/O) -------------------------------------------------------
 
     @staticmethod
-    def build_request(operation: Generate | Edit | Remix, prompt: str, reference: Any, **fields: Any) -> CharacterRequest:
+    def build_request(
+        operation: Generate | Edit | Remix, prompt: str, reference: Any, **fields: Any
+    ) -> CharacterRequest:
         return CharacterRequest(prompt=prompt, reference=reference, operation=operation, **fields)
 
     def quote(self, request: CharacterRequest) -> list[Quote]:
@@ -254,7 +258,11 @@ class _Base:
             base_urls.update(self._emulated_urls().get(name, {}))
         base_urls.update(self._base_overrides.get(name, {}))
         defaults = self._options.get(name, {})
-        options = provider.options(request, defaults) if request is not None else provider.info.options_model.model_validate(defaults)
+        options = (
+            provider.options(request, defaults)
+            if request is not None
+            else provider.info.options_model.model_validate(defaults)
+        )
         return CallContext(
             provider=name,
             credentials=self._credentials(provider),
@@ -533,22 +541,39 @@ class Client(_Base):
             self._emulator_root = self._server.url
         return self._emulator_root
 
-    def generate(self, prompt: str, reference: Any, *, strict: bool | None = None, **fields: Unpack[RequestFields]) -> CharacterResult:
+    def generate(
+        self, prompt: str, reference: Any, *, strict: bool | None = None, **fields: Unpack[RequestFields]
+    ) -> CharacterResult:
         """A new image of the character in ``reference``, as ``prompt`` describes."""
         return self.run(self.build_request(Generate(), prompt, reference, **fields), strict=strict)
 
     def edit(
-        self, prompt: str, reference: Any, *, image: Any, mask: Any, strict: bool | None = None, **fields: Unpack[RequestFields]
+        self,
+        prompt: str,
+        reference: Any,
+        *,
+        image: Any,
+        mask: Any,
+        strict: bool | None = None,
+        **fields: Unpack[RequestFields],
     ) -> CharacterResult:
         """Repaint the black area of ``mask`` on ``image``, keeping the character."""
         return self.run(self.build_request(Edit(image=image, mask=mask), prompt, reference, **fields), strict=strict)
 
     def remix(
-        self, prompt: str, reference: Any, *, image: Any, strength: float = 0.8, strict: bool | None = None,
+        self,
+        prompt: str,
+        reference: Any,
+        *,
+        image: Any,
+        strength: float = 0.8,
+        strict: bool | None = None,
         **fields: Unpack[RequestFields],
     ) -> CharacterResult:
         """A new image from ``image``, changed by ``strength`` (0.01 a little, 1 the most)."""
-        return self.run(self.build_request(Remix(image=image, strength=strength), prompt, reference, **fields), strict=strict)
+        return self.run(
+            self.build_request(Remix(image=image, strength=strength), prompt, reference, **fields), strict=strict
+        )
 
     def run(self, request: CharacterRequest, *, strict: bool | None = None) -> CharacterResult:
         """Serve a prepared request, failing over as configured."""
@@ -670,19 +695,38 @@ class AsyncClient(_Base):
         assert self._emulator_root is not None
         return self._emulator_root
 
-    async def generate(self, prompt: str, reference: Any, *, strict: bool | None = None, **fields: Unpack[RequestFields]) -> CharacterResult:
+    async def generate(
+        self, prompt: str, reference: Any, *, strict: bool | None = None, **fields: Unpack[RequestFields]
+    ) -> CharacterResult:
         return await self.run(self.build_request(Generate(), prompt, reference, **fields), strict=strict)
 
     async def edit(
-        self, prompt: str, reference: Any, *, image: Any, mask: Any, strict: bool | None = None, **fields: Unpack[RequestFields]
-    ) -> CharacterResult:
-        return await self.run(self.build_request(Edit(image=image, mask=mask), prompt, reference, **fields), strict=strict)
-
-    async def remix(
-        self, prompt: str, reference: Any, *, image: Any, strength: float = 0.8, strict: bool | None = None,
+        self,
+        prompt: str,
+        reference: Any,
+        *,
+        image: Any,
+        mask: Any,
+        strict: bool | None = None,
         **fields: Unpack[RequestFields],
     ) -> CharacterResult:
-        return await self.run(self.build_request(Remix(image=image, strength=strength), prompt, reference, **fields), strict=strict)
+        return await self.run(
+            self.build_request(Edit(image=image, mask=mask), prompt, reference, **fields), strict=strict
+        )
+
+    async def remix(
+        self,
+        prompt: str,
+        reference: Any,
+        *,
+        image: Any,
+        strength: float = 0.8,
+        strict: bool | None = None,
+        **fields: Unpack[RequestFields],
+    ) -> CharacterResult:
+        return await self.run(
+            self.build_request(Remix(image=image, strength=strength), prompt, reference, **fields), strict=strict
+        )
 
     async def run(self, request: CharacterRequest, *, strict: bool | None = None) -> CharacterResult:
         return await self._run(request, strict=strict)

@@ -185,6 +185,7 @@ def _docstring_descriptions(schema: dict[str, Any], model: type[BaseModel]) -> N
     """
     import ast
     import inspect
+    import itertools
     import textwrap
 
     try:
@@ -193,7 +194,7 @@ def _docstring_descriptions(schema: dict[str, Any], model: type[BaseModel]) -> N
         return
     body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
     properties = schema.get("properties", {})
-    for node, after in zip(body, body[1:]):
+    for node, after in itertools.pairwise(body):
         if (
             isinstance(node, ast.AnnAssign)
             and isinstance(node.target, ast.Name)

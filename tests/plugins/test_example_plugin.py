@@ -53,7 +53,7 @@ def test_the_example_serves_a_job_through_the_client(installed_example: None) ->
         ["example"],
         keys={"example": "example-key-123"},
         http=httpx.Client(transport=httpx.MockTransport(vendor)),
-        plugin_manager=plugin_manager(),  # a fresh one, built from entry points (the global one may predate the install)
+        plugin_manager=plugin_manager(),  # fresh, from entry points: the global one may predate the install
     ) as client:
         result = client.generate("a knight", reference=png, seed=9, negative_prompt="blur")
     assert result.provider == "example" and result.vendor_request_id == "ex-1"
