@@ -16,8 +16,8 @@ demo: $(STAMP)
 	$(BIN)/python -m ideochar.demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src providers tests examples
-	$(BIN)/ruff format --check src providers tests
+	$(BIN)/ruff check src providers tests examples docs/scripts
+	$(BIN)/ruff format --check src providers tests docs/scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -26,7 +26,7 @@ unit: $(STAMP)
 	$(BIN)/pytest -q
 
 test: $(STAMP)
-	$(BIN)/ruff check src providers tests examples
+	$(BIN)/ruff check src providers tests examples docs/scripts
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
@@ -37,6 +37,12 @@ $(VENV)/.installed-bench: $(STAMP)
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python tests/bench/run.py
+
+# The docs site (docs/, mkdocs.yml): refresh the generated parts (CLI reference, provider matrix), then
+# build into site/ with every link and reference checked. `make test` builds it too (tests/docs/).
+docs: $(STAMP)
+	$(BIN)/python docs/scripts/generate.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) out site .mypy_cache .ruff_cache .pytest_cache

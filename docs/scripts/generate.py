@@ -3,7 +3,10 @@
 * ``docs/cli.md``: the ``--help`` of every built-in ``ideochar`` command, between the
   ``cli-reference`` markers (rendered from the click objects, at a fixed width);
 * ``README.md`` and ``docs/providers.md``: the provider matrix between the ``provider-matrix`` markers
-  (:mod:`ideochar.matrix`, from what the installed providers declare).
+  (:mod:`ideochar.matrix`, from what the installed providers declare);
+* ``docs/providers.md``: each provider's vendor-only options (its ``options_model``), between the
+  ``provider-options`` markers;
+* ``docs/cli.md``: the exit code of every error class, between the ``exit-codes`` markers.
 
 Run ``python docs/scripts/generate.py`` (``make docs`` does, then builds the site). ``--check`` writes
 nothing and exits 1 when a file is stale; ``tests/docs/`` runs the same comparison on every test run.
@@ -12,10 +15,12 @@ nothing and exits 1 when a file is stale; ``tests/docs/`` runs the same comparis
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -58,12 +63,10 @@ def _walk() -> list[tuple[str, click.Command, click.Context]]:
     return list(_commands(cli, _context(cli, "ideochar", None, obj=state)))
 
 
-def _context(command: click.Command, name: str, parent: click.Context | None, **extra: object) -> click.Context:
+def _context(command: click.Command, name: str, parent: click.Context | None, **extra: Any) -> click.Context:
     """The context ``ideochar ... NAME --help`` runs in (the command's own settings apply, e.g. ``-h``)."""
-    return command.make_context(
-        name, [], parent=parent, resilient_parsing=True, terminal_width=HELP_WIDTH, max_content_width=HELP_WIDTH,
-        **extra,  # type: ignore[arg-type]
-    )
+    settings: dict[str, Any] = {"terminal_width": HELP_WIDTH, "max_content_width": HELP_WIDTH, **extra}
+    return command.make_context(name, [], parent=parent, resilient_parsing=True, **settings)
 
 
 def cli_reference() -> str:
@@ -103,7 +106,7 @@ def _attribute_docstrings(model: type) -> dict[str, str]:
         except (OSError, TypeError, SyntaxError):
             continue
         body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
-        for node, after in zip(body, body[1:]):
+        for node, after in itertools.pairwise(body):
             if (
                 isinstance(node, ast.AnnAssign)
                 and isinstance(node.target, ast.Name)
@@ -115,19 +118,19 @@ def _attribute_docstrings(model: type) -> dict[str, str]:
     return found
 
 
-def _schema_type(schema: dict[str, object]) -> str:
-    """A short type from a JSON schema: ``"queue" | "run"``, ``number > 1``, ``string or none``."""
+def _schema_type(schema: dict[str, Any]) -> str:
+    """A short type from a JSON schema: ``"queue" | "run"``, ``number (> 1)``, ``string or none``."""
     if "enum" in schema:
-        return " \\| ".join(_literal(v) for v in schema["enum"])  # type: ignore[union-attr]
+        return " \\| ".join(_literal(v) for v in schema["enum"])
     if "const" in schema:
         return _literal(schema["const"])
     if "anyOf" in schema:
-        parts = [_schema_type(s) for s in schema["anyOf"] if s.get("type") != "null"]  # type: ignore[union-attr]
-        optional = any(s.get("type") == "null" for s in schema["anyOf"])  # type: ignore[union-attr]
+        parts = [_schema_type(s) for s in schema["anyOf"] if s.get("type") != "null"]
+        optional = any(s.get("type") == "null" for s in schema["anyOf"])
         return " or ".join(parts) + (" or none" if optional else "")
     kind = str(schema.get("type", "any"))
     if kind == "array":
-        return f"list of {_schema_type(schema.get('items', {}))}"  # type: ignore[arg-type]
+        return f"list of {_schema_type(schema.get('items', {}))}"
     bounds = []
     for key, word in (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"), ("exclusiveMaximum", "<")):
         if key in schema:
@@ -152,7 +155,7 @@ def provider_options() -> str:
             continue
         schema = model.model_json_schema()
         docs = _attribute_docstrings(model)
-        rows = [f"**{name}** (`extra={{\"{name}\": {{...}}}}`)", "", "| option | type | default | what it does |"]
+        rows = [f'**{name}** (`extra={{"{name}": {{...}}}}`)', "", "| option | type | default | what it does |"]
         rows.append("|---|---|---|---|")
         for field_name, info in fields.items():
             prop = schema.get("properties", {}).get(field_name, {})
@@ -174,12 +177,12 @@ def embed(text: str, start: str, end: str, block: str) -> str:
 
 def expected() -> dict[Path, str]:
     """Each generated file as it should read now."""
-    from ideochar.matrix import END, START, _block
+    from ideochar.matrix import END, START, _block  # the very block `python -m ideochar.matrix --write` embeds
     from ideochar.plugins import collect_providers, get_plugin_manager
 
     matrix = _block(list(collect_providers(get_plugin_manager()).values()))
-    page = embed(CLI_PAGE.read_text(encoding="utf-8"), CLI_START, CLI_END, cli_reference())
-    files = {CLI_PAGE: embed(page, EXIT_START, EXIT_END, exit_codes())}
+    cli = embed(CLI_PAGE.read_text(encoding="utf-8"), CLI_START, CLI_END, cli_reference())
+    files = {CLI_PAGE: embed(cli, EXIT_START, EXIT_END, exit_codes())}
     for page in MATRIX_PAGES:
         files[page] = embed(page.read_text(encoding="utf-8"), START, END, matrix)
     files[MATRIX_PAGES[1]] = embed(files[MATRIX_PAGES[1]], OPTIONS_START, OPTIONS_END, provider_options())
@@ -190,10 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file is stale")
     args = parser.parse_args(argv)
-    stale = []
+    stale: list[Path] = []
     for path, text in expected().items():
         if path.read_text(encoding="utf-8") != text:
-            stale.append(path.relative_to(ROOT))
+            stale.append(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
             if not args.check:
                 path.write_text(text, encoding="utf-8")
     verb = "stale" if args.check else "refreshed"

@@ -38,14 +38,15 @@ inferred value is a constant or table below, easy to change):
 - Result before completion: 400 ``{"detail": "Request is still in progress"}``; unknown id (or another
   key's job): 404 ``{"detail": "Request not found"}`` [I: wording].
 - Cancel (:data:`CANCEL_ANSWERS`): a queued job is removed (and not billed), a running one is signalled
-  and ends cancelled, a finished one is ``ALREADY_COMPLETED``, an unknown one ``NOT_FOUND`` [D statuses;
-  I: the HTTP codes 202/202/400/404].
+  and ends cancelled (still billed), a finished one is ``ALREADY_COMPLETED``, an unknown one ``NOT_FOUND``
+  [D statuses; I: the HTTP codes 202/202/400/404, and billing]. A cancelled job's status is ``COMPLETED``
+  with ``error_type: "request_cancelled"`` and its result a 400 [I].
 - ``fal.run`` answers the output directly, after the model time [D].
 - Output ``{"images": [{"url", "content_type", "file_name", "file_size"}], "seed"}`` [D]; PNG files
   served by the emulator, or data URIs with ``sync_mode`` [D].
 - Sizes: ``image_size`` presets are fal's pixel sizes [D]; any size Ideogram cannot render is replaced
   by its nearest legal size in shape [I]. Edit renders at the input image's size; remix at
-  ``image_size`` or else the input image's.
+  ``image_size``, whose default is ``square_hd`` as on generate [D: remix takes every generate field].
 - Billing: a queue job is admitted to the ledger at submit, a ``fal.run`` call when it is accepted;
   ``num_images`` x $0.10/$0.15/$0.20 by speed [D; edit I]. A queued job cancelled, and a run that
   fails (5xx, content policy), are voided [D: "failed requests that return 5xx are not billed"; I].
@@ -60,6 +61,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import json
 import re
@@ -476,13 +478,26 @@ def output_size(job: _Input) -> tuple[int, int]:
         requested = IMAGE_SIZE_PRESETS[size]
     elif isinstance(size, dict):
         requested = (size["width"], size["height"])
-    if job.image is not None and job.image.info is not None and (job.operation == "edit" or requested is None):
+    if job.image is not None and job.image.info is not None and job.operation == "edit":
         return job.image.info.width, job.image.info.height
     width, height = requested or IMAGE_SIZE_PRESETS["square_hd"]
     return (width, height) if f"{width}x{height}" in RESOLUTIONS else nearest_resolution(width, height)
 
 
 # -- the emulator ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Render:
+    """How to draw a job's images (the inputs, interned: equal images are one object)."""
+
+    reference: bytes
+    prompt: str
+    width: int
+    height: int
+    base: bytes | None
+    mask: bytes | None
+    seeds: list[int]
 
 
 @dataclass
@@ -494,6 +509,8 @@ class _Job:
     sync_mode: bool
     failure: tuple[int, str, str] | None
     """``(HTTP status, detail, error_type)`` when the model run fails."""
+    render: _Render
+    files: asyncio.Future[list[StoredFile]] | None = None
 
 
 def routes(kit: EmulatorKit) -> list[BaseRoute]:
@@ -523,7 +540,7 @@ def routes(kit: EmulatorKit) -> list[BaseRoute]:
 class _FalEmulator:
     def __init__(self, kit: EmulatorKit) -> None:
         self.kit = kit
-        self.board: JobBoard[list[StoredFile]] = JobBoard(kit, queue_share=QUEUE_SHARE)
+        self.board: JobBoard[None] = JobBoard(kit, queue_share=QUEUE_SHARE)
         self.images = _Images(kit)
         kit.on_reset(self.images.clear)
         kit.shape_errors(shape_fault)
@@ -596,9 +613,7 @@ class _FalEmulator:
         body = {k: v for k, v in body.items() if v is not None}
         return _read_images(operation, body, self.images)
 
-    def _prepare(
-        self, request: Request, operation: str, found: _Input
-    ) -> tuple[_Job, Callable[[], Awaitable[list[StoredFile]]]]:
+    def _prepare(self, request: Request, operation: str, found: _Input) -> _Job:
         body = found.body
         seed = body["seed"] if "seed" in body else self.kit.random_seed()
         prompt = body["prompt"]
@@ -612,29 +627,44 @@ class _FalEmulator:
         elif MARKER_FAIL in prompt:
             failure = (500, "Internal server error", "internal_server_error")
         width, height = output_size(found)
-        reference = found.references[0].data or b""
-        base = found.image.data if found.image is not None else None
-        mask = found.mask.data if found.mask is not None else None
-        count = body.get("num_images", 1)
-        kit = self.kit
+        return _Job(
+            endpoint=request.url.path,
+            seed=seed,
+            sync_mode=bool(body.get("sync_mode")),
+            failure=failure,
+            render=_Render(
+                reference=found.references[0].data or b"",
+                prompt=prompt,
+                width=width,
+                height=height,
+                base=found.image.data if found.image is not None else None,
+                mask=found.mask.data if found.mask is not None else None,
+                seeds=[(seed + i) % (SEED_MAX + 1) for i in range(body.get("num_images", 1))],
+            ),
+        )
 
-        async def work() -> list[StoredFile]:
-            return [
-                await kit.arender_file(
-                    reference,
-                    prompt,
-                    width=width,
-                    height=height,
-                    seed=(seed + i) % (SEED_MAX + 1),
-                    fmt="png",
-                    base=base,
-                    mask=mask,
-                )
-                for i in range(count)
-            ]
+    async def _warm(self, job: _Job) -> None:
+        """Build the job's canvas while it waits (a worker thread, once per canvas): its images are then
+        about a millisecond each when the result is asked for, not in the way of completion notices."""
+        r = job.render
+        await self.kit.prepare_render(r.reference, r.prompt, width=r.width, height=r.height, base=r.base, mask=r.mask)
 
-        job = _Job(endpoint=request.url.path, seed=seed, sync_mode=bool(body.get("sync_mode")), failure=failure)
-        return job, work
+    async def _files(self, job: _Job) -> list[StoredFile]:
+        """The job's images, rendered once, on first request (deterministic, so when does not matter).
+
+        Shielded: a client that gives up does not cancel the rendering another client is waiting for.
+        """
+        if job.files is None:
+            job.files = asyncio.ensure_future(self._render_files(job.render))
+        return await asyncio.shield(job.files)
+
+    async def _render_files(self, r: _Render) -> list[StoredFile]:
+        return [
+            await self.kit.arender_file(
+                r.reference, r.prompt, width=r.width, height=r.height, seed=seed, fmt="png", base=r.base, mask=r.mask
+            )
+            for seed in r.seeds
+        ]
 
     def _admit(self, request_id: str, found: _Input, job: _Job, mode: str) -> None:
         speed = found.body.get("rendering_speed", DEFAULT_SPEED)
@@ -670,7 +700,7 @@ class _FalEmulator:
             body = {"detail": detail, "error_type": error_type}
         return self._json(body, status, request_id, **{"x-fal-error-type": error_type})
 
-    def _find(self, request: Request, owner: str) -> TimedJob[list[StoredFile]] | None:
+    def _find(self, request: Request, owner: str) -> TimedJob[None] | None:
         job = self.board.get(request.path_params["request_id"])
         return job if job is not None and job.owner == owner else None
 
@@ -701,11 +731,12 @@ class _FalEmulator:
         except _Invalid as invalid:
             return self._invalid(invalid)
         request_id = str(uuid.uuid4())
-        job, work = self._prepare(request, operation, found)
+        job = self._prepare(request, operation, found)
         self._admit(request_id, found, job, "queue")
         fault = self.kit.choose_fault("submit")
         stuck = fault is not None and fault.kind == "stuck"
-        timed = self.board.submit(request_id, owner=owner, work=work, stuck=stuck, data=job)
+        warm = None if job.failure is not None else functools.partial(self._warm, job)
+        timed = self.board.submit(request_id, owner=owner, work=warm, stuck=stuck, data=job)
         for note in found.notes:
             timed.log(note, "WARN")
         if fault is not None and fault.kind == "drop_after_admit":
@@ -726,7 +757,7 @@ class _FalEmulator:
             timed.log("the emulator accepts fal_webhook but does not deliver webhooks", "WARN")
         return self._json(body, 200, request_id)
 
-    def _status_document(self, request: Request, job: TimedJob[list[StoredFile]], logs: bool) -> dict[str, Any]:
+    def _status_document(self, request: Request, job: TimedJob[None], logs: bool) -> dict[str, Any]:
         now = _loop_time()
         base = f"{self._queue_base(request)}/{APP_ID}/requests/{job.id}"
         document: dict[str, Any] = {
@@ -744,11 +775,11 @@ class _FalEmulator:
             data: _Job = job.data
             if job.started_at is not None and job.finished_at is not None:
                 document["metrics"] = {"inference_time": round(job.finished_at - job.started_at, 3)}
-            error = _job_error(job)
-            if error is not None:
+            error = _job_error(job) or data.failure
+            if job.outcome == "cancelled":
+                document["error"], document["error_type"] = "Request was cancelled", "request_cancelled"
+            elif error is not None:
                 document["error"], document["error_type"] = error[1], error[2]
-            elif data.failure is not None:
-                document["error"], document["error_type"] = data.failure[1], data.failure[2]
         return document
 
     async def status(self, request: Request) -> Response:
@@ -785,7 +816,7 @@ class _FalEmulator:
             headers={"cache-control": "no-store", "x-fal-request-id": job.id, "x-accel-buffering": "no"},
         )
 
-    async def _events(self, request: Request, job: TimedJob[list[StoredFile]], logs: bool) -> Any:
+    async def _events(self, request: Request, job: TimedJob[None], logs: bool) -> Any:
         """Status documents as server-sent events: one per change, then the stream ends after COMPLETED."""
         last: str | None = None
         quiet_since = _loop_time()
@@ -825,8 +856,7 @@ class _FalEmulator:
         error = _job_error(job) or data.failure
         if error is not None:
             return self._failure_response(job.id, error)
-        assert job.result is not None
-        return self._json(await self._output(request, job.result, data), 200, job.id)
+        return self._json(await self._output(request, await self._files(data), data), 200, job.id)
 
     async def cancel(self, request: Request) -> Response:
         owner, refused = self._auth(request)
@@ -859,13 +889,13 @@ class _FalEmulator:
         except _Invalid as invalid:
             return self._invalid(invalid)
         request_id = str(uuid.uuid4())
-        job, work = self._prepare(request, operation, found)
+        job = self._prepare(request, operation, found)
         self._admit(request_id, found, job, "run")
         fault = self.kit.choose_fault("run")
         if fault is not None and fault.kind == "stuck":
             await self.kit.wait_or_stop(_forever(), fault.seconds)
             raise ConnectionDropped("emulated fault: the run never finished", admitted=True)
-        rendering = asyncio.ensure_future(work()) if job.failure is None else None
+        rendering = asyncio.ensure_future(self._files(job)) if job.failure is None else None
         await self.kit.wait_or_stop(asyncio.sleep(self.kit.model_seconds), None)
         if fault is not None and fault.kind == "drop_after_admit":
             if rendering is not None:

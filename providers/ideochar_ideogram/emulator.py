@@ -33,7 +33,7 @@ Behaviour, with its evidence ([V] vendor document, [I] inferred — each inferre
   $0.10/$0.15/$0.20 per image for TURBO/DEFAULT(BALANCED)/QUALITY [V], including withheld images [V].
 - 402 ``insufficient_funds`` and other vendor errors come from the emulator's fault profile.
 - Output sizes: ``resolution`` as given; ``aspect_ratio`` the legal size of that shape nearest one
-  megapixel (16x9 → 1312x736); edit keeps the input's size; remix without a size keeps the input's shape [I].
+  megapixel (16x9 → 1312x736); edit keeps the input's size; remix without a size is 1x1, the default [V].
 
 Safety simulation (prompt markers; the marker text is kept in the returned prompt):
 
@@ -69,7 +69,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from PIL import Image, ImageChops
 
 from ideochar.emulator.inputs import MultipartError, Part, media_type, parse_multipart, probe_image
-from ideochar.emulator.kit import ConnectionDropped, nearest_resolution, size_for_aspect_ratio
+from ideochar.emulator.kit import ConnectionDropped, size_for_aspect_ratio
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -451,10 +451,8 @@ def _output_size(job: _Job) -> tuple[int, int]:
         return int(width), int(height)
     if "aspect_ratio" in job.values:
         return size_for_aspect_ratio(str(job.values["aspect_ratio"]))
-    if job.route == "remix":
-        image = job.one("image")
-        assert image is not None
-        return nearest_resolution(*image.size)
+    # A remix without a size is 1x1 too: its input is "cropped to the chosen aspect ratio" [V], whose
+    # default is 1x1 (the same AspectRatioV3).
     return 1024, 1024  # AspectRatioV3 "Defaults to 1x1" [V]
 
 

@@ -114,18 +114,19 @@ def aspect_ratio_to_wire(ratio: str) -> WireAspectRatio:
 def image_weight_from_strength(strength: float) -> int:
     """Remix ``image_weight`` (int 1-100) from the neutral ``strength`` (0.01-1). INFERRED.
 
-    The two point in opposite directions: the neutral ``strength`` is how far the result may move
-    from the input (0.01 a little, 1 the most); Ideogram's ``image_weight`` is how much of the input
-    survives (higher = closer to the input; default 50). So the weight is the complement::
+    Both point the same way: the neutral ``strength`` is how strongly the input image shapes the result
+    (fal's ``strength``, "strength of the input image", passed through by the fal adapter), and
+    Ideogram's ``image_weight`` is how much of the input survives (higher = closer to the input;
+    default 50). So, as the vendor reference's mapping table reads them::
 
-        image_weight = clamp(round_half_up((1 - strength) * 100), 1, 100)
+        image_weight = clamp(round_half_up(strength * 100), 1, 100)
 
-    strength 0.5 -> 50 (Ideogram's default), 0.8 (the neutral default) -> 20, 1.0 -> 1, 0.01 -> 99.
-    A linear complement is our reading; Ideogram documents no formula. To take the other reading
-    (``strength * 100``), change this function only: nothing else computes ``image_weight``.
+    strength 0.5 -> 50 (Ideogram's default), 0.8 (the neutral default) -> 80, 1.0 -> 100, 0.01 -> 1.
+    A linear scale is our reading; neither vendor documents a formula. To take another reading, change
+    this function only: nothing else computes ``image_weight``.
     """
-    # Decimal of the shortest repr: 0.015 is exactly 98.5 -> 99, with no float noise deciding the rounding.
-    kept = (Decimal(1) - Decimal(repr(float(strength)))) * 100
+    # Decimal of the shortest repr: 0.015 is exactly 1.5 -> 2, with no float noise deciding the rounding.
+    kept = Decimal(repr(float(strength))) * 100
     weight = int(kept.quantize(Decimal(1), rounding=ROUND_HALF_UP))
     return max(1, min(100, weight))
 

@@ -61,6 +61,12 @@ PRICES_USD: Mapping[Speed, Decimal] = MappingProxyType(
     {"turbo": Decimal("0.10"), "default": Decimal("0.15"), "quality": Decimal("0.20")}
 )
 
+#: Masks Ideogram takes only in shades of grey: the edit mask ("A black and white image") and the character
+#: reference mask ("a grayscale image"), reference/ideogram-openapi.json (EditImageRequestV3 and the
+#: character_reference_images_mask of every v3 route). Neutral field paths.
+GRAYSCALE_FIELDS = ("operation.mask", "reference_mask")
+_GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
+
 _ALL_FIELDS = frozenset(
     {
         "reference_mask",
@@ -116,8 +122,8 @@ INFO = ProviderInfo(
     options_model=IdeogramOptions,
     docs_url="https://developer.ideogram.ai/api-reference/api-reference/generate-v3",
     inferred={
-        "image_weight": "remix image_weight = clamp(round((1 - strength) * 100), 1, 100): strength is how "
-        "far the result moves, image_weight how much of the input survives (mapping.image_weight_from_strength)",
+        "image_weight": "remix image_weight = clamp(round(strength * 100), 1, 100): both read as how strongly "
+        "the input image shapes the result (mapping.image_weight_from_strength)",
         "style_type": "AUTO is sent when no style is given (the schema default GENERAL is not offered with a "
         "character reference; mapping.STYLE_TYPE_WHEN_UNSET)",
         "reference_mask": "the character reference mask is passed through unchanged (its polarity is undocumented)",
@@ -168,9 +174,13 @@ class IdeogramProvider(Provider):
 def _check_fetched(images: Mapping[str, ImageInput]) -> None:
     """The rules that need pixels, held again now that URL inputs are here (the neutral request could
     only check local ones): every image's header must be readable (bytes that only *start* like a
-    PNG are refused here, not by Ideogram), masks must match their images' sizes, style references
-    must stay within 10 MB in total. Raises InvalidRequest naming the field; nothing has been sent."""
+    PNG are refused here, not by Ideogram), masks must match their images' sizes and be grayscale,
+    style references must stay within 10 MB in total. Raises InvalidRequest naming the field; nothing
+    has been sent."""
     sizes = {field: _dimensions(field, image) for field, image in images.items()}  # every header readable
+    for field in GRAYSCALE_FIELDS:
+        if field in images:
+            _check_grayscale(field, images[field])
     pairs = [("reference_mask", "reference"), ("operation.mask", "operation.image")]
     for field, other in pairs:
         if field not in images or other not in images:
@@ -184,6 +194,20 @@ def _check_fetched(images: Mapping[str, ImageInput]) -> None:
     if total > MAX_REFERENCE_BYTES:
         raise InvalidRequest.for_field(
             "style_references", f"total {total:,} bytes; the limit is {MAX_REFERENCE_BYTES:,} bytes (10 MB)"
+        )
+
+
+def _check_grayscale(field: str, image: ImageInput) -> None:
+    """Ideogram takes masks only in shades of grey (every pixel R = G = B; alpha is ignored)."""
+    from PIL import Image, ImageChops  # deferred: Pillow is only needed for masks
+
+    with image.open() as handle, Image.open(handle) as opened:
+        if opened.mode in _GRAY_MODES:
+            return
+        red, green, blue = opened.convert("RGB").split()
+    if ImageChops.difference(red, green).getbbox() or ImageChops.difference(green, blue).getbbox():
+        raise InvalidRequest.for_field(
+            field, "has colour in it; Ideogram takes a grayscale mask only (black = repaint, white = keep)"
         )
 
 

@@ -335,6 +335,11 @@ class _Job:
     cost: Decimal
     remaining: Decimal
     failure: str | None
+    render: Callable[[], Awaitable[StoredFile]] | None = None
+    """Draws the job's image (v2: when the result is first asked for)."""
+    warm: Callable[[], Awaitable[None]] | None = None
+    """Builds the image's canvas while the job waits, so the render itself is quick."""
+    file: asyncio.Future[StoredFile] | None = None
 
 
 def routes(kit: EmulatorKit) -> list[BaseRoute]:
@@ -357,7 +362,7 @@ class _SegmindEmulator:
     def __init__(self, kit: EmulatorKit) -> None:
         self.kit = kit
         self.reader = _Reader(kit)
-        self.board: JobBoard[StoredFile] = JobBoard(kit, queue_share=QUEUE_SHARE, retention_seconds=RETENTION_SECONDS)
+        self.board: JobBoard[None] = JobBoard(kit, queue_share=QUEUE_SHARE, retention_seconds=RETENTION_SECONDS)
         self.credits: dict[str, Decimal] = {}
         self._lock = threading.Lock()
         kit.on_reset(self._reset)
@@ -425,20 +430,29 @@ class _SegmindEmulator:
         seed = int(found.values["seed"]) if "seed" in found.values else self.kit.random_seed()
         return _Job(seed=seed, cost=cost, remaining=remaining, failure=failure)
 
-    def _work(self, found: _Input, job: _Job) -> Callable[[], Awaitable[StoredFile]]:
+    def _plan(self, found: _Input, job: _Job) -> None:
+        """Set the job's render (and canvas warm-up) from its checked input."""
         width, height = output_size(found)
         reference = found.images["character_reference_image"].data or b""
         image, mask = found.images.get("image"), found.images.get("mask")
+        base, cut = (image.data if image else None), (mask.data if mask else None)
         prompt = str(found.values["prompt"])
         kit = self.kit
 
-        async def render() -> StoredFile:
+        async def draw() -> StoredFile:
             return await kit.arender_file(
-                reference, prompt, width=width, height=height, seed=job.seed, fmt="jpeg",
-                base=image.data if image else None, mask=mask.data if mask else None,
-            )  # fmt: skip
+                reference, prompt, width=width, height=height, seed=job.seed, fmt="jpeg", base=base, mask=cut
+            )
 
-        return render
+        async def render() -> StoredFile:
+            if job.file is None:  # once, shielded from one waiting client giving up
+                job.file = asyncio.ensure_future(draw())
+            return await asyncio.shield(job.file)
+
+        async def warm() -> None:
+            await kit.prepare_render(reference, prompt, width=width, height=height, fmt="jpeg", base=base, mask=cut)
+
+        job.render, job.warm = render, warm
 
     # -- v1
 
@@ -460,7 +474,9 @@ class _SegmindEmulator:
         if fault is not None and fault.kind == "stuck":
             await self.kit.wait_or_stop(asyncio.Event().wait(), fault.seconds)
             raise ConnectionDropped("emulated fault: the run never finished", admitted=True)
-        rendering = asyncio.ensure_future(self._work(found, job)()) if job.failure is None else None
+        self._plan(found, job)
+        assert job.render is not None
+        rendering = asyncio.ensure_future(job.render()) if job.failure is None else None
         await self.kit.wait_or_stop(asyncio.sleep(self.kit.model_seconds), None)
         if fault is not None and fault.kind == "drop_after_admit":
             if rendering is not None:
@@ -500,8 +516,10 @@ class _SegmindEmulator:
             return self._error(refusal.status, refusal.message)
         fault = self.kit.choose_fault("v2.submit")
         stuck = fault is not None and fault.kind == "stuck"
-        work = self._work(found, job) if job.failure is None else None
-        timed = self.board.submit(request_id, owner=owner, work=work, stuck=stuck, data=job)
+        self._plan(found, job)
+        timed = self.board.submit(
+            request_id, owner=owner, work=job.warm if job.failure is None else None, stuck=stuck, data=job
+        )
         for note in found.notes:
             timed.log(note, "WARN")
         if fault is not None and fault.kind == "drop_after_admit":
@@ -515,7 +533,7 @@ class _SegmindEmulator:
             "response_url": base,
         })  # fmt: skip
 
-    def _document(self, request: Request, job: TimedJob[StoredFile], *, full: bool) -> tuple[int, dict[str, Any]]:
+    async def _document(self, request: Request, job: TimedJob[None], *, full: bool) -> tuple[int, dict[str, Any]]:
         data: _Job = job.data
         failed = job.phase == "done" and (data.failure is not None or job.error is not None or job.outcome is not None)
         status = "FAILED" if failed else _V2_STATUS[job.phase]
@@ -534,11 +552,11 @@ class _SegmindEmulator:
                 "remaining_credits": float(data.remaining),
             }
             if full:
-                assert job.result is not None
-                document["output"] = self.kit.file_url(request, job.result)
+                assert data.render is not None
+                document["output"] = self.kit.file_url(request, await data.render())
         return 200, document
 
-    async def _lookup(self, request: Request, route: str) -> Response | TimedJob[StoredFile]:
+    async def _lookup(self, request: Request, route: str) -> Response | TimedJob[None]:
         try:
             owner = self._owner(request)
         except _Refusal as refusal:
@@ -557,7 +575,7 @@ class _SegmindEmulator:
         found = await self._lookup(request, "v2.status")
         if not isinstance(found, TimedJob):
             return found
-        status, document = self._document(request, found, full=False)
+        status, document = await self._document(request, found, full=False)
         return JSONResponse(document, status_code=status)
 
     async def v2_result(self, request: Request) -> Response:
@@ -566,7 +584,7 @@ class _SegmindEmulator:
         found = await self._lookup(request, "v2.result")
         if not isinstance(found, TimedJob):
             return found
-        status, document = self._document(request, found, full=True)
+        status, document = await self._document(request, found, full=True)
         return JSONResponse(document, status_code=status)
 
     # -- everything else

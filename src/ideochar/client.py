@@ -404,15 +404,18 @@ class _Base:
     # -- limits ----------------------------------------------------------------------------------------
 
     def _provider_limits(self) -> dict[str, ProviderLimits]:
-        """Declared limits overridden by configured ones. Against the emulator only configured ones apply:
-        the declared limits protect a vendor account (Segmind's free plan: 5 a minute), which it has not."""
+        """Declared limits overridden by configured ones. Against the emulator a declared rate is dropped
+        (it protects a vendor account's quota, e.g. Segmind's free 5 a minute, which the emulator has not),
+        but a declared concurrency limit is kept: the emulator enforces it as the vendor does (Ideogram's
+        10 images in flight per organisation), so without it concurrent jobs would fail there."""
         found: dict[str, ProviderLimits] = {}
         for provider in self.providers:
             name = provider.info.name
             override = self.settings.limits.get(name)
             if self._emulator and override is None:
-                continue
-            limits = limits_for(provider.info, override.model_dump(exclude_none=True) if override else None)
+                limits = limits_for(provider.info, {"requests_per_minute": None})
+            else:
+                limits = limits_for(provider.info, override.model_dump(exclude_none=True) if override else None)
             if limits is not None:
                 found[name] = limits
         return found

@@ -2,7 +2,7 @@
 
 One :class:`CharacterRequest` describes a job; its ``operation`` says which: :class:`Generate` (a new
 scene with the character), :class:`Edit` (repaint the black area of ``mask`` on ``image``, keeping the
-character) or :class:`Remix` (image-to-image, ``strength`` of change). Everything checkable without a
+character) or :class:`Remix` (image-to-image, the input weighted by ``strength``). Everything checkable without a
 network is checked here, and a failure raises :class:`~ideochar.errors.InvalidRequest` naming the field
 path (``operation.strength``), never a raw ``ValidationError``.
 
@@ -100,6 +100,10 @@ def _resolution(value: Any) -> Any:
 def _within_reference_limit(image: ImageInput) -> ImageInput:
     if image.size is not None and image.size > MAX_REFERENCE_BYTES:
         raise ValueError(f"is {image.size:,} bytes; the limit is {MAX_REFERENCE_BYTES:,} bytes (10 MB)")
+    if image.is_local:
+        # A header Pillow cannot read (a bare PNG signature sniffs as PNG) would be refused by the vendor,
+        # after the network call; reading the header here is cheap (found by tests/reliability).
+        image.dimensions  # noqa: B018 - raises InvalidRequest, a ValueError pydantic reports on the field
     return image
 
 
@@ -289,12 +293,15 @@ class Edit(_Model):
 
 
 class Remix(_Model):
-    """Image-to-image: a new image from ``image``, changed by ``strength`` (0.01 little, 1 most)."""
+    """Image-to-image: a new image from ``image``, which shapes it as strongly as ``strength`` says."""
 
     operation: Literal["remix"] = "remix"
     image: Image
     strength: Annotated[float, Field(ge=0.01, le=1.0)] = 0.8
-    """How far the result may move from ``image``; fal's default 0.8."""
+    """How strongly ``image`` shapes the result, 0.01 (barely) to 1 (most); fal's default 0.8.
+
+    This is fal's ``strength`` ("strength of the input image"); Ideogram's ``image_weight`` is taken to be
+    ``strength * 100``. Both readings are inferred: neither vendor documents the scale."""
 
 
 Operation = Annotated[Generate | Edit | Remix, Field(discriminator="operation")]

@@ -73,13 +73,13 @@ async def test_submit_answers_urls_that_use_only_owner_and_app(http: httpx.Async
 
 
 async def test_a_job_goes_from_queue_to_progress_to_completed(http: httpx.AsyncClient, state: Any) -> None:
-    state.set_model_seconds(0.5)
+    state.set_model_seconds(1.0)
     first = await submit(http)
     second = await submit(http)
     queued = await http.get(second["status_url"], headers=FAL_KEY)
     assert queued.status_code == 202
     assert (queued.json()["status"], queued.json()["queue_position"]) == ("IN_QUEUE", 1)
-    await anyio.sleep(0.2)
+    await anyio.sleep(0.3)  # past the queue share (20 %), well before the end
     running = await http.get(first["status_url"], params={"logs": "1"}, headers=FAL_KEY)
     assert (running.status_code, running.json()["status"]) == (202, "IN_PROGRESS")
     assert any("started" in log["message"] for log in running.json()["logs"])
@@ -221,7 +221,8 @@ def test_the_status_stream_pushes_completed_within_milliseconds_on_a_socket() ->
                     break
             else:
                 pytest.fail("the stream ended without COMPLETED")
-    assert notice < 0.1, f"COMPLETED came {notice * 1000:.0f} ms after the job was due"
+    # A few ms on an idle machine (the benchmark measures it); the bound only catches a poll-like delay.
+    assert notice < 0.25, f"COMPLETED came {notice * 1000:.0f} ms after the job was due"
 
 
 def test_the_reference_is_visible_in_the_output() -> None:
@@ -233,3 +234,14 @@ def test_the_reference_is_visible_in_the_output() -> None:
         picture = decode(http.get(url).content)
     counts = {colour: count for count, colour in picture.getcolors(1 << 24) or []}
     assert counts.get(green, 0) > 10_000
+
+
+async def test_cancelling_a_running_job_ends_it_cancelled_and_still_billed(http: httpx.AsyncClient, state: Any) -> None:
+    state.set_model_seconds(2)
+    submitted = await submit(http)
+    await anyio.sleep(0.5)  # past the queue share (20 % of 2 s)
+    cancelled = await http.put(submitted["cancel_url"], headers=FAL_KEY)
+    assert (cancelled.status_code, cancelled.json()) == (202, {"status": "CANCELLATION_REQUESTED"})
+    status = (await http.get(submitted["status_url"], headers=FAL_KEY)).json()
+    assert (status["status"], status["error_type"]) == ("COMPLETED", "request_cancelled")
+    assert state.ledger.count("fal") == 1

@@ -214,3 +214,8 @@ def test_faults_on_a_real_socket_cut_and_hang_the_connection() -> None:
             http.post(FAL_GENERATE, json=fal_body(), headers=FAL_KEY, timeout=0.2)
         testing.set_faults(server, None)
         assert http.post(FAL_GENERATE, json=fal_body(), headers=FAL_KEY).status_code == 200
+
+
+def test_a_missing_profile_file_is_named() -> None:
+    with pytest.raises(ValueError, match="no such fault profile file"):
+        load_profile("faults-that-do-not-exist.toml")

@@ -171,3 +171,16 @@ def test_serve_prints_each_vendors_base_url_and_stops_on_ctrl_c(tmp_path: Path) 
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=10) == 0
+
+
+def test_keys_are_never_kept_or_logged(canary_key: str, caplog: pytest.LogCaptureFixture) -> None:
+    app = testing.emulator_app(vendors=["fal", "segmind"])
+    with caplog.at_level("DEBUG"), testing.sync_client(app) as http:
+        http.post(FAL_GENERATE, json=fal_body(), headers={"Authorization": f"Key {canary_key}"})
+        http.post("/segmind/v1/ideogram-character", json={"prompt": "p", "character_reference_image": "https://x/y.png"},
+                  headers={"x-api-key": canary_key})  # fmt: skip
+        ledger = http.get("/_emulator/ledger").text
+    state = testing.state_of(app)
+    assert testing.billed(app) == 2
+    for text in (ledger, caplog.text, repr(vars(state)), repr(state.ledger.entries())):
+        assert canary_key not in text and canary_key[:12] not in text

@@ -13,15 +13,15 @@ prompt, the seed, the reference and the edit/remix inputs all reached the vendor
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import json
-import functools
 import random
 import ssl
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import anyio
 import httpx
@@ -40,6 +40,7 @@ __all__ = [
     "Driver",
     "Received",
     "Recorder",
+    "check_billing",
     "check_image",
     "client_options",
     "expected_render",
@@ -50,7 +51,6 @@ __all__ = [
     "serve_file",
 ]
 
-T = TypeVar("T")
 Driver = Literal["sync", "async"]
 DRIVERS: tuple[Driver, ...] = ("sync", "async")
 
@@ -241,7 +241,7 @@ def check_image(image: GeneratedImage, size: tuple[int, int] | None, fmt: str) -
     """The bytes decode as the format and pixel size announced (and requested, when ``size`` is given)."""
     with Image.open(io.BytesIO(image.data)) as opened:
         opened.load()
-        decoded = opened.copy()
+        decoded: Image.Image = opened.copy()
         real_format = opened.format
     assert real_format == fmt.upper(), (real_format, fmt)
     assert image.content_type == f"image/{fmt.lower()}"
@@ -270,10 +270,6 @@ def expected_render(
     )  # fmt: skip
 
 
-def new_entries(state: EmulatorState, vendor: str, before: int = 0) -> list[LedgerEntry]:
-    return state.ledger.entries(vendor)[before:]
-
-
 def check_billing(
     state: EmulatorState,
     result: CharacterResult,
@@ -294,18 +290,3 @@ def check_billing(
     others = {name: state.ledger.count(name) for name in state.vendors if name != vendor}
     assert not any(others.values()), others
     return entries
-
-
-def by_seed(images: Sequence[GeneratedImage]) -> Iterator[tuple[int, GeneratedImage]]:
-    for image in images:
-        assert image.seed is not None
-        yield image.seed, image
-
-
-def gather(results: Mapping[str, Any]) -> dict[str, Any]:
-    """A plain dict copy (keeps mypy quiet about Mapping invariance in helpers)."""
-    return dict(results)
-
-
-async def _awaited(value: Awaitable[T]) -> T:
-    return await value

@@ -60,7 +60,8 @@ class Case:
 
 EDIT = {"image": SCENE, "mask": SCENE_MASK}
 CASES = [
-    Case("fal", "generate", "generate", {"seed": 1, "aspect_ratio": "4:5", "speed": "turbo"}, (896, 1120), Decimal("0.10")),
+    Case("fal", "generate", "generate", {"seed": 1, "aspect_ratio": "4:5", "speed": "turbo"}, (896, 1120),
+         Decimal("0.10")),
     Case("fal", "edit", "edit", {"seed": 2, **EDIT}, (96, 64), Decimal("0.15")),
     Case("fal", "remix", "remix", {"seed": 3, "image": SCENE, "strength": 0.5, "resolution": "1024x1024"}, (1024, 1024),
          Decimal("0.15")),
@@ -78,7 +79,8 @@ CASES = [
          (1024, 1024), Decimal("0.15"), has_id=False),
     Case("replicate", "generate", "generate", {"seed": 11, "resolution": "1024x1024"}, (1024, 1024), Decimal("0.15")),
     Case("replicate", "edit", "edit", {"seed": 12, **EDIT}, (96, 64), Decimal("0.15")),
-    Case("replicate", "edit_upload", "edit", {"seed": 13, **EDIT}, (96, 64), Decimal("0.15"), reference=LARGE_REFERENCE),
+    Case("replicate", "edit_upload", "edit", {"seed": 13, **EDIT}, (96, 64), Decimal("0.15"),
+         reference=LARGE_REFERENCE),
 ]  # fmt: skip
 IDS = [case.id for case in CASES]
 

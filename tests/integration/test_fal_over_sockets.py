@@ -26,6 +26,7 @@ from .support import (
     grey_mask,
     png,
     run_client,
+    serve_file,
 )
 
 pytestmark = pytest.mark.socket
@@ -123,9 +124,7 @@ def test_fal_makes_several_images_in_one_billed_job(emulator: Emulator, driver: 
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
-def test_fal_style_references_palette_and_reference_mask_reach_the_endpoint(
-    emulator: Emulator, driver: Driver
-) -> None:
+def test_fal_style_references_palette_and_reference_mask_reach_the_endpoint(emulator: Emulator, driver: Driver) -> None:
     style_reference, reference_mask = png(40, 40, "yellow"), grey_mask(64, 64)
     result = run_client(
         driver, "fal", emulator.url,
@@ -136,7 +135,7 @@ def test_fal_style_references_palette_and_reference_mask_reach_the_endpoint(
         ),
     )  # fmt: skip
 
-    check_image(result.image, (96, 64), "png")  # remix without a size keeps the input's [emulator]
+    check_image(result.image, (1024, 1024), "png")  # remix without a size: fal's default square_hd
     check_billing(emulator.state, result, "fal", admissions=1, images_each=1, speed="BALANCED")
     assert result.warnings == []
     body = _submitted(emulator, "character/remix").json()
@@ -227,3 +226,22 @@ def test_fal_status_by_polling_follows_a_queued_job(emulator: Emulator, driver: 
     assert len(polls) >= 2  # 202 while queued or running, then 200
     assert all(p.path == f"/fal/fal-ai/ideogram/requests/{entry.job_id}/status" for p in polls)
     assert {"queued", "running"} & {e.status for e in events if e.kind == "progress"}
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_fal_passes_url_inputs_through_for_fal_to_fetch(emulator: Emulator, driver: Driver) -> None:
+    reference = serve_file(emulator.state, emulator.url, REFERENCE)
+    scene = serve_file(emulator.state, emulator.url, SCENE)
+    mask = serve_file(emulator.state, emulator.url, SCENE_MASK)
+    result = run_client(
+        driver, "fal", emulator.url, lambda c: c.edit(PROMPT, reference, image=scene, mask=mask, seed=6)
+    )
+
+    assert result.image.data == expected_render(
+        emulator.state, "fal", REFERENCE, PROMPT, (96, 64), 6, base=SCENE, mask=SCENE_MASK
+    )
+    check_billing(emulator.state, result, "fal", admissions=1, images_each=1, speed="BALANCED")
+    body = _submitted(emulator, "character/edit").json()
+    assert (body["reference_image_urls"], body["image_url"], body["mask_url"]) == ([reference], scene, mask)
+    fetched = [r for r in emulator.recorder.requests(method="GET") if r.path.startswith("/_emulator/files/")]
+    assert len(fetched) == 1  # only the output: the inputs were read by the vendor, not downloaded here

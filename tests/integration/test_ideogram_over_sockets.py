@@ -9,11 +9,13 @@ that succeeds sent a legal form; the recorder shows each option in Ideogram's sp
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import anyio
 import pytest
 
-from ideochar.errors import Unsupported
+from ideochar.errors import InvalidRequest, Unsupported
 
 from .conftest import Emulator
 from .support import (
@@ -82,7 +84,7 @@ def test_each_ideogram_operation_round_trips(emulator: Emulator, case: str, driv
     if case == "generate":
         expected["aspect_ratio"] = ["2x3"]
     if case == "remix":
-        expected |= {"image_weight": ["20"], "resolution": ["1152x864"]}
+        expected |= {"image_weight": ["80"], "resolution": ["1152x864"]}
     assert texts == expected
     assert files["character_reference_images"] == [REFERENCE]
     if case in ("edit", "inpaint"):
@@ -147,11 +149,11 @@ def test_ideogram_style_codes_go_without_a_style_type(emulator: Emulator, driver
                           color_palette="jungle"),
     )  # fmt: skip
 
-    check_image(result.image, (1248, 832), "png")  # remix without a size: the input's shape [emulator]
+    check_image(result.image, (1024, 1024), "png")  # remix without a size: 1x1, Ideogram's default
     check_billing(emulator.state, result, "ideogram", admissions=1, images_each=1, speed="DEFAULT")
     texts = emulator.recorder.one_post("ideogram", "/remix").texts()
     assert texts["style_codes"] == ["0A1B2C3D", "DEADBEEF"]
-    assert "style_type" not in texts and texts["image_weight"] == ["70"]
+    assert "style_type" not in texts and texts["image_weight"] == ["30"]
     assert json.loads(texts["color_palette"][0]) == {"name": "JUNGLE"}
 
 
@@ -160,9 +162,10 @@ def test_ideogram_url_inputs_are_fetched_then_uploaded_as_files(emulator: Emulat
     reference = serve_file(emulator.state, emulator.url, REFERENCE)
     scene = serve_file(emulator.state, emulator.url, SCENE)
     mask = serve_file(emulator.state, emulator.url, SCENE_MASK)
+    inpaint = {"ideogram": {"edit_path": "inpaint"}}
     result = run_client(
         driver, "ideogram", emulator.url,
-        lambda c: c.edit(PROMPT, reference, image=scene, mask=mask, seed=12, extra={"ideogram": {"edit_path": "inpaint"}}),
+        lambda c: c.edit(PROMPT, reference, image=scene, mask=mask, seed=12, extra=inpaint),
     )  # fmt: skip
 
     assert result.image.data == expected_render(
@@ -192,3 +195,57 @@ def test_ideogram_edit_warns_about_a_negative_prompt_and_strict_refuses_it(emula
         )  # fmt: skip
     assert emulator.recorder.requests() == []
     assert emulator.state.ledger.count("ideogram") == 1
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("field", ["operation.mask", "reference_mask"])
+def test_a_coloured_mask_is_refused_before_ideogram_is_asked(emulator: Emulator, driver: Driver, field: str) -> None:
+    """Ideogram refuses masks with colour (the emulator answers 400, as the spec says): that is known
+    locally, so nothing is sent. A mask stored as RGB whose pixels are grey is fine."""
+    red_mask, red_reference_mask = png(96, 64, (255, 0, 0)), png(64, 64, (0, 255, 0))
+    masks = (
+        {"mask": red_mask} if field == "operation.mask" else {"mask": SCENE_MASK, "reference_mask": red_reference_mask}
+    )
+    with pytest.raises(InvalidRequest) as caught:
+        run_client(driver, "ideogram", emulator.url, lambda c: c.edit(PROMPT, REFERENCE, image=SCENE, **masks))
+    assert field in str(caught.value)
+    assert emulator.recorder.requests("ideogram") == []
+
+    grey_rgb = png(96, 64, (0, 0, 0))  # RGB, every pixel black
+    result = run_client(
+        driver, "ideogram", emulator.url, lambda c: c.edit(PROMPT, REFERENCE, image=SCENE, mask=grey_rgb)
+    )
+    check_image(result.image, (96, 64), "png")
+    assert emulator.state.ledger.count("ideogram") == 1
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_concurrent_ideogram_jobs_wait_for_room_under_the_in_flight_limit(emulator: Emulator, driver: Driver) -> None:
+    """Ideogram allows 10 images in progress per organisation and the emulator enforces it; two 6-image
+    jobs at once must queue on the client's side, not come back as RateLimited."""
+    emulator.state.set_model_seconds(0.1)
+
+    def edit(client: Any, seed: int) -> Any:
+        return client.edit(PROMPT, REFERENCE, image=SCENE, mask=SCENE_MASK, seed=seed, num_images=6, speed="turbo")
+
+    def both(client: Any) -> Any:
+        if driver == "sync":
+            with ThreadPoolExecutor(2) as pool:
+                return list(pool.map(lambda seed: edit(client, seed), (100, 200)))
+
+        async def concurrently() -> list[Any]:
+            results: list[Any] = [None, None]
+
+            async def one(index: int) -> None:
+                results[index] = await edit(client, (100, 200)[index])
+
+            async with anyio.create_task_group() as group:
+                for index in range(2):
+                    group.start_soon(one, index)
+            return results
+
+        return concurrently()
+
+    first, second = run_client(driver, "ideogram", emulator.url, both)
+    assert len(first.images) == len(second.images) == 6
+    assert [e.images for e in emulator.state.ledger.entries("ideogram")] == [6, 6]

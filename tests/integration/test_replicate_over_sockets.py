@@ -23,6 +23,7 @@ from .support import (
     noise_png,
     png,
     run_client,
+    serve_file,
 )
 
 pytestmark = pytest.mark.socket
@@ -146,3 +147,20 @@ def test_strict_replicate_refuses_before_anything_is_sent(emulator: Emulator, dr
         run_client(driver, "replicate", emulator.url, lambda c: c.remix(PROMPT, REFERENCE, image=SCENE))
     assert emulator.recorder.requests() == []
     assert emulator.state.ledger.entries() == []
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_replicate_passes_url_inputs_through(emulator: Emulator, driver: Driver) -> None:
+    reference = serve_file(emulator.state, emulator.url, REFERENCE)
+    scene = serve_file(emulator.state, emulator.url, SCENE)
+    mask = serve_file(emulator.state, emulator.url, SCENE_MASK)
+    result = run_client(
+        driver, "replicate", emulator.url, lambda c: c.edit(PROMPT, reference, image=scene, mask=mask, seed=63)
+    )
+
+    assert result.image.data == expected_render(
+        emulator.state, "replicate", REFERENCE, PROMPT, (96, 64), 63, base=SCENE, mask=SCENE_MASK
+    )
+    check_billing(emulator.state, result, "replicate", admissions=1, images_each=1, speed="Default")
+    given = emulator.recorder.one_post("replicate").json()["input"]
+    assert (given["character_reference_image"], given["image"], given["mask"]) == (reference, scene, mask)

@@ -26,7 +26,7 @@ REFERENCE = png(64, 64, (10, 120, 120))
 SCENE = png(96, 64, (30, 160, 60))
 SCENE_MASK = grey_mask(96, 64)
 #: Long enough that the job is certainly unfinished when the process dies, short enough for a fast test.
-MODEL_SECONDS = 0.3
+MODEL_SECONDS = 0.4
 
 
 class ProcessKilled(Exception):

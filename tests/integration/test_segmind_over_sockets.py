@@ -56,7 +56,12 @@ def test_each_segmind_operation_round_trips(
     emulator: Emulator, operation: str, mode: str, encoding: str, driver: Driver
 ) -> None:
     reference, scene, mask = _inputs(emulator, encoding)
-    fields: dict[str, Any] = {"seed": 31, "magic_prompt": "off", "style": "realistic", "extra": {"segmind": {"mode": mode}}}
+    fields: dict[str, Any] = {
+        "seed": 31,
+        "magic_prompt": "off",
+        "style": "realistic",
+        "extra": {"segmind": {"mode": mode}},
+    }
     if operation == "generate":
         size = (768, 1344)
         result = run_client(

@@ -108,7 +108,7 @@ class EmulatorState:
         """Vendors whose routes could not be built, with why."""
         self.boards: dict[str, list[Any]] = {}
         """Each vendor's job boards (:class:`~ideochar.emulator.jobs.JobBoard`), for ``/_emulator/jobs``."""
-        self._executor = concurrent.futures.ThreadPoolExecutor(RENDER_WORKERS, thread_name_prefix="ideochar-emulator")
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._reset_callbacks: list[Callable[[], None]] = []
         self._timers: set[asyncio.TimerHandle] = set()
         self._servers: list[Any] = []
@@ -196,8 +196,22 @@ class EmulatorState:
                 event.set()
         return event
 
+    @property
+    def executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        """Worker threads for CPU work, started on first use (and again after :meth:`close`)."""
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                RENDER_WORKERS, thread_name_prefix="ideochar-emulator"
+            )
+        return self._executor
+
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Stop the worker threads (a server calls this when it stops; the app stays usable)."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+        self.stopping = False
+        self._stop_events.clear()
 
     def _on_loop(self, function: Callable[[], T]) -> T:
         """Run ``function`` on the serving loop (timers are not thread-safe), or here if there is none."""
@@ -325,6 +339,14 @@ class VendorKit:
             await self.run_blocking(prepare, recipe, self.state.renders)
         return self.state.files.add_recipe(self.vendor, recipe, render_recipe(recipe, self.state.renders))
 
+    async def prepare_render(
+        self, reference: bytes, prompt: str, *, width: int, height: int, fmt: Literal["png", "jpeg"] = "png",
+        base: bytes | None = None, mask: bytes | None = None,
+    ) -> None:  # fmt: skip
+        recipe = Recipe(reference, prompt, width, height, 0, fmt, base, mask, self.vendor)
+        if not is_cheap(recipe, self.state.renders):
+            await self.run_blocking(prepare, recipe, self.state.renders)
+
     def file_url(self, request: Request, file: StoredFile) -> str:
         return f"{_root(request)}{FILES_PATH}/{file.id}"
 
@@ -343,7 +365,7 @@ class VendorKit:
 
     async def run_blocking(self, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.state._executor, functools.partial(function, *args))
+        return await loop.run_in_executor(self.state.executor, functools.partial(function, *args))
 
     def on_reset(self, callback: Callable[[], None]) -> None:
         self.state._reset_callbacks.append(callback)

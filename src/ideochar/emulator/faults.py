@@ -161,17 +161,24 @@ def load_profile(source: FaultProfile | Mapping[str, Any] | str | Path | None) -
         return FaultProfile()
     if isinstance(source, FaultProfile):
         return source
-    if isinstance(source, str) and _is_text(source):
-        return _parse(source, toml=not source.lstrip().startswith("{"), origin="profile")
-    if isinstance(source, (str, Path)):
+    if isinstance(source, Path) or (isinstance(source, str) and _is_file(source)):
         path = Path(source)
         return _parse(path.read_text("utf-8"), toml=path.suffix.lower() == ".toml", origin=str(path))
+    if isinstance(source, str):
+        if not any(mark in source for mark in ("{", "=", "[", "\n")):
+            raise ValueError(f"{source}: no such fault profile file")
+        return _parse(source, toml=not source.lstrip().startswith("{"), origin="profile")
     return _validate(source, "profile")
 
 
-def _is_text(source: str) -> bool:
-    """A profile given inline rather than a file name: JSON, or TOML (which has ``=`` or a ``[table]``)."""
-    return any(mark in source for mark in ("{", "\n", "=", "[["))
+def _is_file(source: str) -> bool:
+    """A file name rather than a profile written out (JSON or TOML text)."""
+    if "\n" in source or source.lstrip().startswith("{"):
+        return False
+    try:
+        return Path(source).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _parse(text: str, *, toml: bool, origin: str) -> FaultProfile:

@@ -221,6 +221,21 @@ class EmulatorKit(Protocol):
         thousand renders on threads would fight the event loop for the GIL."""
         ...
 
+    async def prepare_render(
+        self,
+        reference: bytes,
+        prompt: str,
+        *,
+        width: int,
+        height: int,
+        fmt: Literal["png", "jpeg"] = "png",
+        base: bytes | None = None,
+        mask: bytes | None = None,
+    ) -> None:
+        """Build the seedless canvas of renders to come (on a worker thread, once per canvas), so that
+        each later :meth:`arender_file` with these inputs takes about a millisecond."""
+        ...
+
     def file_url(self, request: Request, file: StoredFile) -> str:
         """The absolute URL of a stored file, as seen by the client that sent ``request``."""
         ...

@@ -390,7 +390,7 @@ def test_a_remix_image_url_is_fetched_then_uploaded(driver: Driver) -> None:
     fake = FakeIdeogram(images={IMAGE_URL: make_image()}, extra={scene_url: _serve(scene)})
     run(driver, exchange_flow(_request(operation=Remix(image=scene_url, strength=0.6))), fake)
     form = form_of(fake.posts()[0])
-    assert form.one("image").value == scene and form.text("image_weight") == "40"
+    assert form.one("image").value == scene and form.text("image_weight") == "60"
 
 
 # -- through the client ----------------------------------------------------------------------------------

@@ -46,29 +46,29 @@ def test_every_neutral_aspect_ratio_maps_onto_ideograms_enum() -> None:
     ("strength", "weight"),
     [
         (0.5, 50),  # Ideogram's default weight is the middle of the neutral scale
-        (0.8, 20),  # the neutral default: a strong change keeps little of the input
-        (1.0, 1),  # as far as it goes: the weight's floor, never 0
-        (0.01, 99),  # the least change the neutral request allows
-        (0.015, 99),  # 98.5 rounds half up, not to even and not by float noise
-        (0.125, 88),  # 87.5 -> 88
-        (0.29, 71),  # (1 - 0.29) * 100 is 70.999... in floats
-        (0.333, 67),
+        (0.8, 80),  # the neutral default: the input weighs strongly
+        (1.0, 100),  # the most the input can weigh
+        (0.01, 1),  # the least the neutral request allows: the weight's floor, never 0
+        (0.015, 2),  # 1.5 rounds half up, not to even and not by float noise
+        (0.125, 13),  # 12.5 -> 13
+        (0.29, 29),  # 0.29 * 100 is 28.999... in floats
+        (0.333, 33),
     ],
 )
 def test_remix_strength_maps_to_image_weight(strength: float, weight: int) -> None:
     assert image_weight_from_strength(strength) == weight
 
 
-def test_image_weight_falls_as_strength_rises_and_stays_in_range() -> None:
+def test_image_weight_rises_with_strength_and_stays_in_range() -> None:
     weights = [image_weight_from_strength(s / 100) for s in range(1, 101)]
     assert all(1 <= w <= 100 for w in weights)
-    assert weights == sorted(weights, reverse=True)
-    assert len(set(weights)) == 99  # 0.99 and 1.0 both land on the floor of 1
+    assert weights == sorted(weights)
+    assert weights == list(range(1, 101))
 
 
 def test_remix_form_carries_the_mapped_image_weight() -> None:
     request = CharacterRequest(prompt="p", reference=PNG, operation=Remix(image=PNG, strength=0.3))
-    assert _texts(to_form(request))["image_weight"] == ["70"]
+    assert _texts(to_form(request))["image_weight"] == ["30"]
 
 
 def test_enum_tables_cover_every_neutral_value_in_upper_case() -> None:

@@ -151,7 +151,7 @@ def test_remix_golden_form() -> None:
     assert post.url.path == "/v1/ideogram-v3/remix"
     assert _layout(form) == [
         ("prompt", "the character as a painting", None),
-        ("image_weight", "75", None),
+        ("image_weight", "25", None),
         ("aspect_ratio", "2x3", None),
         ("rendering_speed", "DEFAULT", None),
         ("magic_prompt", "ON", None),
