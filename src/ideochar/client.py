@@ -683,8 +683,9 @@ class AsyncClient(_Base):
             transport: httpx.AsyncBaseTransport | None = None
             if self._emulator is True:
                 from ideochar.emulator import create_app
+                from ideochar.emulator.testing import ASGITransport  # honours read timeouts, unlike httpx's
 
-                transport = httpx.ASGITransport(app=create_app(self.plugin_manager))
+                transport = ASGITransport(app=create_app(self.plugin_manager))
                 self._emulator_root = "http://emulator.invalid"
             self._http = httpx.AsyncClient(
                 transport=transport,
