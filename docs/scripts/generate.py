@@ -15,6 +15,7 @@ nothing and exits 1 when a file is stale; ``tests/docs/`` runs the same comparis
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import re
 import sys
@@ -54,13 +55,31 @@ def command_paths() -> list[str]:
     return [path for path, _, _ in _walk()]
 
 
+def _builtin(command: click.Command) -> click.Command:
+    """``command`` with only the subcommands ideochar itself defines.
+
+    Plugins add their commands to the one ``cli`` group of the process (a test's plugin too), so the
+    reference is rendered from shallow copies that keep ideochar's own commands only.
+    """
+    if not isinstance(command, click.Group):
+        return command
+    group = copy.copy(command)
+    group.commands = {
+        name: _builtin(sub)
+        for name, sub in command.commands.items()
+        if sub.callback is not None and sub.callback.__module__.split(".")[0] == "ideochar"
+    }
+    return group
+
+
 def _walk() -> list[tuple[str, click.Command, click.Context]]:
     from ideochar.cli import CliState, cli
     from ideochar.plugins import plugin_manager
 
     # No entry points: only the commands ideochar itself ships, whatever else is installed here.
     state = CliState(plugin_manager=plugin_manager(load_entrypoints=False))
-    return list(_commands(cli, _context(cli, "ideochar", None, obj=state)))
+    root = _builtin(cli)
+    return list(_commands(root, _context(root, "ideochar", None, obj=state)))
 
 
 def _context(command: click.Command, name: str, parent: click.Context | None, **extra: Any) -> click.Context:

@@ -26,10 +26,9 @@ Why it is built this way:
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, BinaryIO
+from typing import Any
 
 import httpx
 from pydantic import ValidationError
@@ -43,8 +42,9 @@ from ideochar.errors import (
     UnexpectedResponse,
 )
 from ideochar.events import Event
-from ideochar.exchange import ReaderStream, Send, Sleep, download_image, read_json
+from ideochar.exchange import Send, Sleep, download_image, read_json
 from ideochar.media import ImageInput
+from ideochar.multipart import FilePart, MultipartBody
 from ideochar.request import CharacterRequest, Speed
 from ideochar.result import GeneratedImage
 from ideochar.spec import CallContext, Exchange, Provider, ProviderInfo, ProviderOutput
@@ -78,36 +78,6 @@ _PRICES: dict[Speed, Decimal] = {"turbo": Decimal("0.10"), "default": Decimal("0
 def _poll_delay(polls: int) -> float:
     """Seconds before the next poll: doubling from ``POLL_INITIAL_SECONDS`` up to ``POLL_MAX_SECONDS``."""
     return float(min(POLL_INITIAL_SECONDS * (2.0 ** min(polls, 30)), POLL_MAX_SECONDS))
-
-
-class _MultipartReader:
-    """One pass over a ``content`` file part, read in chunks; closes the image file when done.
-
-    A fresh one is made for every pass over the body (a resent request reads it again), always
-    with the same boundary, so the ``Content-Type`` and ``Content-Length`` headers stay true.
-    """
-
-    def __init__(self, image: ImageInput, boundary: str) -> None:
-        from requests_toolbelt import MultipartEncoder  # deferred: it imports requests
-
-        self._file: BinaryIO = image.open()
-        try:
-            self._encoder = MultipartEncoder(
-                fields={"content": (image.filename, self._file, image.content_type)}, boundary=boundary
-            )
-        except BaseException:
-            self._file.close()
-            raise
-
-    @property
-    def length(self) -> int:
-        return int(self._encoder.len)
-
-    def read(self, size: int = -1, /) -> bytes:
-        return bytes(self._encoder.read(size))
-
-    def close(self) -> None:
-        self._file.close()
 
 
 class ReplicateProvider(Provider):
@@ -204,19 +174,9 @@ class ReplicateProvider(Provider):
 
     def _upload(self, image: ImageInput, neutral_field: str, ctx: CallContext) -> Exchange[str]:
         """Upload a large local image through ``POST /v1/files``, streamed; returns its ``urls.get``."""
-        boundary = uuid.uuid4().hex
-        probe = _MultipartReader(image, boundary)
-        try:
-            length = probe.length
-        finally:
-            probe.close()
-        headers = {
-            **_auth(ctx),
-            "Content-Type": f"multipart/form-data; boundary={boundary}",
-            "Content-Length": str(length),
-        }
-        stream = ReaderStream(lambda: _MultipartReader(image, boundary))
-        response = yield Send(httpx.Request("POST", ctx.url("api", FILES_PATH), headers=headers, stream=stream))
+        body = MultipartBody([FilePart("content", image)])
+        headers = {**_auth(ctx), "Content-Type": body.content_type, "Content-Length": str(body.length)}
+        response = yield Send(httpx.Request("POST", ctx.url("api", FILES_PATH), headers=headers, stream=body.stream()))
         if not response.is_success:
             raise error_from_response(response, phase="upload")
         try:

@@ -19,19 +19,20 @@ before anything is read (``Content-Length`` comes from file sizes, not from the 
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ideochar.errors import InvalidRequest
 from ideochar.media import ImageInput
+from ideochar.multipart import FilePart as FilePart  # the shared streamed body, re-exported
+from ideochar.multipart import MultipartBody as MultipartBody
+from ideochar.multipart import Part as Part
+from ideochar.multipart import TextPart as TextPart
 
 if TYPE_CHECKING:
-    from ideochar.exchange import ReaderStream
+    pass
 
 __all__ = [
     "HEADER_COST",
@@ -148,133 +149,6 @@ class CharacterInput(BaseModel):
 
 
 _IMAGE_FIELDS = ("character_reference_image", "image", "mask")
-
-
-# -- multipart -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TextPart:
-    name: str
-    value: str
-
-
-@dataclass(frozen=True)
-class FilePart:
-    name: str
-    image: ImageInput
-
-
-class _ImageReader:
-    """A file part's body for ``MultipartEncoder``: opens the image on first read, reads in chunks.
-
-    ``len`` (what the encoder asks to size the body and to know when a part is done) is the number
-    of bytes still to come, computed from the size recorded when the input was validated, so sizing
-    the body opens nothing. A file that changed size since then is refused rather than sent with a
-    ``Content-Length`` that lies.
-    """
-
-    def __init__(self, image: ImageInput) -> None:
-        if image.size is None:
-            raise InvalidRequest(f"{image.describe()} is not local: it cannot be a file part")
-        self._image = image
-        self._remaining = image.size
-        self._handle: BinaryIO | None = None
-
-    @property
-    def len(self) -> int:
-        return self._remaining
-
-    def read(self, size: int = -1) -> bytes:
-        if self._remaining <= 0:
-            return b""
-        if self._handle is None:
-            self._handle = self._image.open()
-        want = self._remaining if size is None or size < 0 else min(size, self._remaining)
-        data = self._handle.read(want)
-        if len(data) < want and not data:
-            raise InvalidRequest(f"{self._image.describe()} became shorter while it was being uploaded")
-        self._remaining -= len(data)
-        if self._remaining == 0 and self._handle.read(1):
-            raise InvalidRequest(f"{self._image.describe()} became longer while it was being uploaded")
-        return data
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
-
-
-class _EncoderReader:
-    """What :class:`~ideochar.exchange.ReaderStream` reads: the encoder, plus closing its files."""
-
-    def __init__(self, encoder: Any, readers: Sequence[_ImageReader]) -> None:
-        self._encoder = encoder
-        self._readers = readers
-
-    def read(self, size: int = -1, /) -> bytes:
-        chunk: bytes = self._encoder.read(size)
-        return chunk
-
-    def close(self) -> None:
-        for reader in self._readers:
-            reader.close()
-
-
-class MultipartBody:
-    """A multipart/form-data body that is sized up front and streamed on demand.
-
-    Each :meth:`open` builds a fresh encoder with the same boundary, so the body can be read again
-    (a driver or a recorder may iterate it more than once) and is byte-for-byte the same each time.
-    """
-
-    def __init__(self, parts: Sequence[TextPart | FilePart], *, boundary: str | None = None) -> None:
-        self.parts = tuple(parts)
-        self.boundary = boundary or uuid.uuid4().hex
-
-    @property
-    def content_type(self) -> str:
-        return f"multipart/form-data; boundary={self.boundary}"
-
-    @property
-    def length(self) -> int:
-        encoder, readers = self._encoder()
-        try:
-            return int(encoder.len)
-        finally:
-            for reader in readers:
-                reader.close()
-
-    def open(self) -> _EncoderReader:
-        return _EncoderReader(*self._encoder())
-
-    def stream(self) -> ReaderStream:
-        from ideochar.exchange import ReaderStream
-
-        return ReaderStream(self.open)
-
-    def iter_bytes(self, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
-        reader = self.open()
-        try:
-            while chunk := reader.read(chunk_size):
-                yield chunk
-        finally:
-            reader.close()
-
-    def _encoder(self) -> tuple[Any, list[_ImageReader]]:
-        # Deferred: requests_toolbelt imports requests, which `import ideochar` must not pay for.
-        from requests_toolbelt.multipart.encoder import MultipartEncoder
-
-        fields: list[tuple[str, Any]] = []
-        readers: list[_ImageReader] = []
-        for part in self.parts:
-            if isinstance(part, FilePart):
-                reader = _ImageReader(part.image)
-                readers.append(reader)
-                fields.append((part.name, (part.image.filename, reader, part.image.content_type)))
-            else:
-                fields.append((part.name, part.value))
-        return MultipartEncoder(fields, boundary=self.boundary), readers
 
 
 # -- the v2 job documents ---------------------------------------------------------------------------------

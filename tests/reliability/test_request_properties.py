@@ -33,6 +33,8 @@ from reliability.requests_strategy import INPUT_HOST, request_kwargs, serve_inpu
 testing = pytest.importorskip("ideochar.emulator.testing")
 
 VENDORS = sorted({"fal", "segmind", "ideogram", "replicate"} & set(providers()))
+#: Per-minute plan limits (Segmind's free plan: 5) would make a fanned-out request wait a minute here.
+UNLIMITED = {vendor: {"requests_per_minute": 1_000_000} for vendor in VENDORS}
 
 
 def _build(kwargs: dict[str, Any]) -> CharacterRequest | InvalidRequest:
@@ -110,6 +112,7 @@ def test_a_valid_request_runs_on_every_vendors_strict_emulator_or_is_refused_bef
             config=False,
             deadline_seconds=60,
             on_event=events.append,
+            limits=UNLIMITED,
         )
         try:
             with client:
