@@ -107,6 +107,13 @@ def _within_reference_limit(image: ImageInput) -> ImageInput:
     return image
 
 
+def _not_blank(value: str) -> str:
+    # Every vendor refuses a prompt of only spaces, after the request was sent: refuse it here instead.
+    if not value.strip():
+        raise ValueError("must contain more than white space")
+    return value
+
+
 def _hex_colour(value: str) -> str:
     if not _HEX_COLOUR.match(value):
         raise ValueError(f"{value!r} is not a hex colour like #1A2B3C")
@@ -310,7 +317,7 @@ Operation = Annotated[Generate | Edit | Remix, Field(discriminator="operation")]
 class CharacterRequest(_Model):
     """One job for any vendor. Unset fields mean "the vendor's default"."""
 
-    prompt: Annotated[str, Field(min_length=1, max_length=10_000)]
+    prompt: Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(_not_blank)]
     """What to draw."""
     reference: Image
     """One photo of the character (JPEG, PNG or WebP, at most 10 MB)."""
@@ -328,7 +335,7 @@ class CharacterRequest(_Model):
     resolution: Annotated[Resolution, BeforeValidator(_resolution)] | None = None
     seed: Annotated[int, Field(ge=0, le=2_147_483_647)] | None = None
     num_images: Annotated[int, Field(ge=1, le=8)] = 1
-    negative_prompt: Annotated[str, Field(min_length=1)] | None = None
+    negative_prompt: Annotated[str, Field(min_length=1), AfterValidator(_not_blank)] | None = None
     color_palette: Annotated[ColorPalette, BeforeValidator(_palette)] | None = None
     style_codes: Annotated[list[Annotated[str, AfterValidator(_style_code)]], Field(min_length=1)] | None = None
     style_references: list[Image] = Field(default_factory=list)

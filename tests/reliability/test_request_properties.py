@@ -99,6 +99,7 @@ def test_a_valid_request_runs_on_every_vendors_strict_emulator_or_is_refused_bef
     assume(isinstance(built, CharacterRequest))
     assert isinstance(built, CharacterRequest)
     app, network = emulator
+    testing.reset(app)  # a fresh account each example (the emulated Segmind balance runs out)
     for vendor in VENDORS:
         network.vendor.clear()
         before = _billed(app)

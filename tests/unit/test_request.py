@@ -48,6 +48,8 @@ def test_defaults_mean_generate_at_default_speed() -> None:
         ({"seed": -1}, "seed"),
         ({"seed": 2**31}, "seed"),
         ({"prompt": ""}, "prompt"),
+        ({"prompt": " \n\t"}, "prompt"),
+        ({"negative_prompt": "   "}, "negative_prompt"),
         ({"style_codes": ["12345"]}, "style_codes.0"),
         ({"color_palette": "neon"}, "color_palette.preset"),
         ({"color_palette": ["#GGGGGG"]}, "color_palette.members.0.color"),
