@@ -196,10 +196,10 @@ def embed(text: str, start: str, end: str, block: str) -> str:
 
 def expected() -> dict[Path, str]:
     """Each generated file as it should read now."""
-    from ideochar.matrix import END, START, _block  # the very block `python -m ideochar.matrix --write` embeds
+    from ideochar.matrix import END, START, matrix_block  # the very block `python -m ideochar.matrix --write` embeds
     from ideochar.plugins import collect_providers, get_plugin_manager
 
-    matrix = _block(list(collect_providers(get_plugin_manager()).values()))
+    matrix = matrix_block(list(collect_providers(get_plugin_manager()).values()))
     cli = embed(CLI_PAGE.read_text(encoding="utf-8"), CLI_START, CLI_END, cli_reference())
     files = {CLI_PAGE: embed(cli, EXIT_START, EXIT_END, exit_codes())}
     for page in MATRIX_PAGES:

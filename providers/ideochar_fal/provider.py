@@ -165,6 +165,8 @@ INFO = ProviderInfo(
         "price_per_image": "the price is per output image (fal says 'your request'; Ideogram prices per image)",
         "data_uri_inputs": "the character endpoints accept data URIs for local images",
         "mask": MASK_POLARITY_INFERRED,
+        "strength": "remix strength is passed through: fal's 'strength of the input image' is read as how "
+        "strongly the input shapes the result, the neutral meaning; fal documents no scale",
         "credits": "a 403 naming the balance or a locked account means out of credit (errors.CREDIT_WORDS)",
         "content_policy": "content-policy refusals are recognised by type and words (errors.CONTENT_POLICY_*)",
     },

@@ -343,7 +343,7 @@ def _remix_options(f: F) -> F:
         type=float,
         default=0.8,
         show_default=True,
-        help="How far the result may move from --image (0.01-1).",
+        help="How strongly --image shapes the result (0.01 barely - 1 most).",
     )(f)
     return click.option("--image", required=True, metavar="IMAGE", help="The image to remix.")(f)
 

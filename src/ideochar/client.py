@@ -228,8 +228,10 @@ class _Base:
 
     @staticmethod
     def build_request(
-        operation: Generate | Edit | Remix, prompt: str, reference: Any, **fields: Any
+        operation: Generate | Edit | Remix | dict[str, Any], prompt: str, reference: Any, **fields: Any
     ) -> CharacterRequest:
+        """The request for the convenience methods. An operation given as a dict is validated inside the
+        request, so a bad value is reported with its full path (``operation.strength``)."""
         return CharacterRequest(prompt=prompt, reference=reference, operation=operation, **fields)
 
     def quote(self, request: CharacterRequest) -> list[Quote]:
@@ -540,7 +542,7 @@ class Client(_Base):
         if self._emulator_root is None:
             from ideochar.emulator.server import BackgroundServer
 
-            self._server = BackgroundServer().start()
+            self._server = BackgroundServer(self.plugin_manager).start()
             self._emulator_root = self._server.url
         return self._emulator_root
 
@@ -561,7 +563,7 @@ class Client(_Base):
         **fields: Unpack[RequestFields],
     ) -> CharacterResult:
         """Repaint the black area of ``mask`` on ``image``, keeping the character."""
-        return self.run(self.build_request(Edit(image=image, mask=mask), prompt, reference, **fields), strict=strict)
+        return self.run(self.build_request({"operation": "edit", "image": image, "mask": mask}, prompt, reference, **fields), strict=strict)
 
     def remix(
         self,
@@ -573,9 +575,9 @@ class Client(_Base):
         strict: bool | None = None,
         **fields: Unpack[RequestFields],
     ) -> CharacterResult:
-        """A new image from ``image``, changed by ``strength`` (0.01 a little, 1 the most)."""
+        """A new image from ``image``, which shapes it as strongly as ``strength`` says (0.01 barely, 1 most)."""
         return self.run(
-            self.build_request(Remix(image=image, strength=strength), prompt, reference, **fields), strict=strict
+            self.build_request({"operation": "remix", "image": image, "strength": strength}, prompt, reference, **fields), strict=strict
         )
 
     def run(self, request: CharacterRequest, *, strict: bool | None = None) -> CharacterResult:
@@ -715,7 +717,7 @@ class AsyncClient(_Base):
         **fields: Unpack[RequestFields],
     ) -> CharacterResult:
         return await self.run(
-            self.build_request(Edit(image=image, mask=mask), prompt, reference, **fields), strict=strict
+            self.build_request({"operation": "edit", "image": image, "mask": mask}, prompt, reference, **fields), strict=strict
         )
 
     async def remix(
@@ -729,7 +731,7 @@ class AsyncClient(_Base):
         **fields: Unpack[RequestFields],
     ) -> CharacterResult:
         return await self.run(
-            self.build_request(Remix(image=image, strength=strength), prompt, reference, **fields), strict=strict
+            self.build_request({"operation": "remix", "image": image, "strength": strength}, prompt, reference, **fields), strict=strict
         )
 
     async def run(self, request: CharacterRequest, *, strict: bool | None = None) -> CharacterResult:

@@ -16,7 +16,7 @@ from pathlib import Path
 from ideochar.request import OperationName, Speed
 from ideochar.spec import Provider
 
-__all__ = ["END", "START", "embed", "provider_matrix", "provider_notes"]
+__all__ = ["END", "START", "embed", "matrix_block", "provider_matrix", "provider_notes"]
 
 START = "<!-- provider-matrix:start -->"
 END = "<!-- provider-matrix:end -->"
@@ -97,7 +97,8 @@ def embed(text: str, table: str) -> str:
     return pattern.sub(lambda _: f"{START}\n{table}\n{END}", text)
 
 
-def _block(providers: list[Provider]) -> str:
+def matrix_block(providers: list[Provider]) -> str:
+    """The table and the inferred-facts list, as embedded between the markers."""
     return provider_matrix(providers) + "\n\nInferred facts (unverified against the live vendor):\n\n" + provider_notes(
         providers
     )
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--write", nargs="*", type=Path, help="files to refresh in place (default: print)")
     args = parser.parse_args(argv)
-    block = _block(list(collect_providers(get_plugin_manager()).values()))
+    block = matrix_block(list(collect_providers(get_plugin_manager()).values()))
     if args.write is None:
         print(block)
         return 0

@@ -183,3 +183,20 @@ def test_model_validate_also_raises_invalid_request() -> None:
     with pytest.raises(InvalidRequest) as caught:
         CharacterRequest.model_validate({"prompt": "p", "reference": PNG, "num_images": 10})
     assert caught.value.field == "num_images"
+
+
+def test_client_convenience_methods_report_the_full_field_path() -> None:
+    import httpx
+
+    from ideochar import Client
+
+    sent: list[httpx.Request] = []
+    transport = httpx.MockTransport(lambda r: sent.append(r) or httpx.Response(500))
+    with Client(["fal"], keys={"fal": "k" * 12}, http=httpx.Client(transport=transport), journal=False) as client:
+        with pytest.raises(InvalidRequest) as caught:
+            client.remix("p", PNG, image=PNG, strength=2)
+        assert caught.value.field == "operation.strength"
+        with pytest.raises(InvalidRequest) as caught:
+            client.edit("p", PNG, image=PNG, mask=make_image(8, 8))
+        assert caught.value.field == "operation.mask"
+    assert sent == []
