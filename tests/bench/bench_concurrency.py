@@ -3,8 +3,10 @@
 Each arm runs in a fresh client process (so its peak RSS is its own) against an emulator in another
 process. Arms:
 
-* ``ideochar``: ``AsyncClient(["fal"])``, 1,000 ``generate`` calls gathered at once (fal queue: submit,
-  status stream held open for the model's 2 s, result, image download).
+* ``ideochar``: ``AsyncClient(["fal"], journal=False)``, 1,000 ``generate`` calls gathered at once (fal
+  queue: submit, status stream held open for the model's 2 s, result, image download).
+* ``ideochar + journal``: the same with the journal on, as by default (in a temporary folder): every job,
+  attempt and image recorded in SQLite and written to disk as it arrives.
 * ``raw httpx``: the same four requests per job by hand (``_raw.afal_generate``), same connection limits.
 * ``emulator limit``: raw httpx again with **no** model time: how long the emulator itself needs to serve
   1,000 jobs' requests on this machine. The target is ``wall < 1.5 x 2 s + that``.
@@ -42,7 +44,7 @@ def _reference(folder: Path) -> Path:
     return path
 
 
-async def _ideochar(url: str, reference: Path, jobs: int) -> list[str | None]:
+async def _ideochar(url: str, reference: Path, jobs: int, journal: Path | None) -> list[str | None]:
     import ideochar
 
     async def one(client: ideochar.AsyncClient) -> str | None:
@@ -52,13 +54,13 @@ async def _ideochar(url: str, reference: Path, jobs: int) -> list[str | None]:
             return f"{type(exc).__name__}: {exc}"
         return None if result.image.data else "no image"
 
-    async with ideochar.AsyncClient(["fal"], emulator=url) as client:
+    async with ideochar.AsyncClient(["fal"], emulator=url, journal=journal or False) as client:
         # Load plugins and build schemas before the clock starts, as a long-running server would have.
         client.plan(client.build_request(ideochar.Generate(), PROMPT, reference, aspect_ratio="1:1"))
         return await _timed(lambda: one(client), jobs)
 
 
-async def _raw(url: str, reference: Path, jobs: int) -> list[str | None]:
+async def _raw(url: str, reference: Path, jobs: int, journal: Path | None) -> list[str | None]:
     import httpx
     from _raw import afal_generate
 
@@ -92,8 +94,9 @@ def _arm(arm: str, url: str, jobs: int) -> None:
     """One arm, in this (fresh) process; prints a JSON line for the parent."""
     with tempfile.TemporaryDirectory() as tmp:
         reference = _reference(Path(tmp))
-        runner = _ideochar if arm == "ideochar" else _raw
-        outcomes = asyncio.run(runner(url, reference, jobs))
+        runner = _raw if arm == "raw" else _ideochar
+        journal = Path(tmp) / "journal.sqlite3" if arm == "ideochar+journal" else None
+        outcomes = asyncio.run(runner(url, reference, jobs, journal))
     errors: dict[str, int] = {}
     for outcome in outcomes:
         if outcome is not None:
@@ -151,7 +154,7 @@ def _run_arm(arm: str, model_seconds: float, jobs: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--arm", choices=["ideochar", "raw"])
+    parser.add_argument("--arm", choices=["ideochar", "ideochar+journal", "raw"])
     parser.add_argument("--url")
     parser.add_argument("--jobs", type=int, default=JOBS)
     args = parser.parse_args()
@@ -162,6 +165,7 @@ def main() -> None:
     runs: list[dict[str, Any]] = []
     for _ in range(reps(3, 1)):  # repeated, alternating arms: the machine's drift hits both
         runs.append(_run_arm("ideochar", MODEL_SECONDS, jobs) | {"label": "ideochar"})
+        runs.append(_run_arm("ideochar+journal", MODEL_SECONDS, jobs) | {"label": "ideochar + journal"})
         runs.append(_run_arm("raw", MODEL_SECONDS, jobs) | {"label": "raw httpx"})
         runs.append(_run_arm("raw", 0.0, jobs) | {"label": "emulator limit"})
     write_result(

@@ -65,14 +65,13 @@ def main() -> None:
                 policy=policy,
             )
 
-        def run(name: str, make: Callable[[], ideochar.Client]) -> Callable[[], None]:
+        def run(name: str, c: ideochar.Client, *, close_breaker: bool = False) -> Callable[[], None]:
+            """One warm client per arm (as an application keeps one); a closed arm resets its breaker first."""
+
             def call() -> None:
-                c = make()
-                try:
-                    result = c.generate(PROMPT, reference, aspect_ratio="1:1")
-                finally:
-                    if c is not alone:  # one client per call for the others: each gets its own breaker
-                        c.close()
+                if close_breaker:
+                    c.breaker.reset("fal")
+                result = c.generate(PROMPT, reference, aspect_ratio="1:1")
                 tried = " -> ".join(f"{a.provider} {a.outcome}" for a in result.attempts)
                 outcomes[name] = f"served by {result.provider} ({tried})"
 
@@ -83,15 +82,14 @@ def main() -> None:
             call()
             return ms(elapsed())
 
-        arms_fast: dict[str, Callable[[], None]] = {"secondary alone": run("secondary alone", lambda: alone)}
+        clients = [alone]
+        arms_fast: dict[str, Callable[[], None]] = {"secondary alone": run("secondary alone", alone)}
+        closed: dict[str, Callable[[], None]] = {}
         for fault in FAULTS:
-            arms_fast[f"{fault}, breaker open"] = run(f"{fault}, breaker open", lambda f=fault: client(f, _opened_breaker()))
-        closed: dict[str, Callable[[], None]] = {
-            f"{fault}, breaker closed": run(f"{fault}, breaker closed", lambda f=fault: client(f, CircuitBreaker()))
-            for fault in FAULTS
-        }
-        alone.generate(PROMPT, reference, aspect_ratio="1:1")  # warm
-        for call in arms_fast.values():
+            clients += [client(fault, _opened_breaker()), client(fault, CircuitBreaker())]
+            arms_fast[f"{fault}, breaker open"] = run(f"{fault}, breaker open", clients[-2])
+            closed[f"{fault}, breaker closed"] = run(f"{fault}, breaker closed", clients[-1], close_breaker=True)
+        for call in arms_fast.values():  # warm: connections, plugins, schemas
             call()
         samples: dict[str, list[float]] = {name: [] for name in [*arms_fast, *closed]}
         for _, name in alternate(list(arms_fast), reps(60, 5)):
@@ -101,7 +99,8 @@ def main() -> None:
                 samples[name].append(timed(closed[name]))
         for _ in range(reps(2, 1)):  # each waits out fal's submit read timeout
             samples["hang, breaker closed"].append(timed(closed["hang, breaker closed"]))
-        alone.close()
+        for each in clients:
+            each.close()
     paired: dict[str, dict[str, float]] = {}
     for name, values in samples.items():
         if name.endswith("breaker open"):
