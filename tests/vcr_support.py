@@ -70,6 +70,9 @@ import yaml  # type: ignore[import-untyped]
 from vcr.filters import sensitive_data_hooks
 from vcr.serializers import yamlserializer
 
+from ideochar._secrets import REDACTED as REDACTED_BY_IDEOCHAR
+from ideochar._secrets import redact
+
 __all__ = [
     "AUTH_HEADERS",
     "CASSETTE_ROOT",
@@ -324,7 +327,7 @@ def _scrub_request(request: Any) -> Any:
 def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
     """before_record_response: image bytes become markers, noisy and secret headers go."""
     headers = {
-        name: values
+        name: [_hide_known_keys(v) if isinstance(v, str) else v for v in values]
         for name, values in response["headers"].items()
         if name.lower() not in _DROPPED_RESPONSE_HEADERS and name.lower() not in AUTH_HEADERS
     }
@@ -340,6 +343,12 @@ def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
         if marker.startswith("<image "):
             response["body"]["string"] = marker.encode()
         return response
+    # Every key this process holds in a Secret (keys passed as keys=, not only the env's), echoed back
+    # in an error body: found by tests/reliability/test_secrets.py recording whole jobs.
+    text = body.decode("utf-8", "surrogateescape")
+    if (hidden := _hide_known_keys(text)) != text:
+        body = hidden.encode("utf-8", "surrogateescape")
+        response["body"]["string"] = body
     try:
         parsed = json.loads(body)
     except ValueError:
@@ -348,6 +357,12 @@ def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
     if scrubbed != parsed:
         response["body"]["string"] = json.dumps(scrubbed).encode()
     return response
+
+
+def _hide_known_keys(text: str) -> str:
+    """Every key held in an ideochar ``Secret`` in this process, as the ``<PLACEHOLDER>`` form cassettes use."""
+    cleaned = redact(text)
+    return cleaned.replace(REDACTED_BY_IDEOCHAR, "<REDACTED>") if cleaned != text else text
 
 
 def _rehydrate_interaction(request: Any, response: dict[str, Any]) -> tuple[Any, dict[str, Any]]:

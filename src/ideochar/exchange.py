@@ -81,7 +81,9 @@ class Send:
     admits: bool = False
     """True for a request that may create a billable job: never repeated, a lost answer is OutcomeUnknown."""
     stream: bool = False
-    """Return the response unread, for :class:`NextEvent` (server-sent events). Closed by the driver."""
+    """Return the response unread, for :class:`NextEvent` (server-sent events). The driver closes it when
+    the flow sends its next request or ends: a flow is done with a stream once it moves on, and holding
+    its connection meanwhile would need two per job (1,000 jobs would exhaust the pool)."""
     timeout: float | None = None
     """Read timeout for this call, further bounded by the job's deadline."""
     max_bytes: int = MAX_DOWNLOAD_BYTES
@@ -193,6 +195,16 @@ class _Deadline:
         remaining = self.remaining()
         return max(0.0, seconds if remaining is None else min(seconds, remaining))
 
+    def check(self, step: Send) -> None:
+        """Fail as a read timeout would once the deadline has passed while an answer is still arriving.
+
+        A read timeout bounds each read, not the whole body: a server that trickles a byte at a time
+        satisfies every read and would hold a job past its deadline (found by tests/reliability).
+        """
+        remaining = self.remaining()
+        if remaining is not None and remaining <= 0:
+            raise map_transport_error(httpx.ReadTimeout("the job's deadline passed while the answer arrived"), step)
+
 
 def _prepare(step: Send, deadline: _Deadline) -> httpx.Request:
     request = step.request
@@ -298,12 +310,16 @@ def _perform(
         if entry is None:
             raise UnexpectedResponse("NextEvent on a response that is not an open stream")
         response, events = entry
+        limit.check(Send(response.request))
         try:
             return next(events, None)
         except httpx.HTTPError as exc:
             raise map_transport_error(exc, Send(response.request)) from exc
     if not isinstance(step, Send):
         return _other(step, perform)
+    for stream, _ in streams.values():  # the flow moved on: free the streams' connections
+        stream.close()
+    streams.clear()
     request = _prepare(step, limit)
     try:
         response = http.send(request, stream=True)
@@ -319,6 +335,7 @@ def _perform(
             if total > step.max_bytes:
                 raise _too_large(step)
             chunks.append(chunk)
+            limit.check(step)
     except httpx.HTTPError as exc:
         raise map_transport_error(exc, step) from exc
     finally:
@@ -355,7 +372,7 @@ async def adrive(
                 elif isinstance(step, Sleep):
                     await anyio.sleep(limit.sleep_for(step.seconds))
                 elif isinstance(step, NextEvent):
-                    answer = await _anext_event(step, streams)
+                    answer = await _anext_event(step, streams, limit)
                 elif not isinstance(step, Send):
                     answer = await _other(step, perform)
                 else:
@@ -375,12 +392,13 @@ def _other(step: object, perform: Callable[[Any], T] | None) -> T:
 
 
 async def _anext_event(
-    step: NextEvent, streams: dict[int, tuple[httpx.Response, AsyncIterator[ServerSentEvent]]]
+    step: NextEvent, streams: dict[int, tuple[httpx.Response, AsyncIterator[ServerSentEvent]]], limit: _Deadline
 ) -> ServerSentEvent | None:
     entry = streams.get(id(step.response))
     if entry is None:
         raise UnexpectedResponse("NextEvent on a response that is not an open stream")
     response, events = entry
+    limit.check(Send(response.request))
     try:
         return await events.__anext__()
     except StopAsyncIteration:
@@ -395,6 +413,9 @@ async def _asend(
     limit: _Deadline,
     streams: dict[int, tuple[httpx.Response, AsyncIterator[ServerSentEvent]]],
 ) -> httpx.Response:
+    for stream, _ in streams.values():  # the flow moved on: free the streams' connections
+        await stream.aclose()
+    streams.clear()
     request = _prepare(step, limit)
     try:
         response = await http.send(request, stream=True)
@@ -410,6 +431,7 @@ async def _asend(
             if total > step.max_bytes:
                 raise _too_large(step)
             chunks.append(chunk)
+            limit.check(step)
     except httpx.HTTPError as exc:
         raise map_transport_error(exc, step) from exc
     finally:

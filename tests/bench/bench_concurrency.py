@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -100,7 +101,7 @@ def _arm(arm: str, url: str, jobs: int) -> None:
     errors: dict[str, int] = {}
     for outcome in outcomes:
         if outcome is not None:
-            key = outcome[:160]
+            key = re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}|127\.0\.0\.1:\d+", "…", outcome)[:400]
             errors[key] = errors.get(key, 0) + 1
     print(
         json.dumps(

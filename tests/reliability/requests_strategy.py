@@ -224,7 +224,7 @@ def request_kwargs(draw: st.DrawFn) -> dict[str, Any]:
                 if draw(st.booleans()):
                     try:  # the model form (errors from it are part of the property too)
                         value = cls(**{k: v for k, v in value.items() if k != "operation"})
-                    except Exception as exc:  # noqa: BLE001
+                    except Exception as exc:
                         kwargs["__construction_error__"] = exc
                         return kwargs
         kwargs[name] = value

@@ -52,6 +52,19 @@ TRAP_URLS = (
     "\x00\n\r",
     CANARY_KEY,
 )
+#: Strings a vendor might put where an id or a file name belongs: traversal, odd characters, the key.
+TRAP_IDS = (
+    "../../evil",
+    "/etc/passwd",
+    "..",
+    "a/b",
+    "a b",
+    "é",
+    "x" * 300,
+    "C:\\Windows\\evil.png",
+    "\x00",
+    CANARY_KEY,
+)
 INTERESTING_STATUS = (
     200,
     201,
@@ -182,6 +195,8 @@ def mutated(draw: st.DrawFn, value: Any, depth: int = 0) -> Any:
         return items
     if choice <= 5:
         return value
+    if choice <= 7 and isinstance(value, str):
+        return draw(st.sampled_from(TRAP_IDS))
     if choice == 8 and isinstance(value, (int, float)) and not isinstance(value, bool):
         return draw(st.sampled_from([-1, 0, 2**63, 1.5, "7", None, [value]]))
     return draw(any_json)
