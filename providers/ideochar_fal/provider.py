@@ -230,16 +230,28 @@ class FalProvider(Provider):
                 billed="unknown",
                 body=response.text[:1000],
             ) from None
-        status_url, response_url, cancel_url = request_urls(ctx.url("queue"), submitted.request_id)
-        job = ResumeState(
-            request_id=submitted.request_id,
-            endpoint=payload.endpoint,
-            status_url=submitted.status_url or status_url,
-            response_url=submitted.response_url or response_url,
-            cancel_url=submitted.cancel_url or cancel_url,
-            seed=request.seed,
-            num_images=request.num_images,
-        )
+        try:
+            status_url, response_url, cancel_url = request_urls(ctx.url("queue"), submitted.request_id)
+            job = ResumeState(
+                request_id=submitted.request_id,
+                endpoint=payload.endpoint,
+                status_url=submitted.status_url or status_url,
+                response_url=submitted.response_url or response_url,
+                cancel_url=submitted.cancel_url or cancel_url,
+                seed=request.seed,
+                num_images=request.num_images,
+            )
+        except (ValidationError, ValueError):
+            # Admitted, but with an id or URLs we cannot follow: record the id (it may be billed), then stop.
+            yield Event("submitted", vendor_request_id=submitted.request_id[:200], status="queued")
+            raise UnexpectedResponse(
+                "fal admitted the job with a request id or URLs ideochar cannot follow; it may run and be billed",
+                provider=PROVIDER,
+                status=response.status_code,
+                billed="unknown",
+                admitted=True,
+                body=response.text[:1000],
+            ) from None
         yield Event(
             "submitted",
             vendor_request_id=job.request_id,
@@ -336,8 +348,14 @@ def _post(url: str, payload: Payload, ctx: CallContext, options: FalOptions) -> 
 
 def _require_trusted(url: str, ctx: CallContext) -> None:
     """The key goes only to fal's hosts or to a configured base URL's host (emulator, proxy)."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        _ = parts.port  # raises for a port out of range
+    except ValueError:
+        raise UnexpectedResponse(
+            f"fal named a job URL that cannot be parsed ({url[:100]!r})", provider=PROVIDER, billed="unknown"
+        ) from None
     configured = {(urlsplit(base).hostname or "").lower() for base in ctx.base_urls.values()}
     if host and host in configured and parts.scheme in ("http", "https"):
         return

@@ -102,7 +102,6 @@ def _known(test: str) -> Any:
 
 
 @pytest.mark.skipif("fal" not in providers(), reason="needs the fal provider")
-@_known("test_a_malformed_job_url_from_fal_is_a_typed_error")
 def test_a_malformed_job_url_from_fal_is_a_typed_error() -> None:
     """fal's ``_require_trusted`` calls urlsplit, whose ValueError for ``http://[::1`` escapes untyped."""
 
@@ -114,7 +113,6 @@ def test_a_malformed_job_url_from_fal_is_a_typed_error() -> None:
 
 
 @pytest.mark.skipif("fal" not in providers(), reason="needs the fal provider")
-@_known("test_a_request_id_fal_could_not_resume_by_is_a_typed_error")
 def test_a_request_id_fal_could_not_resume_by_is_a_typed_error() -> None:
     """fal's submit builds ``ResumeState(request_id=...)``, whose pattern refuses ``../../evil``: the
     pydantic ValidationError escapes untyped (the job was admitted: it should be UnexpectedResponse,
