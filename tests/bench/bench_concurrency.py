@@ -84,9 +84,10 @@ _clock: dict[str, Any] = {}
 async def _timed(make: Any, jobs: int) -> list[str | None]:
     reset_peak_rss()
     _clock["baseline_rss"] = rss_bytes()
-    _clock["start"] = time.perf_counter()
+    _clock["start"], cpu = time.perf_counter(), time.process_time()
     outcomes = await asyncio.gather(*(make() for _ in range(jobs)))
     _clock["wall"] = time.perf_counter() - _clock["start"]
+    _clock["cpu"] = time.process_time() - cpu
     _clock["peak_rss"] = peak_rss_bytes()
     return list(outcomes)
 
@@ -112,6 +113,7 @@ def _arm(arm: str, url: str, jobs: int) -> None:
                 "errors": errors,
                 "wall_seconds": _clock["wall"],
                 "jobs_per_second": jobs / _clock["wall"],
+                "client_cpu_seconds": _clock["cpu"],
                 "baseline_rss_bytes": _clock["baseline_rss"],
                 "peak_rss_bytes": _clock["peak_rss"],
             }

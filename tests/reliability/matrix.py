@@ -67,17 +67,25 @@ FAULTS: tuple[Fault, ...] = (
     Fault("reset_mid_body", "reset mid-body (the answer to the billable request)", "admit", {"kind": "truncate"}),
     Fault("hang", "hang past the deadline", "admit", {"kind": "hang"}),
     Fault("http_500", "500", "admit", {"kind": "status", "status": 500}),
-    Fault("ingress_502", "ingress 502 without a request id", "admit", {"kind": "status", "status": 502, "ingress": True}),
+    Fault(
+        "ingress_502", "ingress 502 without a request id", "admit", {"kind": "status", "status": 502, "ingress": True}
+    ),
     Fault("http_503", "503", "admit", {"kind": "status", "status": 503}),
     Fault("rate_limited", "429 with Retry-After", "admit", {"kind": "rate_limit", "retry_after": 0.3, "times": 1}),
     Fault("malformed_json", "malformed JSON (status answer)", "poll", {"kind": "malformed_json", "times": 1}),
-    Fault("wrong_content_type", "wrong content type (status answer)", "poll", {"kind": "wrong_content_type", "times": 1}),
+    Fault(
+        "wrong_content_type", "wrong content type (status answer)", "poll", {"kind": "wrong_content_type", "times": 1}
+    ),
     Fault("truncated_image", "truncated image", "files", {"kind": "truncate", "times": 1}),
     Fault("expired", "result URL expired (404)", "files", {"kind": "expire"}),
     Fault("stuck", "job stuck in progress past the deadline", "admit", {"kind": "stuck"}),
-    Fault("flapping", "status endpoint flapping (503 half the time)", "poll",
-          {"kind": "status", "status": 503, "rate": 0.5}),
-)  # fmt: skip
+    Fault(
+        "flapping",
+        "status endpoint flapping (503 half the time)",
+        "poll",
+        {"kind": "status", "status": 503, "rate": 0.5},
+    ),
+)
 
 
 @dataclass
@@ -126,8 +134,16 @@ class Target:
     name: str
 
 
-def run_cell(vendor: str, fault: Fault, target: Target, folder: Path, testing: Any, *, resume: bool = True,
-             deadline: float = DEADLINE_SECONDS) -> Cell:  # fmt: skip
+def run_cell(
+    vendor: str,
+    fault: Fault,
+    target: Target,
+    folder: Path,
+    testing: Any,
+    *,
+    resume: bool = True,
+    deadline: float = DEADLINE_SECONDS,
+) -> Cell:
     fallback = next(v for v in VENDORS if v != vendor)
     cell = Cell(vendor, fault, fallback)
     rules = fault.rules(vendor)
@@ -142,10 +158,17 @@ def run_cell(vendor: str, fault: Fault, target: Target, folder: Path, testing: A
         port = sockets.closed_port()
         base_urls = {**base_urls, vendor: {k: f"http://127.0.0.1:{port}/{vendor}" for k in base_urls[vendor]}}
     network = Network(target.transport)
-    client = Client([vendor, fallback], http=httpx.Client(transport=network), base_urls=base_urls,
-                    keys={vendor: CANARY_KEY, fallback: CANARY_KEY}, journal=folder / "journal.sqlite3",
-                    output_dir=folder / "out", config=False, deadline_seconds=deadline,
-                    limits={v: {"requests_per_minute": 1_000_000} for v in VENDORS})  # fmt: skip
+    client = Client(
+        [vendor, fallback],
+        http=httpx.Client(transport=network),
+        base_urls=base_urls,
+        keys={vendor: CANARY_KEY, fallback: CANARY_KEY},
+        journal=folder / "journal.sqlite3",
+        output_dir=folder / "out",
+        config=False,
+        deadline_seconds=deadline,
+        limits={v: {"requests_per_minute": 1_000_000} for v in VENDORS},
+    )
     started = time.monotonic()
     job_id: str | None = None
     try:
