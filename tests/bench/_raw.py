@@ -44,9 +44,7 @@ async def _asse_statuses(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, A
             yield json.loads(line[5:])
 
 
-def fal_generate(
-    http: httpx.Client, root: str, reference: Path, prompt: str, ids: list[str] | None = None
-) -> bytes:
+def fal_generate(http: httpx.Client, root: str, reference: Path, prompt: str, ids: list[str] | None = None) -> bytes:
     """Submit, follow the status stream to COMPLETED, fetch the result, download the image: 4 requests.
 
     The job's request id is appended to ``ids`` when given."""

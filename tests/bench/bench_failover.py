@@ -52,7 +52,7 @@ def main() -> None:
         url = emulator.url
         reference = _reference(Path(tmp))
         policy = ideochar.FailurePolicy(on_outcome_unknown="fail_over")
-        alone = ideochar.Client(["segmind"], emulator=url)
+        alone = ideochar.Client(["segmind"], emulator=url, journal=False)
         outcomes: dict[str, str] = {}
 
         def client(fault: str, breaker: CircuitBreaker) -> ideochar.Client:
@@ -63,6 +63,7 @@ def main() -> None:
                 base_urls={"fal": {"queue": bad, "run": bad, "rest": bad}},
                 breaker=breaker,
                 policy=policy,
+                journal=False,
             )
 
         def run(name: str, c: ideochar.Client, *, close_breaker: bool = False) -> Callable[[], None]:
@@ -112,15 +113,15 @@ def main() -> None:
     from ideochar_fal.provider import SUBMIT_TIMEOUT_SECONDS
 
     method: Any = (
-        "`Client([\"fal\", \"segmind\"])`: fal, the primary, is pointed at a server that refuses connections "
+        '`Client(["fal", "segmind"])`: fal, the primary, is pointed at a server that refuses connections '
         "(nothing listens), answers 503 (no fal request id: its edge), or accepts the submit and never answers; "
         "Segmind on the emulator (its own process, no model time) is the secondary. *breaker closed* uses a fresh "
         "breaker, so fal is tried with the default `FailurePolicy`: a refused connection is retried twice with "
         "backoff (nothing was sent), then the router fails over. A hang is a submit that may have been admitted "
         "and billed: by default ideochar raises `OutcomeUnknown` there instead of paying twice; this arm sets "
-        f"`on_outcome_unknown=\"fail_over\"`, so it costs fal's submit read timeout ({SUBMIT_TIMEOUT_SECONDS:g} s) "
+        f'`on_outcome_unknown="fail_over"`, so it costs fal\'s submit read timeout ({SUBMIT_TIMEOUT_SECONDS:g} s) '
         "first. *breaker open* uses a breaker opened by an earlier failure: fal is skipped before anything is sent. "
-        "*secondary alone* is `Client([\"segmind\"])`, alternated with the breaker-open arms in the same rounds; "
+        '*secondary alone* is `Client(["segmind"])`, alternated with the breaker-open arms in the same rounds; '
         "*over secondary alone* is the median of the per-round differences."
     )
     write_result(

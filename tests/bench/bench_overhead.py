@@ -62,7 +62,8 @@ def _check_same_requests(url: str, reference: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
     for provider in ("fal", "segmind"):
         seen = {"ideochar": [], "raw": []}
-        with ideochar.Client([provider], emulator=url, journal=False, http=_counting_client(seen["ideochar"])) as client:
+        counting = _counting_client(seen["ideochar"])
+        with ideochar.Client([provider], emulator=url, journal=False, http=counting) as client:
             client.generate(PROMPT, reference, aspect_ratio="1:1")
         with _counting_client(seen["raw"]) as http:
             (fal_generate if provider == "fal" else segmind_generate)(http, url, reference, PROMPT)

@@ -66,7 +66,8 @@ def _call(arm: str, url: str, reference: Path, probe: _Probe) -> Callable[[], An
         import ideochar
 
         provider = arm.split()[-1]
-        client = ideochar.Client([provider], emulator=url, http=httpx.Client(event_hooks=hooks, timeout=120))
+        http = httpx.Client(event_hooks=hooks, timeout=120)
+        client = ideochar.Client([provider], emulator=url, journal=False, http=http)
         return lambda: client.generate(PROMPT, reference, aspect_ratio="1:1")
     if arm == "raw httpx segmind":
         http = httpx.Client(event_hooks=hooks, timeout=120)
