@@ -38,6 +38,18 @@ $(VENV)/.installed-bench: $(STAMP)
 bench: $(VENV)/.installed-bench
 	$(BIN)/python tests/bench/run.py
 
+# Reliability (docs/reliability.md): the whole suite in tests/reliability/ with its slow parts (crash and
+# resume, the 10,000-job soak, the fault matrix over a real socket) and many hypothesis examples; the
+# report is written even when a test fails, and then make fails.
+RELIABILITY_RESULTS := out/reliability
+
+reliability: $(STAMP)
+	rm -rf $(RELIABILITY_RESULTS) && mkdir -p $(RELIABILITY_RESULTS)
+	IDEOCHAR_RELIABILITY=1 IDEOCHAR_RELIABILITY_RESULTS=$(CURDIR)/$(RELIABILITY_RESULTS) \
+		$(BIN)/pytest -q tests/reliability --junitxml=$(RELIABILITY_RESULTS)/junit.xml; status=$$?; \
+		cd tests && ../$(BIN)/python -m reliability.report ../$(RELIABILITY_RESULTS) ../docs/reliability.md; \
+		exit $$status
+
 # The docs site (docs/, mkdocs.yml): refresh the generated parts (CLI reference, provider matrix), then
 # build into site/ with every link and reference checked. `make test` builds it too (tests/docs/).
 docs: $(STAMP)

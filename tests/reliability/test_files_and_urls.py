@@ -38,7 +38,8 @@ PNG = make_image(32, 32, "PNG")
 JPEG = make_image(32, 32, "JPEG")
 TRAVERSALS = ("../../evil.png", "/tmp/ideochar-evil-absolute.png", "..\\..\\evil.png", "evil/../../../x.png")
 #: How long past a deadline an operation may take to stop (thread scheduling, socket close).
-SLACK_SECONDS = 1.5
+SLACK_SECONDS = 1.0
+DEADLINE = 0.5
 
 
 # -- file names ------------------------------------------------------------------------------------------
@@ -244,10 +245,10 @@ def test_a_url_input_download_stops_at_the_deadline(server: str) -> None:
     with sockets.serving(behaviour) as root, httpx.Client() as http:
         started = time.monotonic()
         with pytest.raises(InvalidRequest) as caught:
-            drive(fetch_input(ImageInput.of(f"{root}/slow.png"), field="reference"), http, deadline=started + 1.0)
+            drive(fetch_input(ImageInput.of(f"{root}/slow.png"), field="reference"), http, deadline=started + DEADLINE)
         elapsed = time.monotonic() - started
     assert caught.value.field == "reference"
-    assert elapsed < 1.0 + SLACK_SECONDS, f"{server}: stopped after {elapsed:.2f} s for a 1 s deadline"
+    assert elapsed < DEADLINE + SLACK_SECONDS, f"{server}: stopped after {elapsed:.2f} s for a {DEADLINE} s deadline"
 
 
 @pytest.mark.socket
@@ -257,10 +258,10 @@ def test_an_output_download_stops_at_the_deadline_and_says_it_was_billed(server:
     with sockets.serving(behaviour) as root, httpx.Client() as http:
         started = time.monotonic()
         with pytest.raises(IdeocharError) as caught:
-            drive(download_image(f"{root}/out.png", attempts=2), http, deadline=started + 1.0)
+            drive(download_image(f"{root}/out.png", attempts=2), http, deadline=started + DEADLINE)
         elapsed = time.monotonic() - started
     assert getattr(caught.value, "billed", None) == "yes"
-    assert elapsed < 1.0 + SLACK_SECONDS, f"{server}: stopped after {elapsed:.2f} s for a 1 s deadline"
+    assert elapsed < DEADLINE + SLACK_SECONDS, f"{server}: stopped after {elapsed:.2f} s for a {DEADLINE} s deadline"
 
 
 # -- data URIs --------------------------------------------------------------------------------------------

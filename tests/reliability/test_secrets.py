@@ -49,7 +49,7 @@ SCENARIOS: dict[str, list[dict[str, Any]] | None] = {
     "auth_refused_echoing_the_key": [{"route": "*", "kind": "status", "status": 401, "body": ECHO}],
     "server_error_echoing_the_key": [{"route": "*", "kind": "status", "status": 500, "body": f"boom {CANARY_KEY}"}],
     "bad_request_echoing_the_key": [{"route": "*", "kind": "status", "status": 400, "body": ECHO}],
-    "rate_limited": [{"route": "*", "kind": "rate_limit", "retry_after": 0}],
+    "rate_limited": [{"route": "*", "kind": "rate_limit", "retry_after": 0, "times": 1}],
     "dropped_after_admission": [{"route": "*", "kind": "drop_after_admit"}],
     "malformed_json": [{"route": "*", "kind": "malformed_json"}],
     "truncated_body": [{"route": "*", "kind": "truncate"}],
