@@ -563,7 +563,10 @@ class Client(_Base):
         **fields: Unpack[RequestFields],
     ) -> CharacterResult:
         """Repaint the black area of ``mask`` on ``image``, keeping the character."""
-        return self.run(self.build_request({"operation": "edit", "image": image, "mask": mask}, prompt, reference, **fields), strict=strict)
+        return self.run(
+            self.build_request({"operation": "edit", "image": image, "mask": mask}, prompt, reference, **fields),
+            strict=strict,
+        )
 
     def remix(
         self,
@@ -577,7 +580,10 @@ class Client(_Base):
     ) -> CharacterResult:
         """A new image from ``image``, which shapes it as strongly as ``strength`` says (0.01 barely, 1 most)."""
         return self.run(
-            self.build_request({"operation": "remix", "image": image, "strength": strength}, prompt, reference, **fields), strict=strict
+            self.build_request(
+                {"operation": "remix", "image": image, "strength": strength}, prompt, reference, **fields
+            ),
+            strict=strict,
         )
 
     def run(self, request: CharacterRequest, *, strict: bool | None = None) -> CharacterResult:
@@ -717,7 +723,8 @@ class AsyncClient(_Base):
         **fields: Unpack[RequestFields],
     ) -> CharacterResult:
         return await self.run(
-            self.build_request({"operation": "edit", "image": image, "mask": mask}, prompt, reference, **fields), strict=strict
+            self.build_request({"operation": "edit", "image": image, "mask": mask}, prompt, reference, **fields),
+            strict=strict,
         )
 
     async def remix(
@@ -731,7 +738,10 @@ class AsyncClient(_Base):
         **fields: Unpack[RequestFields],
     ) -> CharacterResult:
         return await self.run(
-            self.build_request({"operation": "remix", "image": image, "strength": strength}, prompt, reference, **fields), strict=strict
+            self.build_request(
+                {"operation": "remix", "image": image, "strength": strength}, prompt, reference, **fields
+            ),
+            strict=strict,
         )
 
     async def run(self, request: CharacterRequest, *, strict: bool | None = None) -> CharacterResult:
