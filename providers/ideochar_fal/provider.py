@@ -472,12 +472,20 @@ def _poll_status(job: ResumeState, ctx: CallContext, *, first_wait: float) -> Ex
             try:
                 document = QueueStatus.model_validate(_json_or_none(response))
             except ValidationError:
-                raise UnexpectedResponse(
-                    f"fal's status for job {job.request_id} is not a status document (HTTP {response.status_code})",
-                    provider=PROVIDER,
-                    status=response.status_code,
-                    body=response.text[:1000],
-                ) from None
+                # A status GET is safe to repeat: an unreadable answer (a proxy's page, a cut body) is
+                # retried like a 5xx; only a run of them ends the wait, with the job's id to resume by.
+                failures += 1
+                if failures > POLL_RETRIES:
+                    raise UnexpectedResponse(
+                        f"fal's status for job {job.request_id} is not a status document "
+                        f"(HTTP {response.status_code}, {failures} times in a row)",
+                        provider=PROVIDER,
+                        status=response.status_code,
+                        body=response.text[:1000],
+                        admitted=True,
+                    ) from None
+                wait = backoff_seconds(failures)
+                continue
             if document.status == "COMPLETED":
                 return document
             failures = 0

@@ -449,7 +449,8 @@ def _require_trusted(url: str, ctx: CallContext) -> None:
     """The key goes only to the configured API origin or to Segmind's own hosts over https."""
     try:
         urlsplit(url).port  # noqa: B018 - urlsplit and .port raise ValueError on a malformed URL
-    except ValueError:  # found by tests/reliability fuzzing: it escaped as a bare ValueError
+        httpx.URL(url)  # and httpx refuses more (control characters): found by tests/reliability fuzzing
+    except (ValueError, httpx.InvalidURL):
         raise UnexpectedResponse(f"Segmind named an unusable job URL ({url[:100]!r})", billed="unknown") from None
     target, base = urlsplit(url), urlsplit(ctx.url("api"))
     same_origin = (target.scheme, target.hostname, target.port) == (base.scheme, base.hostname, base.port)

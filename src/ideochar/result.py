@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from ideochar._secrets import redact
+from ideochar._secrets import redact, redact_any
 from ideochar.errors import Billed
 
 __all__ = [
@@ -73,7 +73,7 @@ class GeneratedImage(_Frozen):
     seed: int | None = None
     vendor_url: str | None = Field(default=None, repr=False)
     """Where the vendor served it (expires; data URIs are not kept)."""
-    prompt: str | None = None
+    prompt: VendorText = None
     """The prompt the vendor actually used (after MagicPrompt), when it says."""
     sha256: str | None = None
 
@@ -129,7 +129,7 @@ class CharacterResult(_Frozen):
     attempts: list[Attempt] = Field(default_factory=list)
     job_id: str | None = None
     """Journal id, when a journal is in use (``ideochar jobs show``)."""
-    vendor_metadata: dict[str, object] = Field(default_factory=dict, repr=False)
+    vendor_metadata: Annotated[dict[str, object], AfterValidator(redact_any)] = Field(default_factory=dict, repr=False)
     """Vendor extras (remaining credits, timings), keyed by name; never keys."""
 
     @property

@@ -52,6 +52,7 @@ from ideochar._constants import MAX_RETRY_AFTER_SECONDS
 from ideochar.breaker import CircuitBreaker
 from ideochar.errors import (
     AllProvidersFailed,
+    GenerationFailed,
     IdeocharError,
     InvalidRequest,
     MissingCredentials,
@@ -387,6 +388,12 @@ def _may_fail_over(exc: ProviderError, policy: FailurePolicy) -> bool:
         # elsewhere would charge twice, so the caller sees this error with its vendor id instead.
         return False
     if isinstance(exc, OutcomeUnknown):
+        return policy.on_outcome_unknown == "fail_over"
+    if exc.billed == "unknown" and not isinstance(exc, GenerationFailed):
+        # The vendor may have taken the job and we could not read how it ended (an unreadable answer to
+        # the billable request or to a poll): it may have charged. Like a lost answer, the policy decides;
+        # by default the caller gets the error (with the vendor id when there is one) instead of a second
+        # charge elsewhere. A failure the vendor itself reported (GenerationFailed) may still fail over.
         return policy.on_outcome_unknown == "fail_over"
     return exc.fail_over
 

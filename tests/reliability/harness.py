@@ -12,6 +12,7 @@ The fakes are written from ``reference/`` (fal.md, vendors.md), not from the pro
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -506,6 +507,8 @@ class FuzzServer:
     limit: int = 200
     seen: list[tuple[str, httpx.Request, Outcome]] = field(default_factory=list)
     key_leaks: list[str] = field(default_factory=list)
+    echoed: bool = False
+    """True once an answer carried the key (a URL built from it then proves nothing about the client)."""
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if len(self.seen) >= self.limit:
@@ -520,13 +523,19 @@ class FuzzServer:
         else:
             result = self.draw(outcome(self.case.valid(kind, request)))
         self.seen.append((kind, request, result))
+        if result.response is not None:
+            sent = list(result.response.headers.values())
+            with contextlib.suppress(httpx.ResponseNotRead):  # a body that fails mid-way is never whole
+                sent.append(result.response.content.decode("latin-1"))
+            self.echoed = self.echoed or any(CANARY_KEY in text for text in sent)
         if result.raises is not None:
             raise result.raises
         assert result.response is not None
         return result.response
 
     def _check_key(self, request: httpx.Request) -> None:
-        carried = any(CANARY_KEY in value for value in request.headers.values()) or CANARY_KEY in str(request.url)
+        in_url = CANARY_KEY in str(request.url) and not self.echoed
+        carried = any(CANARY_KEY in value for value in request.headers.values()) or in_url
         if carried and not self.case.key_hosts(_host(request)):
             self.key_leaks.append(f"{request.method} {request.url.scheme}://{request.url.host}{request.url.path}")
 

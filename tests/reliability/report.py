@@ -286,7 +286,12 @@ Each has a deterministic test in `test_found_defects.py` (or the file named):
 - A local image whose header cannot be read (a bare signature) passed validation and was refused by the vendor
   after the call (request.py); so was a blank prompt (request.py, fixed by the lead from this suite's output).
 - Segmind and fal job URLs that `urlsplit` cannot parse escaped as ValueError, and fal's request id `../../evil`
-  escaped as a pydantic ValidationError (Segmind: fixed here; fal: fixed by its owner).
+  escaped as a pydantic ValidationError (Segmind: fixed here; fal: fixed by its owner); a Segmind job URL with a
+  control character passed `urlsplit` and then failed in httpx (`httpx.InvalidURL`; fixed in the Segmind provider).
+- A 3xx whose `Location` is `http:abc` makes httpx raise `InvalidURL` (not an `HTTPError`) while it builds the
+  redirect it will not follow: it escaped every adapter; the drivers now map it like a protocol error.
+- Vendor fields kept in a result's `vendor_metadata` (out of its repr, not out of a pickle) and an image's
+  `prompt` carried a key the vendor echoed back (result.py).
 
 ## Open
 

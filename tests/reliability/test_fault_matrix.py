@@ -81,13 +81,7 @@ OVERRIDES: dict[tuple[str, str], Expect] = {
     ("segmind", "expired"): _expect("self", why="Segmind v1 returns the image in the answer: no URL to expire"),
 }
 #: Cells that fail today because of code another helper is still writing (see the report).
-KNOWN: dict[tuple[str, str], str] = {
-    ("fal", "malformed_json"): (
-        "fal admitted and billed the job, its status answer was unreadable once, fal's adapter raised "
-        "UnexpectedResponse instead of polling again, and the router failed over to another vendor, which "
-        "billed a second time (router._may_fail_over fails over an admitted job whose billing is unknown)"
-    ),
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def expectation(vendor: str, fault: Fault) -> Expect:

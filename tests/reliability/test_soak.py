@@ -45,12 +45,6 @@ def test_the_soak_charges_no_job_twice_by_vendor_id(soak: dict[str, Any]) -> Non
 
 
 @pytest.mark.socket
-@pytest.mark.xfail(
-    strict=False,
-    reason="the router fails over after an admitted attempt whose billing is unknown (an unreadable answer to "
-    "the billable request): the first vendor may have charged (test_found_defects::"
-    "test_the_router_does_not_fail_over_after_a_possibly_billed_attempt); random, so not strict here",
-)
 def test_the_soak_makes_no_more_charges_than_jobs(soak: dict[str, Any]) -> None:
     assert soak["charges_beyond_one_per_job"] == 0
     assert soak["failovers_after_a_possible_charge"] == {}

@@ -158,7 +158,11 @@ _palettes = st.one_of(
 def _requests(draw: st.DrawFn) -> CharacterRequest:
     operation = draw(st.sampled_from(["generate", "edit", "remix"]))
     fields: dict[str, Any] = {
-        "prompt": draw(st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=40)),
+        "prompt": draw(
+            st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=40).filter(
+                str.strip  # a blank prompt is refused locally (InvalidRequest), before any form is built
+            )
+        ),
         "reference": REFERENCE,
         "speed": draw(st.sampled_from(["turbo", "default", "quality"])),
         "magic_prompt": draw(st.sampled_from(["auto", "on", "off"])),
