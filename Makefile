@@ -47,7 +47,8 @@ reliability: $(STAMP)
 	rm -rf $(RELIABILITY_RESULTS) && mkdir -p $(RELIABILITY_RESULTS)
 	IDEOCHAR_RELIABILITY=1 IDEOCHAR_RELIABILITY_RESULTS=$(CURDIR)/$(RELIABILITY_RESULTS) \
 		$(BIN)/pytest -q tests/reliability --junitxml=$(RELIABILITY_RESULTS)/junit.xml; status=$$?; \
-		cd tests && ../$(BIN)/python -m reliability.report ../$(RELIABILITY_RESULTS) ../docs/reliability.md; \
+		cd tests && IDEOCHAR_RELIABILITY=1 ../$(BIN)/python -m reliability.report ../$(RELIABILITY_RESULTS) \
+		../docs/reliability.md; \
 		exit $$status
 
 # The docs site (docs/, mkdocs.yml): refresh the generated parts (CLI reference, provider matrix), then

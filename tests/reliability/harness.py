@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from hypothesis import strategies as st
@@ -29,10 +29,10 @@ from ideochar.events import Event
 from ideochar.exchange import Send, Sleep, Step
 from ideochar.plugins import collect_providers, plugin_manager
 from ideochar.request import CharacterRequest
-from ideochar.spec import CallContext, Exchange, Provider
+from ideochar.spec import CallContext, Provider
 from reliability.strategies import PNG, Outcome, Valid, outcome
 
-T = Any
+T = TypeVar("T")
 RID = "req-5e1d7a90c4b2"
 REFERENCE_URL = "https://example.com/hero.png"
 LOCAL_REFERENCE = make_image(40, 40, "PNG", "blue")
@@ -459,7 +459,7 @@ class Watch:
     events: list[Event] = field(default_factory=list)
     admitting: list[httpx.Request] = field(default_factory=list)
 
-    def wrap(self, flow: Exchange[T]) -> Exchange[T]:
+    def wrap(self, flow: Generator[Any, Any, T]) -> Generator[Any, Any, T]:
         answer: Any = None
         failure: BaseException | None = None
         try:
@@ -467,7 +467,8 @@ class Watch:
                 try:
                     step = flow.throw(failure) if failure is not None else flow.send(answer)
                 except StopIteration as stop:
-                    return stop.value
+                    value: T = stop.value
+                    return value
                 answer, failure = None, None
                 if isinstance(step, Sleep):
                     self.sleeps.append(step.seconds)

@@ -18,6 +18,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from reliability.matrix import FAULTS
 from reliability.profile import EXAMPLES, PROFILE
 
 SUITE = "IDEOCHAR_RELIABILITY=1 .venv/bin/pytest tests/reliability"
@@ -97,11 +98,8 @@ def fault_matrix(data: dict[str, Any] | None) -> list[str]:
         by_target[target][f"{vendor}|{fault}"] = value
     for target, cells in sorted(by_target.items()):
         vendors = sorted({k.split("|")[0] for k in cells})
-        faults: list[str] = []
-        for key in cells:
-            fault = key.split("|")[1]
-            if fault not in faults:
-                faults.append(fault)
+        present = {key.split("|")[1] for key in cells}
+        faults = [fault.id for fault in FAULTS if fault.id in present]  # the order of the issue's list
         sample = next(iter(cells.values()))
         lines += [f"### Emulator {target}, deadline {sample['deadline']} s", ""]
         lines.append("| fault | expected | " + " | ".join(vendors) + " |")
@@ -201,8 +199,9 @@ def soak(data: dict[str, Any] | None) -> list[str]:
         f"{data['charges_beyond_one_per_job']} | 0 |",
         f"| failovers after a possibly billed attempt | {sum(data['failovers_after_a_possible_charge'].values())} "
         f"{data['failovers_after_a_possible_charge'] or ''} | 0 |",
-        f"| paid jobs not delivered, reported as possibly billed | {data['reported_possibly_billed']} "
-        f"({data['reported_possibly_billed_resumable']} with a vendor id to resume by) | reported |",
+        f"| failed jobs reported as possibly billed (billed yes/unknown: never resent, never hidden) | "
+        f"{data['reported_possibly_billed']} ({data['reported_possibly_billed_resumable']} with a vendor id to resume "
+        "by) | reported |",
         f"| jobs served by the second vendor | {data['failed_over']:,} | |",
         f"| RSS after warm-up → end | {data['rss_warm_mb']} MB → {data['rss_end_mb']} MB (×{data['rss_growth']}) | "
         "≤ ×1.10 |",
@@ -292,19 +291,21 @@ Each has a deterministic test in `test_found_defects.py` (or the file named):
   redirect it will not follow: it escaped every adapter; the drivers now map it like a protocol error.
 - Vendor fields kept in a result's `vendor_metadata` (out of its repr, not out of a pickle) and an image's
   `prompt` carried a key the vendor echoed back (result.py).
+- **A second charge after an admitted attempt of unknown billing.** When the answer to a billable request was
+  unreadable (Ideogram's 200 with broken JSON, fal's malformed status answer), the adapter raised
+  `UnexpectedResponse(billed="unknown")` and the router failed over to the next vendor, which charged again. Seen
+  in the fault matrix (fal, malformed status answer) and in the soak (failovers after a possibly billed attempt).
+  Fixed by the router's owner (such an attempt now follows the lost-answer policy) and in fal (a status GET whose
+  answer is unreadable is repeated). Tests: the router test at the end of `test_found_defects.py`, the matrix
+  cell `fal-malformed_json`, and the soak's "charges beyond one per job".
 
 ## Open
 
-- **A second charge after an admitted attempt of unknown billing.** When the answer to a billable request is
-  unreadable (Ideogram's 200 with broken JSON, fal's malformed status answer), the adapter raises
-  `UnexpectedResponse(billed="unknown")` and `router._may_fail_over` fails over to the next vendor, which
-  charges again. Seen in the fault matrix (fal, malformed status answer) and in the soak (the
-  "failovers after a possibly billed attempt" row). Fix belongs in router.py (treat an admitted attempt whose
-  billing is not "no" like OutcomeUnknown) and, for fal, in repeating a status GET whose answer is unreadable.
-  Tests: `test_found_defects.py::test_the_router_does_not_fail_over_after_a_possibly_billed_attempt`
-  (xfail, strict) and the matrix cell `fal-malformed_json` (xfail, strict).
-- **Paid images that cannot be recovered after a crash** (section 2, known gaps): Ideogram while downloading,
-  Segmind v1 between its answer and the save.
+- **Paid images that cannot be recovered after a crash** (section 2, known gaps, tests xfail strict): Ideogram
+  while downloading (its answer has image URLs and no job id, and the journal does not keep the URLs), Segmind
+  v1 between its answer and the save (v1 is documented as not resumable; Segmind v2 is).
+- **The window no client can close**: a process killed after the vendor admitted the job and before its answer
+  (with the id) was read. The journal shows the attempt as possibly billed; resume refuses to send it again.
 """
 
 

@@ -64,7 +64,7 @@ def rss_bytes() -> int:
         with open("/proc/self/statm") as handle:
             return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:
-        import psutil
+        import psutil  # type: ignore[import-untyped]
 
         return int(psutil.Process().memory_info().rss)
 
@@ -229,11 +229,11 @@ def account(jobs: list[Job], ledger: list[Any]) -> dict[str, Any]:
     for entry in ledger:
         if entry.voided is not None:
             continue
-        job = owner.get(entry.job_id)
-        if job is None:
+        charged = owner.get(entry.job_id)
+        if charged is None:
             unmatched[entry.vendor] += 1
         else:
-            charges[job.index].append(entry.vendor)
+            charges[charged.index].append(entry.vendor)
     total_charges = sum(len(v) for v in charges.values()) + sum(unmatched.values())
     lost = set()
     for job in jobs:

@@ -19,6 +19,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ DEADLINE = 0.5
 # -- file names ------------------------------------------------------------------------------------------
 
 
-def _malicious_fal(base: str) -> Any:
+def _malicious_fal(base: str) -> Callable[[httpx.Request], httpx.Response]:
     """A fal that names its outputs with path traversals, in every field a client might trust."""
     job = f"{base}/fal-ai/ideogram/requests/req-1"
 

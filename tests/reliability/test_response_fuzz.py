@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+from collections.abc import Generator
 from functools import cache
 from typing import Any
 
@@ -87,6 +88,7 @@ def _run_sync(case: VendorCase, draw: Any, *, through_router: bool) -> FuzzServe
     ctx = case.context(provider, request)
     watch = Watch()
     server = FuzzServer(case, draw, watch)
+    flow: Generator[Any, Any, Any]
     if through_router:
         chosen = plan(request, [provider], context_for=lambda p: ctx)
         flow = watch.wrap(route(request, chosen.candidates, policy=FailurePolicy(), job_id="job-fuzz"))
