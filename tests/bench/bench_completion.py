@@ -65,7 +65,7 @@ def main() -> None:
     import random
 
     rng = random.Random(5)
-    rounds = reps(50, 4)
+    rounds = reps(40, 4)
     import fal_client
     import fal_client.client as fal_module
 
