@@ -342,8 +342,10 @@ def _post(url: str, payload: Payload, ctx: CallContext, options: FalOptions) -> 
     if not payload.inline:
         return httpx.Request("POST", url, headers=headers, json=payload.document())
     body = payload.streamed()
-    headers["Content-Length"] = str(body.content_length)
-    return httpx.Request("POST", url, headers=headers, stream=ReaderStream(lambda: IterReader(body.iter_bytes())))
+    size = body.content_length
+    headers["Content-Length"] = str(size)
+    stream = ReaderStream(lambda: IterReader(body.iter_bytes()), size=size)
+    return httpx.Request("POST", url, headers=headers, stream=stream)
 
 
 def _require_trusted(url: str, ctx: CallContext) -> None:

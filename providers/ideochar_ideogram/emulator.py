@@ -352,7 +352,7 @@ def _read_multipart(parts: Sequence[Part], contract: _Contract, job: _Job) -> No
             try:
                 job.values[name] = json.loads(texts[0])
             except json.JSONDecodeError:
-                raise _Reject(400, f"{name} must be one JSON part (e.g. {{\"name\": \"PASTEL\"}})")
+                raise _Reject(400, f'{name} must be one JSON part (e.g. {{"name": "PASTEL"}})')
         else:
             job.values[name] = _from_text(texts[0], spec.schema, name)
 
@@ -587,9 +587,15 @@ class _IdeogramEmulator:
         width, height = _output_size(job)
         image, mask = job.one("image"), job.one("mask")
         render = functools.partial(
-            self.kit.render_file, job.images["character_reference_images"][0].data, job.prompt,
-            width=width, height=height, seed=seed, fmt="png",
-            base=image.data if image else None, mask=mask.data if mask else None,
+            self.kit.render_file,
+            job.images["character_reference_images"][0].data,
+            job.prompt,
+            width=width,
+            height=height,
+            seed=seed,
+            fmt="png",
+            base=image.data if image else None,
+            mask=mask.data if mask else None,
         )
         return await self.kit.run_blocking(render)
 

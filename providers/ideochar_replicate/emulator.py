@@ -129,7 +129,8 @@ REQUEST_SCHEMA: Mapping[str, Any] = {
         "input": INPUT_SCHEMA,
         "webhook": {"type": "string"},
         "webhook_events_filter": {
-            "type": "array", "items": {"type": "string", "enum": ["start", "output", "logs", "completed"]},
+            "type": "array",
+            "items": {"type": "string", "enum": ["start", "output", "logs", "completed"]},
         },
         "stream": {"type": "boolean"},
     },
@@ -137,7 +138,9 @@ REQUEST_SCHEMA: Mapping[str, Any] = {
 
 #: USD per prediction (one image) by ``rendering_speed`` [I: eachlabs reseller price = Ideogram's list price].
 PRICE_PER_IMAGE_USD: Mapping[str, Decimal] = {
-    "Turbo": Decimal("0.10"), "Default": Decimal("0.15"), "Quality": Decimal("0.20"),
+    "Turbo": Decimal("0.10"),
+    "Default": Decimal("0.15"),
+    "Quality": Decimal("0.20"),
 }
 #: Share of ``model_seconds`` a prediction spends ``starting`` before it ``processing`` [I].
 QUEUE_SHARE = 0.2
@@ -239,8 +242,9 @@ def _validate(value: Any, schema: Mapping[str, Any], where: str, found: list[_In
             if name in properties:
                 _validate(item, properties[name], name if where == "(root)" else f"{where}.{name}", found)
             else:
-                found.append(_Invalid("additional_property_not_allowed", where,
-                                      f"Additional property {name} is not allowed"))
+                found.append(
+                    _Invalid("additional_property_not_allowed", where, f"Additional property {name} is not allowed")
+                )
 
 
 def _invalid(found: list[_Invalid]) -> _Problem:
@@ -316,8 +320,10 @@ class _Prediction:
 
     def state(self, now: float) -> tuple[str, float | None]:
         """(status, completed_at) at time ``now``."""
-        cut = min(self.canceled_at if self.canceled_at is not None else math.inf,
-                  self.deadline if self.deadline is not None else math.inf)
+        cut = min(
+            self.canceled_at if self.canceled_at is not None else math.inf,
+            self.deadline if self.deadline is not None else math.inf,
+        )
         if cut < self.done_at and cut <= now:
             aborted = cut == self.deadline and cut < self.start_at and self.canceled_at != cut
             return ("aborted" if aborted else "canceled"), cut
@@ -547,7 +553,8 @@ class _ReplicateEmulator:
         found: list[_Invalid] = []
         images = {
             name: self._read_image(given[name], name, notes, found)
-            for name in ("character_reference_image", "image", "mask") if name in given
+            for name in ("character_reference_image", "image", "mask")
+            if name in given
         }
         if ("image" in given) != ("mask" in given):
             found.append(_Invalid("dependency", "input", "image and mask must be given together (inpainting)"))
@@ -577,8 +584,11 @@ class _ReplicateEmulator:
         self.predictions[prediction.id] = prediction
         base = images.get("image")
         self.kit.admit(
-            prediction.id, operation="edit" if "image" in given else "generate", images=1,
-            cost_usd=PRICE_PER_IMAGE_USD[speed], rendering_speed=speed,
+            prediction.id,
+            operation="edit" if "image" in given else "generate",
+            images=1,
+            cost_usd=PRICE_PER_IMAGE_USD[speed],
+            rendering_speed=speed,
         )
         if prediction.deadline is not None and prediction.deadline < prediction.start_at:
             self.kit.void(prediction.id, "aborted: its Cancel-After deadline passes before it can start")
@@ -587,8 +597,15 @@ class _ReplicateEmulator:
         elif prediction.ends_at() == prediction.done_at and not math.isinf(prediction.done_at):
             width, height = _output_size(given, base)
             render = functools.partial(
-                self.kit.render_file, images.get("character_reference_image") or b"", given["prompt"],
-                width=width, height=height, seed=prediction.seed, fmt="png", base=base, mask=images.get("mask"),
+                self.kit.render_file,
+                images.get("character_reference_image") or b"",
+                given["prompt"],
+                width=width,
+                height=height,
+                seed=prediction.seed,
+                fmt="png",
+                base=base,
+                mask=images.get("mask"),
             )
             prediction.render = asyncio.ensure_future(self.kit.run_blocking(render))
             prediction.render.add_done_callback(_consume)
@@ -612,8 +629,9 @@ class _ReplicateEmulator:
         served = self.kit.lookup(value)
         if served is not None:
             return served
-        notes.append(f"emulator: {name} URL was not fetched (the emulator reads only its own files); "
-                     "rendered without it")
+        notes.append(
+            f"emulator: {name} URL was not fetched (the emulator reads only its own files); rendered without it"
+        )
         return None
 
     async def _hold(self, prediction: _Prediction, wait_seconds: int) -> bool:
@@ -736,8 +754,9 @@ class _ReplicateEmulator:
         name = filename or "file"
         if len(name.encode("utf-8")) > 255:
             raise _Problem(400, "Bad Request", "filename must be at most 255 bytes")
-        return _File(_new_id(), owner, content.data, content_type or "application/octet-stream", name, metadata,
-                     self.clock())
+        return _File(
+            _new_id(), owner, content.data, content_type or "application/octet-stream", name, metadata, self.clock()
+        )
 
     def _file_json(self, upload: _File, request: Request) -> dict[str, Any]:
         created = datetime.fromtimestamp(upload.created_at, timezone.utc)

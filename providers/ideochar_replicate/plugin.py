@@ -20,4 +20,4 @@ def ideochar_register_providers(register: Callable[[Any], None]) -> None:
 def ideochar_register_emulator(register: Callable[[str, Any, Mapping[str, str]], None]) -> None:
     from ideochar_replicate.emulator import routes
 
-    register("replicate", routes, {'api': '/replicate'})
+    register("replicate", routes, {"api": "/replicate"})

@@ -37,6 +37,9 @@ DOWNLOAD_ATTEMPTS = 4
 # Enough to recognise JPEG/PNG/WebP and, for PNG and most JPEGs, read the pixel size.
 SNIFF_BYTES = 64 * 1024
 READ_CHUNK_BYTES = 64 * 1024
+# A request body at most this large is read on the event loop: a worker thread's round trip costs more
+# than reading a few chunks from a local file. Larger bodies read each chunk in a thread.
+INLINE_READ_BYTES = 256 * 1024
 
 # Backoff for requests that are safe to repeat (polls, downloads): jittered exponential, capped.
 INITIAL_RETRY_DELAY_SECONDS = 0.25
@@ -46,4 +49,8 @@ MAX_RETRY_AFTER_SECONDS = 60.0
 
 # Status polling starts fast (a finished job is noticed quickly) and backs off (a long queue is not hammered).
 POLL_INITIAL_SECONDS = 0.05
+# When a flow is done with an event stream, the async driver reads the stream's end for this long so its
+# connection goes back to the pool instead of being closed (fal closes its status stream right after
+# COMPLETED [D]); a stream still open after that is closed as before.
+STREAM_DRAIN_SECONDS = 0.05
 POLL_MAX_SECONDS = 2.0

@@ -695,11 +695,12 @@ class AsyncClient(_Base):
 
                 transport = ASGITransport(app=create_app(self.plugin_manager))
                 self._emulator_root = "http://emulator.invalid"
-            self._http = httpx.AsyncClient(
-                transport=transport,
-                follow_redirects=False,
-                limits=httpx.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=64),
-            )
+            limits = httpx.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=64)
+            if transport is None:  # httpx's pool slows down with many connections: see ideochar._pool
+                from ideochar._pool import ShardedAsyncTransport
+
+                transport = ShardedAsyncTransport(limits=limits)
+            self._http = httpx.AsyncClient(transport=transport, follow_redirects=False, limits=limits)
         return self._http
 
     def _emulator_url(self) -> str:
@@ -769,7 +770,8 @@ class AsyncClient(_Base):
                 outcomes[index] = exc
                 return
             outcomes[index] = result
-            await anyio.to_thread.run_sync(self._keep, job_id, label, result)
+            if self.journal is not None:  # a thread hop per job costs, even with nothing to write
+                await anyio.to_thread.run_sync(self._keep, job_id, label, result)
 
         if len(parts) == 1:
             await call(0, parts[0])

@@ -99,8 +99,10 @@ def embed(text: str, table: str) -> str:
 
 def matrix_block(providers: list[Provider]) -> str:
     """The table and the inferred-facts list, as embedded between the markers."""
-    return provider_matrix(providers) + "\n\nInferred facts (unverified against the live vendor):\n\n" + provider_notes(
-        providers
+    return (
+        provider_matrix(providers)
+        + "\n\nInferred facts (unverified against the live vendor):\n\n"
+        + provider_notes(providers)
     )
 
 

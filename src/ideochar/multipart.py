@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -118,8 +119,9 @@ class MultipartBody:
     def content_type(self) -> str:
         return f"multipart/form-data; boundary={self.boundary}"
 
-    @property
+    @functools.cached_property
     def length(self) -> int:
+        """The exact byte count, worked out once: the Content-Length header and the stream both need it."""
         encoder, readers = self._encoder()
         try:
             return int(encoder.len)
@@ -133,7 +135,7 @@ class MultipartBody:
     def stream(self) -> ReaderStream:
         from ideochar.exchange import ReaderStream
 
-        return ReaderStream(self.open)
+        return ReaderStream(self.open, size=self.length)
 
     def iter_bytes(self, chunk_size: int = READ_CHUNK_BYTES) -> Iterator[bytes]:
         reader = self.open()

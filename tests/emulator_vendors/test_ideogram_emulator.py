@@ -46,11 +46,15 @@ def ref_files(reference: bytes = REF, *extra: tuple[str, tuple[str | None, bytes
 
 
 async def post(
-    client: httpx.AsyncClient, path: str, data: dict[str, Any], files: Files | None = None,
+    client: httpx.AsyncClient,
+    path: str,
+    data: dict[str, Any],
+    files: Files | None = None,
     headers: dict[str, str] | None = None,
 ) -> httpx.Response:
-    return await client.post(path, data=data, files=ref_files() if files is None else files,
-                             headers=KEY if headers is None else headers)
+    return await client.post(
+        path, data=data, files=ref_files() if files is None else files, headers=KEY if headers is None else headers
+    )
 
 
 def assert_error(response: httpx.Response, status: int, *words: str) -> None:
@@ -67,10 +71,19 @@ def assert_error(response: httpx.Response, status: int, *words: str) -> None:
 async def test_generate_returns_num_images_served_images_and_bills_each(
     client: httpx.AsyncClient, emu: Emulated
 ) -> None:
-    response = await post(client, GENERATE, {
-        "prompt": "a knight in a library", "rendering_speed": "QUALITY", "num_images": "2", "seed": "41",
-        "aspect_ratio": "16x9", "style_type": "REALISTIC", "magic_prompt": "OFF",
-    })
+    response = await post(
+        client,
+        GENERATE,
+        {
+            "prompt": "a knight in a library",
+            "rendering_speed": "QUALITY",
+            "num_images": "2",
+            "seed": "41",
+            "aspect_ratio": "16x9",
+            "style_type": "REALISTIC",
+            "magic_prompt": "OFF",
+        },
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert set(body) == {"created", "data"}
@@ -116,8 +129,12 @@ async def test_generate_defaults_to_one_square_image_at_default_price(client: ht
 async def test_edit_and_inpaint_keep_the_input_size(client: httpx.AsyncClient, emu: Emulated, path: str) -> None:
     image = image_bytes(96, 80, "JPEG", "green")
     mask = image_bytes(96, 80, "PNG", 0, mode="L")
-    response = await post(client, path, {"prompt": "add a hat", "rendering_speed": "TURBO"}, files=ref_files(
-        REF, ("image", ("scene.jpg", image, "image/jpeg")), ("mask", ("mask.png", mask, "image/png"))))
+    response = await post(
+        client,
+        path,
+        {"prompt": "add a hat", "rendering_speed": "TURBO"},
+        files=ref_files(REF, ("image", ("scene.jpg", image, "image/jpeg")), ("mask", ("mask.png", mask, "image/png"))),
+    )
     assert response.status_code == 200, response.text
     [item] = response.json()["data"]
     assert item["resolution"] == "96x80"
@@ -127,8 +144,12 @@ async def test_edit_and_inpaint_keep_the_input_size(client: httpx.AsyncClient, e
 
 async def test_remix_takes_image_weight_and_crops_to_the_aspect_ratio(client: httpx.AsyncClient, emu: Emulated) -> None:
     files = ref_files(REF, ("image", ("scene.webp", image_bytes(64, 64, "WEBP"), "image/webp")))
-    response = await post(client, REMIX, {"prompt": "as a watercolour", "image_weight": "35", "aspect_ratio": "1x2",
-                                          "negative_prompt": "blur"}, files=files)
+    response = await post(
+        client,
+        REMIX,
+        {"prompt": "as a watercolour", "image_weight": "35", "aspect_ratio": "1x2", "negative_prompt": "blur"},
+        files=files,
+    )
     assert response.status_code == 200, response.text
     width, height = (int(n) for n in response.json()["data"][0]["resolution"].split("x"))
     assert abs(width / height - 0.5) < 0.02
@@ -137,26 +158,39 @@ async def test_remix_takes_image_weight_and_crops_to_the_aspect_ratio(client: ht
 
 async def test_palette_as_one_json_part_and_repeated_style_codes_are_accepted(client: httpx.AsyncClient) -> None:
     palette = json.dumps({"members": [{"color_hex": "#FFAA00", "color_weight": 0.6}, {"color_hex": "#123"}]})
-    response = await post(client, GENERATE, {"prompt": "x", "style_codes": ["AAFF5733", "0133ff57"]},
-                          files=ref_files(REF, ("color_palette", (None, palette, "application/json"))))
+    response = await post(
+        client,
+        GENERATE,
+        {"prompt": "x", "style_codes": ["AAFF5733", "0133ff57"]},
+        files=ref_files(REF, ("color_palette", (None, palette, "application/json"))),
+    )
     assert response.status_code == 200, response.text
-    preset = await post(client, GENERATE, {"prompt": "x"},
-                        files=ref_files(REF, ("color_palette", (None, '{"name": "PASTEL"}', "application/json"))))
+    preset = await post(
+        client,
+        GENERATE,
+        {"prompt": "x"},
+        files=ref_files(REF, ("color_palette", (None, '{"name": "PASTEL"}', "application/json"))),
+    )
     assert preset.status_code == 200, preset.text
 
 
 async def test_a_matching_grayscale_reference_mask_is_accepted(client: httpx.AsyncClient) -> None:
     mask = image_bytes(48, 64, "PNG", 255, mode="L")
-    response = await post(client, GENERATE, {"prompt": "x"},
-                          files=ref_files(REF, ("character_reference_images_mask", ("m.png", mask, "image/png"))))
+    response = await post(
+        client,
+        GENERATE,
+        {"prompt": "x"},
+        files=ref_files(REF, ("character_reference_images_mask", ("m.png", mask, "image/png"))),
+    )
     assert response.status_code == 200, response.text
 
 
 # -- authentication and content type -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("headers", [{}, {"Api-Key": ""}, {"Api-Key": "invalid-key"},
-                                     {"Authorization": "Bearer org-one-key"}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"Api-Key": ""}, {"Api-Key": "invalid-key"}, {"Authorization": "Bearer org-one-key"}]
+)
 async def test_bad_or_missing_api_key_is_401(client: httpx.AsyncClient, emu: Emulated, headers: dict[str, str]) -> None:
     assert_error(await post(client, GENERATE, {"prompt": "x"}, headers=headers), 401, "Not authorized")
     assert emu.ledger() == []
@@ -191,18 +225,32 @@ async def test_json_generate_checks_types_strictly(client: httpx.AsyncClient) ->
 # -- the contract from the OpenAPI document -------------------------------------------------------
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("aspect_ratio", "16:9"), ("aspect_ratio", "7x5"), ("rendering_speed", "turbo"), ("rendering_speed", "Turbo"),
-    ("magic_prompt", "on"), ("style_type", "Realistic"), ("resolution", "1000x1000"),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("aspect_ratio", "16:9"),
+        ("aspect_ratio", "7x5"),
+        ("rendering_speed", "turbo"),
+        ("rendering_speed", "Turbo"),
+        ("magic_prompt", "on"),
+        ("style_type", "Realistic"),
+        ("resolution", "1000x1000"),
+    ],
+)
 async def test_enum_values_must_match_the_spec_exactly(client: httpx.AsyncClient, field: str, value: str) -> None:
     assert_error(await post(client, GENERATE, {"prompt": "x", field: value}), 400, field, "must be one of")
 
 
-@pytest.mark.parametrize(("field", "value", "words"), [
-    ("num_images", "9", "<= 8"), ("num_images", "0", ">= 1"), ("num_images", "2.0", "integer"),
-    ("seed", "-1", ">= 0"), ("seed", "2147483648", "<= 2147483647"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("num_images", "9", "<= 8"),
+        ("num_images", "0", ">= 1"),
+        ("num_images", "2.0", "integer"),
+        ("seed", "-1", ">= 0"),
+        ("seed", "2147483648", "<= 2147483647"),
+    ],
+)
 async def test_numbers_are_typed_and_ranged_by_the_spec(
     client: httpx.AsyncClient, field: str, value: str, words: str
 ) -> None:
@@ -229,13 +277,17 @@ async def test_a_text_field_sent_twice_is_refused(client: httpx.AsyncClient) -> 
 
 
 @pytest.mark.parametrize("path", [EDIT, INPAINT])
-@pytest.mark.parametrize(("field", "value"), [("negative_prompt", "blur"), ("aspect_ratio", "1x1"),
-                                              ("resolution", "1024x1024")])
+@pytest.mark.parametrize(
+    ("field", "value"), [("negative_prompt", "blur"), ("aspect_ratio", "1x1"), ("resolution", "1024x1024")]
+)
 async def test_edit_takes_no_negative_prompt_or_size(
     client: httpx.AsyncClient, path: str, field: str, value: str
 ) -> None:
-    files = ref_files(REF, ("image", ("i.png", REF, "image/png")),
-                      ("mask", ("m.png", image_bytes(48, 64, "PNG", 0, mode="L"), "image/png")))
+    files = ref_files(
+        REF,
+        ("image", ("i.png", REF, "image/png")),
+        ("mask", ("m.png", image_bytes(48, 64, "PNG", 0, mode="L"), "image/png")),
+    )
     assert_error(await post(client, path, {"prompt": "x", field: value}, files=files), 400, field)
 
 
@@ -309,8 +361,11 @@ async def test_reference_mask_in_colour_is_refused(client: httpx.AsyncClient) ->
 
 
 async def test_edit_mask_of_another_size_is_refused(client: httpx.AsyncClient, emu: Emulated) -> None:
-    files = ref_files(REF, ("image", ("i.png", image_bytes(96, 80), "image/png")),
-                      ("mask", ("m.png", image_bytes(80, 96, "PNG", 0, mode="L"), "image/png")))
+    files = ref_files(
+        REF,
+        ("image", ("i.png", image_bytes(96, 80), "image/png")),
+        ("mask", ("m.png", image_bytes(80, 96, "PNG", 0, mode="L"), "image/png")),
+    )
     assert_error(await post(client, EDIT, {"prompt": "x"}, files=files), 400, "same size")
     assert emu.ledger() == []
 
@@ -322,15 +377,18 @@ async def test_flash_is_refused_with_a_character_reference(client: httpx.AsyncCl
 # -- color palette and style codes ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("palette", "words"), [
-    ('{"name": "PASTEL", "members": [{"color_hex": "#FFFFFF"}]}', "exactly one"),
-    ('{"name": "pastel"}', "exactly one"),
-    ('{"members": [{"color_hex": "#FFFFFF", "color_weight": 0.01}]}', "exactly one"),
-    ('{"members": []}', "exactly one"),
-    (json.dumps({"members": [{"color_hex": "#FFFFFF"}] * 9}), "exactly one"),
-    ('{"members": [{"color_hex": "white"}]}', "exactly one"),
-    ("not json", "one JSON part"),
-])
+@pytest.mark.parametrize(
+    ("palette", "words"),
+    [
+        ('{"name": "PASTEL", "members": [{"color_hex": "#FFFFFF"}]}', "exactly one"),
+        ('{"name": "pastel"}', "exactly one"),
+        ('{"members": [{"color_hex": "#FFFFFF", "color_weight": 0.01}]}', "exactly one"),
+        ('{"members": []}', "exactly one"),
+        (json.dumps({"members": [{"color_hex": "#FFFFFF"}] * 9}), "exactly one"),
+        ('{"members": [{"color_hex": "white"}]}', "exactly one"),
+        ("not json", "one JSON part"),
+    ],
+)
 async def test_color_palette_is_a_preset_name_xor_weighted_members(
     client: httpx.AsyncClient, palette: str, words: str
 ) -> None:
@@ -373,8 +431,9 @@ async def test_unsafe_prompt_is_a_422_and_not_billed(client: httpx.AsyncClient, 
 
 
 async def test_withheld_image_has_no_url_and_is_billed(client: httpx.AsyncClient, emu: Emulated) -> None:
-    response = await post(client, GENERATE, {"prompt": f"a cat {MARKER_WITHHOLD}", "num_images": "3",
-                                             "rendering_speed": "TURBO"})
+    response = await post(
+        client, GENERATE, {"prompt": f"a cat {MARKER_WITHHOLD}", "num_images": "3", "rendering_speed": "TURBO"}
+    )
     assert response.status_code == 200
     data = response.json()["data"]
     assert [(d["is_image_safe"], d["url"] is None) for d in data] == [(False, True), (True, False), (True, False)]
@@ -420,8 +479,11 @@ async def test_rate_limit_fault_keeps_retry_after(client: httpx.AsyncClient, emu
 
 async def test_faults_are_chosen_by_route_name(client: httpx.AsyncClient, emu: Emulated) -> None:
     emu.faults({"route": "inpaint", "kind": "status", "status": 503})
-    files = ref_files(REF, ("image", ("i.png", REF, "image/png")),
-                      ("mask", ("m.png", image_bytes(48, 64, "PNG", 0, mode="L"), "image/png")))
+    files = ref_files(
+        REF,
+        ("image", ("i.png", REF, "image/png")),
+        ("mask", ("m.png", image_bytes(48, 64, "PNG", 0, mode="L"), "image/png")),
+    )
     assert (await post(client, EDIT, {"prompt": "x"}, files=files)).status_code == 200
     assert (await post(client, INPAINT, {"prompt": "x"}, files=files)).status_code == 503
 
@@ -453,8 +515,12 @@ async def test_dropped_connection_after_admission_is_billed_but_unanswered(
 async def test_a_request_without_a_host_header_is_refused(client: httpx.AsyncClient, emu: Emulated) -> None:
     # httpx adds no Host header to a Request built from a raw stream; an HTTP/1.1 server refuses it.
     form = httpx.Request("POST", "http://emulator.test" + GENERATE, data={"prompt": "x"}, files=ref_files())
-    raw = httpx.Request("POST", form.url, headers={**KEY, "Content-Type": form.headers["Content-Type"]},
-                        stream=httpx.ByteStream(form.read()))
+    raw = httpx.Request(
+        "POST",
+        form.url,
+        headers={**KEY, "Content-Type": form.headers["Content-Type"]},
+        stream=httpx.ByteStream(form.read()),
+    )
     assert "host" not in raw.headers
     assert_error(await client.send(raw), 400, "Host")
     assert emu.ledger() == []

@@ -65,9 +65,7 @@ async def timed(timed_emu: Emulated) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-async def create(
-    client: httpx.AsyncClient, headers: dict[str, str] | None = None, /, **input: Any
-) -> httpx.Response:
+async def create(client: httpx.AsyncClient, headers: dict[str, str] | None = None, /, **input: Any) -> httpx.Response:
     body = {"input": {"prompt": "a knight", "character_reference_image": REF_URI, **input}}
     return await client.post(CREATE, json=body, headers={**AUTH, **(headers or {})})
 
@@ -280,22 +278,34 @@ async def test_image_and_mask_go_together(client: httpx.AsyncClient, emu: Emulat
 # -- validation -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("input", "field", "words"), [
-    ({"rendering_speed": "turbo"}, "input.rendering_speed", '"Default", "Turbo", "Quality"'),
-    ({"rendering_speed": "TURBO"}, "input.rendering_speed", "must be one of"),
-    ({"style_type": "REALISTIC"}, "input.style_type", "must be one of"),
-    ({"magic_prompt_option": "on"}, "input.magic_prompt_option", "must be one of"),
-    ({"aspect_ratio": "16x9"}, "input.aspect_ratio", "must be one of"),
-    ({"resolution": "1000x1000"}, "input.resolution", "must be one of"),
-    ({"seed": 2147483648}, "input.seed", "less than or equal to 2147483647"),
-    ({"seed": "7"}, "input.seed", "Expected: integer, given: string"),
-    ({"magic_prompt": "On"}, "input", "Additional property magic_prompt is not allowed"),
-    ({"character_reference_image": "me.png"}, "input.character_reference_image", "format 'uri'"),
-    ({"character_reference_image": "data:image/png;base64," + base64.b64encode(REF[: len(REF) // 2]).decode()},
-     "input.character_reference_image", "JPEG, PNG or WebP"),
-    ({"character_reference_image": "data:image/gif;base64,"
-      + base64.b64encode(image_bytes(4, 4, "GIF")).decode()}, "input.character_reference_image", "JPEG, PNG or WebP"),
-])
+@pytest.mark.parametrize(
+    ("input", "field", "words"),
+    [
+        ({"rendering_speed": "turbo"}, "input.rendering_speed", '"Default", "Turbo", "Quality"'),
+        ({"rendering_speed": "TURBO"}, "input.rendering_speed", "must be one of"),
+        ({"style_type": "REALISTIC"}, "input.style_type", "must be one of"),
+        ({"magic_prompt_option": "on"}, "input.magic_prompt_option", "must be one of"),
+        ({"aspect_ratio": "16x9"}, "input.aspect_ratio", "must be one of"),
+        ({"resolution": "1000x1000"}, "input.resolution", "must be one of"),
+        ({"seed": 2147483648}, "input.seed", "less than or equal to 2147483647"),
+        ({"seed": "7"}, "input.seed", "Expected: integer, given: string"),
+        ({"magic_prompt": "On"}, "input", "Additional property magic_prompt is not allowed"),
+        ({"character_reference_image": "me.png"}, "input.character_reference_image", "format 'uri'"),
+        (
+            {"character_reference_image": "data:image/png;base64," + base64.b64encode(REF[: len(REF) // 2]).decode()},
+            "input.character_reference_image",
+            "JPEG, PNG or WebP",
+        ),
+        (
+            {
+                "character_reference_image": "data:image/gif;base64,"
+                + base64.b64encode(image_bytes(4, 4, "GIF")).decode()
+            },
+            "input.character_reference_image",
+            "JPEG, PNG or WebP",
+        ),
+    ],
+)
 async def test_invalid_input_is_a_422_naming_the_field(
     client: httpx.AsyncClient, emu: Emulated, input: dict[str, Any], field: str, words: str
 ) -> None:
@@ -326,16 +336,25 @@ async def test_non_json_content_type_is_refused(client: httpx.AsyncClient) -> No
 
 
 async def test_other_models_are_not_found(client: httpx.AsyncClient) -> None:
-    response = await client.post("/replicate/v1/models/black-forest-labs/flux-schnell/predictions",
-                                 json={"input": {"prompt": "x"}}, headers=AUTH)
+    response = await client.post(
+        "/replicate/v1/models/black-forest-labs/flux-schnell/predictions", json={"input": {"prompt": "x"}}, headers=AUTH
+    )
     assert_problem(response, 404)
 
 
 # -- auth and ownership ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("headers", [{}, {"Api-Key": "r8_x"}, {"Authorization": "Bearer invalid-token"},
-                                     {"Authorization": "r8_account_one"}, {"Authorization": "Key r8_x"}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Api-Key": "r8_x"},
+        {"Authorization": "Bearer invalid-token"},
+        {"Authorization": "r8_account_one"},
+        {"Authorization": "Key r8_x"},
+    ],
+)
 async def test_missing_or_bad_token_is_401(client: httpx.AsyncClient, emu: Emulated, headers: dict[str, str]) -> None:
     body = {"input": {"prompt": "x", "character_reference_image": REF_URI}}
     problem = assert_problem(await client.post(CREATE, json=body, headers=headers), 401, "authentication token")
@@ -398,8 +417,12 @@ async def test_dropped_create_is_billed_and_unanswered(client: httpx.AsyncClient
 
 
 async def test_a_request_without_a_host_header_is_refused(client: httpx.AsyncClient, emu: Emulated) -> None:
-    raw = httpx.Request("POST", "http://emulator.test" + CREATE, stream=httpx.ByteStream(b'{"input": {}}'),
-                        headers={**AUTH, "Content-Type": "application/json"})
+    raw = httpx.Request(
+        "POST",
+        "http://emulator.test" + CREATE,
+        stream=httpx.ByteStream(b'{"input": {}}'),
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
     assert "host" not in raw.headers
     assert_problem(await client.send(raw), 400, "Host")
     assert emu.ledger() == []

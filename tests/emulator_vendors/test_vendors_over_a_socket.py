@@ -34,9 +34,12 @@ def http(server: BackgroundServer) -> Iterator[httpx.Client]:
 
 def test_ideogram_generate_and_its_image_over_a_socket(server: BackgroundServer, http: httpx.Client) -> None:
     api = server.base_urls()["ideogram"]["api"]
-    response = http.post(f"{api}/v1/ideogram-v3/generate", headers={"Api-Key": "org-key"},
-                         data={"prompt": "a knight", "resolution": "832x1248"},
-                         files={"character_reference_images": ("me.png", REF, "image/png")})
+    response = http.post(
+        f"{api}/v1/ideogram-v3/generate",
+        headers={"Api-Key": "org-key"},
+        data={"prompt": "a knight", "resolution": "832x1248"},
+        files={"character_reference_images": ("me.png", REF, "image/png")},
+    )
     assert response.status_code == 200, response.text
     [item] = response.json()["data"]
     assert pixel_size(http.get(item["url"]).content) == (832, 1248)
@@ -49,18 +52,28 @@ def test_ideogram_dropped_connection_is_a_broken_connection_on_a_socket(
     server.state.set_profile({"ideogram": [{"route": "generate", "kind": "drop_after_admit", "times": 1}]})
     api = server.base_urls()["ideogram"]["api"]
     with pytest.raises(httpx.TransportError):
-        http.post(f"{api}/v1/ideogram-v3/generate", headers={"Api-Key": "org-key"}, data={"prompt": "a knight"},
-                  files={"character_reference_images": ("me.png", REF, "image/png")})
+        http.post(
+            f"{api}/v1/ideogram-v3/generate",
+            headers={"Api-Key": "org-key"},
+            data={"prompt": "a knight"},
+            files={"character_reference_images": ("me.png", REF, "image/png")},
+        )
     assert server.state.ledger.count("ideogram") == 1
 
 
 def test_replicate_prefer_wait_and_polling_over_a_socket(server: BackgroundServer, http: httpx.Client) -> None:
     api = server.base_urls()["replicate"]["api"]
     auth = {"Authorization": "Bearer r8_socket"}
-    body = {"input": {"prompt": "a knight", "aspect_ratio": "3:2",
-                      "character_reference_image": "data:image/png;base64," + base64.b64encode(REF).decode()}}
-    done = http.post(f"{api}/v1/models/ideogram-ai/ideogram-character/predictions", json=body,
-                     headers={**auth, "Prefer": "wait=5"})
+    body = {
+        "input": {
+            "prompt": "a knight",
+            "aspect_ratio": "3:2",
+            "character_reference_image": "data:image/png;base64," + base64.b64encode(REF).decode(),
+        }
+    }
+    done = http.post(
+        f"{api}/v1/models/ideogram-ai/ideogram-character/predictions", json=body, headers={**auth, "Prefer": "wait=5"}
+    )
     assert done.status_code == 201 and done.json()["status"] == "succeeded"
     polled = http.get(done.json()["urls"]["get"], headers=auth).json()
     assert polled["output"] == done.json()["output"]

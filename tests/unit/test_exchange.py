@@ -11,6 +11,7 @@ import pytest
 
 from conftest import make_image
 from ideochar import InvalidRequest, OutcomeUnknown, ProviderUnavailable, UnexpectedResponse
+from ideochar._constants import INLINE_READ_BYTES
 from ideochar.events import Event
 from ideochar.exchange import (
     NextEvent,
@@ -258,3 +259,104 @@ def test_image_complete_spots_truncation() -> None:
         data = make_image(30, 30, fmt)
         assert image_complete(data), fmt
         assert not image_complete(data[: len(data) // 2]), fmt
+
+
+class _EndlessEvents(httpx.AsyncByteStream):
+    """An event stream that sends one event and then stays open, as a server that never closes it."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def __aiter__(self) -> Any:
+        import anyio
+
+        yield b'data: {"status": "COMPLETED"}\n\n'
+        await anyio.sleep(3600)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def test_async_driver_closes_a_stream_left_open_after_a_short_grace() -> None:
+    """The flow moved on; the stream does not end by itself: it is closed, and the job is not held up."""
+    import anyio
+
+    endless = _EndlessEvents()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/stream":
+            return httpx.Response(200, stream=endless, headers={"content-type": "text/event-stream"})
+        return httpx.Response(200, json={"ok": True})
+
+    def flow() -> Generator[Any, Any, Any]:
+        response = yield Send(httpx.Request("GET", "https://v.test/stream"), stream=True)
+        event = yield NextEvent(response)
+        assert event is not None and event.json() == {"status": "COMPLETED"}
+        return (yield Send(httpx.Request("GET", "https://v.test/result"))).json()
+
+    async def main() -> Any:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+            return await adrive(flow(), http)
+
+    started = time.monotonic()
+    assert anyio.run(main) == {"ok": True}
+    assert endless.closed
+    assert time.monotonic() - started < 1.0
+
+
+def test_async_driver_reads_an_ending_stream_to_its_end() -> None:
+    """A stream that ends after the event the flow wanted is read to its end, not cut off."""
+    import anyio
+
+    read_to_end: list[bool] = []
+
+    class Ending(httpx.AsyncByteStream):
+        async def __aiter__(self) -> Any:
+            yield b'data: {"status": "COMPLETED"}\n\n'
+            await anyio.sleep(0.005)  # the end comes a moment later, in its own packet
+            yield b": the end\n\n"
+            read_to_end.append(True)
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/stream":
+            return httpx.Response(200, stream=Ending(), headers={"content-type": "text/event-stream"})
+        return httpx.Response(204)
+
+    def flow() -> Generator[Any, Any, int]:
+        response = yield Send(httpx.Request("GET", "https://v.test/stream"), stream=True)
+        yield NextEvent(response)
+        return (yield Send(httpx.Request("GET", "https://v.test/next"))).status_code
+
+    async def main() -> Any:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+            return await adrive(flow(), http)
+
+    assert anyio.run(main) == 204
+    assert read_to_end == [True]
+
+
+@pytest.mark.parametrize(("size", "hops"), [(1000, False), (INLINE_READ_BYTES + 1, True)])
+def test_async_reader_stream_uses_threads_for_large_bodies_only(
+    monkeypatch: pytest.MonkeyPatch, size: int, hops: bool
+) -> None:
+    import io
+
+    import anyio
+    import anyio.to_thread
+
+    calls: list[object] = []
+    real = anyio.to_thread.run_sync
+
+    async def counting(func: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(func)
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
+    payload = bytes(range(256)) * (size // 256 + 1)
+    stream = ReaderStream(lambda: io.BytesIO(payload), chunk_size=64 * 1024, size=len(payload))
+
+    async def main() -> bytes:
+        return b"".join([chunk async for chunk in stream])
+
+    assert anyio.run(main) == payload
+    assert bool(calls) is hops
