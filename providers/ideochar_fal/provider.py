@@ -42,7 +42,7 @@ from ideochar.errors import (
     UnexpectedResponse,
 )
 from ideochar.events import Event
-from ideochar.exchange import NextEvent, ReaderStream, Send, ServerSentEvent, Sleep, download_image
+from ideochar.exchange import ChunkReader, NextEvent, ReaderStream, Send, ServerSentEvent, Sleep, download_image
 from ideochar.request import CharacterRequest, OperationName, Speed
 from ideochar.result import GeneratedImage, ImageFailure
 from ideochar.retry import backoff_seconds
@@ -56,7 +56,6 @@ from ideochar_fal.wire import (
     HEADER_REQUEST_ID,
     HEADER_REQUEST_TIMEOUT,
     HEADER_RUNNER_HINT,
-    IterReader,
     Output,
     QueueStatus,
     ResumeState,
@@ -344,7 +343,7 @@ def _post(url: str, payload: Payload, ctx: CallContext, options: FalOptions) -> 
     body = payload.streamed()
     size = body.content_length
     headers["Content-Length"] = str(size)
-    stream = ReaderStream(lambda: IterReader(body.iter_bytes()), size=size)
+    stream = ReaderStream(lambda: ChunkReader(body.iter_bytes()), size=size)
     return httpx.Request("POST", url, headers=headers, stream=stream)
 
 

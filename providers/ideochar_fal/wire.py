@@ -49,7 +49,6 @@ __all__ = [
     "GenerateInput",
     "ImageSize",
     "InlineImagesBody",
-    "IterReader",
     "Output",
     "PaletteMemberWire",
     "QueueStatus",
@@ -294,29 +293,3 @@ class InlineImagesBody:
     def render(self) -> bytes:
         """The whole body at once: for tests and small payloads only."""
         return b"".join(self.iter_bytes())
-
-
-class IterReader:
-    """A file-like ``read()`` over an iterator of chunks, for :class:`~ideochar.exchange.ReaderStream`."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-
-    def read(self, size: int = -1, /) -> bytes:
-        """The next chunks joined up to about ``size`` bytes (all when negative); ``b""`` at the end.
-
-        Joining the small pieces (JSON text, a data URI's prefix) saves the async driver a thread hop each.
-        """
-        pieces: list[bytes] = []
-        held = 0
-        for chunk in self._chunks:
-            pieces.append(chunk)
-            held += len(chunk)
-            if 0 <= size <= held:
-                break
-        return b"".join(pieces)
-
-    def close(self) -> None:
-        close = getattr(self._chunks, "close", None)
-        if callable(close):
-            close()

@@ -11,10 +11,10 @@ Facts and their sources are in ``reference/vendors.md`` §1. In short:
 * Image fields stay :class:`~ideochar.media.ImageInput` in :class:`CharacterInput` until encoding, so the
   choice between a URL string and a file part is made in one place (:meth:`CharacterInput.needs_multipart`).
 
-The multipart body is produced by ``requests_toolbelt``'s ``MultipartEncoder`` (imported only when a
-multipart request is built: it imports ``requests``) over readers that open the file on first read and
-hand it over in chunks, so a 10 MB reference is never held whole, and the body's exact length is known
-before anything is read (``Content-Length`` comes from file sizes, not from the bytes).
+The multipart body is :class:`ideochar.multipart.MultipartBody` (httpx's encoder) over readers that open
+the file on first read and hand it over in chunks, so a 10 MB reference is never held whole, and the
+body's exact length is known before anything is read (``Content-Length`` comes from file sizes, not from
+the bytes).
 """
 
 from __future__ import annotations

@@ -184,6 +184,7 @@ class _Base:
         self._on_event = on_event
         self._emulator = emulator
         self._emulator_root: str | None = emulator if isinstance(emulator, str) else None
+        self._emulated: tuple[str, dict[str, dict[str, str]]] | None = None
         self._pm = plugin_manager
         self._environ = environ
         self._providers: dict[str, Provider] | None = None
@@ -290,9 +291,12 @@ class _Base:
         return secret
 
     def _emulated_urls(self) -> dict[str, dict[str, str]]:
-        from ideochar.emulator.registry import emulated_base_urls
+        root = self._emulator_url()
+        if self._emulated is None or self._emulated[0] != root:  # asking every plugin costs, once per job
+            from ideochar.emulator.registry import emulated_base_urls
 
-        return emulated_base_urls(self.plugin_manager, self._emulator_url())
+            self._emulated = (root, emulated_base_urls(self.plugin_manager, root))
+        return self._emulated[1]
 
     def _emulator_url(self) -> str:
         raise NotImplementedError

@@ -25,9 +25,8 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import hashlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -58,6 +57,7 @@ from ideochar.retry import backoff_seconds
 from ideochar.spec import Exchange
 
 __all__ = [
+    "ChunkReader",
     "NextEvent",
     "ReaderStream",
     "Send",
@@ -148,6 +148,34 @@ class ReaderStream(httpx.SyncByteStream, httpx.AsyncByteStream):
                 yield chunk
         finally:
             _close(reader)
+
+
+class ChunkReader:
+    """A file-like ``read()`` over an iterator of chunks, for :class:`ReaderStream`.
+
+    Each read joins the next chunks up to about the size asked: the small pieces of a body (JSON
+    text, a data URI's prefix, a multipart part's headers) would otherwise cost the async driver a
+    thread hop each. ``closing`` are closed with the reader (the files a body opened).
+    """
+
+    def __init__(self, chunks: Iterator[bytes], *, closing: Sequence[Any] = ()) -> None:
+        self._chunks = chunks
+        self._closing = closing
+
+    def read(self, size: int = -1, /) -> bytes:
+        pieces: list[bytes] = []
+        held = 0
+        for chunk in self._chunks:
+            pieces.append(chunk)
+            held += len(chunk)
+            if 0 <= size <= held:
+                break
+        return b"".join(pieces)
+
+    def close(self) -> None:
+        _close(self._chunks)
+        for item in self._closing:
+            _close(item)
 
 
 def _close(reader: object) -> None:
@@ -530,7 +558,6 @@ def image_from_bytes(
         seed=seed,
         vendor_url=vendor_url,
         prompt=prompt,
-        sha256=hashlib.sha256(data).hexdigest(),
     )
 
 

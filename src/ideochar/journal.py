@@ -253,7 +253,6 @@ class OutputRecord:
             width=self.width,
             height=self.height,
             seed=self.seed,
-            sha256=self.sha256,
         )
 
 

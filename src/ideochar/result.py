@@ -7,12 +7,14 @@ the way, with whether it billed, so a caller can always answer "what did this co
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field
 
 from ideochar._secrets import redact, redact_any
 from ideochar.errors import Billed
@@ -75,7 +77,16 @@ class GeneratedImage(_Frozen):
     """Where the vendor served it (expires; data URIs are not kept)."""
     prompt: VendorText = None
     """The prompt the vendor actually used (after MagicPrompt), when it says."""
-    sha256: str | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @cached_property
+    def sha256(self) -> str:
+        """Hex digest of the bytes, worked out when first read (the journal, sidecars and events read it).
+
+        Hashing a 300 KB image takes longer than the rest of handling the answer; a caller who never
+        looks at the digest does not pay for it.
+        """
+        return hashlib.sha256(self.data).hexdigest()
 
     @property
     def extension(self) -> str:

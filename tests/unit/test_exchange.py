@@ -14,6 +14,7 @@ from ideochar import InvalidRequest, OutcomeUnknown, ProviderUnavailable, Unexpe
 from ideochar._constants import INLINE_READ_BYTES
 from ideochar.events import Event
 from ideochar.exchange import (
+    ChunkReader,
     NextEvent,
     ReaderStream,
     Send,
@@ -23,6 +24,7 @@ from ideochar.exchange import (
     drive,
     fetch_input,
     image_complete,
+    image_from_bytes,
     read_json,
 )
 from ideochar.media import ImageInput
@@ -360,3 +362,37 @@ def test_async_reader_stream_uses_threads_for_large_bodies_only(
 
     assert anyio.run(main) == payload
     assert bool(calls) is hops
+
+
+def test_chunk_reader_joins_small_pieces_up_to_the_size_asked() -> None:
+    """The JSON text and a data URI's prefix are tiny: each read joins them so a thread hop carries more."""
+    closed: list[bool] = []
+
+    class Handle:
+        def close(self) -> None:
+            closed.append(True)
+
+    reader = ChunkReader(iter([b"a", b"", b"bc", b"def", b"g"]), closing=[Handle()])
+    assert [reader.read(3), reader.read(3), reader.read(3), reader.read(3)] == [b"abc", b"def", b"g", b""]
+    assert ChunkReader(iter([b"x", b"yz"])).read() == b"xyz"
+    reader.close()
+    assert closed == [True]
+
+
+def test_an_image_is_hashed_only_when_its_digest_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    import ideochar.result
+
+    hashed: list[int] = []
+    real = hashlib.sha256
+
+    def counting(data: bytes = b"") -> Any:
+        hashed.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(ideochar.result.hashlib, "sha256", counting)
+    image = image_from_bytes(PNG)
+    assert hashed == []
+    assert image.sha256 == real(PNG).hexdigest() == image.model_dump()["sha256"]
+    assert hashed == [len(PNG)]  # once, then remembered

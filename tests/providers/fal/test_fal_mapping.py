@@ -277,12 +277,3 @@ def test_credentials_come_from_fal_key_or_the_id_and_secret_pair() -> None:
 def test_quote_prices_per_image_and_flags_the_price_as_inferred() -> None:
     quote = FalProvider().quote(CharacterRequest(prompt="p", reference=REF_URL, num_images=3, speed="turbo"))
     assert quote.supported and quote.total_usd == Decimal("0.30") and quote.price_inferred and quote.calls == 1
-
-
-def test_body_reader_joins_small_pieces_up_to_the_size_asked() -> None:
-    """The JSON text and a data URI's prefix are tiny: each read joins them so a thread hop carries more."""
-    from ideochar_fal.wire import IterReader
-
-    reader = IterReader(iter([b"a", b"", b"bc", b"def", b"g"]))
-    assert [reader.read(3), reader.read(3), reader.read(3), reader.read(3)] == [b"abc", b"def", b"g", b""]
-    assert IterReader(iter([b"x", b"yz"])).read() == b"xyz"
