@@ -530,13 +530,13 @@ def image_complete(data: bytes) -> bool:
     return False
 
 
-def _image_size(data: bytes) -> tuple[int | None, int | None]:
+def _image_size(data: bytes, fmt: str) -> tuple[int | None, int | None]:
     import io
 
     from PIL import Image  # deferred: only needed once an image has arrived
 
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data), formats=[fmt.upper()]) as img:
             return int(img.width), int(img.height)
     except Exception:
         return None, None
@@ -549,7 +549,7 @@ def image_from_bytes(
     fmt = sniff_format(data[:16])
     if fmt is None:
         raise UnexpectedResponse(f"the image is not JPEG, PNG or WebP (starts {data[:8]!r})", billed="yes")
-    width, height = _image_size(data)
+    width, height = _image_size(data, fmt)
     return GeneratedImage(
         data=data,
         content_type=CONTENT_TYPES[fmt],

@@ -208,10 +208,21 @@ class ImageInput:
             return None
         from PIL import Image, UnidentifiedImageError  # deferred: Pillow is only needed here
 
+        # Pillow told which format to expect, and first given the bytes already read: the header is
+        # nearly always in them, and opening the file again costs more than parsing it.
+        formats = [self.format.upper()] if self.format else None
+        broken = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
+        whole = self.size is not None and len(self.head) >= self.size
         try:
-            with self.open() as handle, Image.open(handle) as img:
+            with Image.open(io.BytesIO(self.head), formats=formats) as img:
                 return (int(img.width), int(img.height))
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        except broken as exc:
+            if whole:
+                raise InvalidRequest(f"the {self.format} image cannot be read: {exc}") from None
+        try:  # a header larger than the first bytes (big metadata): read the file itself
+            with self.open() as handle, Image.open(handle, formats=formats) as img:
+                return (int(img.width), int(img.height))
+        except broken as exc:
             raise InvalidRequest(f"the {self.format} image cannot be read: {exc}") from None
 
     @property

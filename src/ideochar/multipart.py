@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 __all__ = ["FilePart", "MultipartBody", "Part", "TextPart"]
 
+#: The request httpx encodes a body for is never sent; its URL is parsed once.
+_NOWHERE = httpx.URL("http://multipart.invalid/")
+
 
 @dataclass(frozen=True)
 class TextPart:
@@ -160,9 +163,7 @@ class MultipartBody:
                 files.append((part.name, (part.filename or part.image.filename, reader, part.image.content_type)))
             else:  # no file name: a plain form field (with its own type when it has one, as JSON)
                 files.append((part.name, (None, part.value.encode(), part.content_type)))
-        request = httpx.Request(
-            "POST", "http://multipart.invalid/", files=files, headers={"Content-Type": self.content_type}
-        )
+        request = httpx.Request("POST", _NOWHERE, files=files, headers={"Content-Type": self.content_type})
         if "Content-Length" not in request.headers:  # httpx could not size a part: never send chunked
             raise AssertionError("the multipart body has no length")
         return request, readers

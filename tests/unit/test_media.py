@@ -86,3 +86,37 @@ def test_equality_is_by_content() -> None:
 def test_describe_never_contains_the_bytes() -> None:
     text = ImageInput.of(make_image()).describe()
     assert "sha256:" in text and len(text) < 100
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_dimensions_behind_more_metadata_than_the_first_bytes_hold(tmp_path: Path, fmt: str) -> None:
+    """The size is read from the first bytes when it is there, else from the file: never wrong, never refused."""
+    import io
+    import os
+
+    from PIL import Image, PngImagePlugin
+
+    from ideochar._constants import SNIFF_BYTES
+
+    noise = os.urandom(SNIFF_BYTES).hex()  # metadata larger than the bytes read to sniff the format
+    buffer = io.BytesIO()
+    if fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_text("comment", noise)
+        Image.new("RGB", (37, 23)).save(buffer, fmt, pnginfo=info)
+    else:
+        Image.new("RGB", (37, 23)).save(buffer, fmt, icc_profile=os.urandom(2 * SNIFF_BYTES))
+    path = tmp_path / f"face.{fmt.lower()}"
+    path.write_bytes(buffer.getvalue())
+    with pytest.raises(Exception):  # the first bytes alone do not hold the size
+        _ = Image.open(io.BytesIO(buffer.getvalue()[:SNIFF_BYTES])).size
+    assert ImageInput.of(path).dimensions == (37, 23)
+    assert ImageInput.of(buffer.getvalue()).dimensions == (37, 23)
+
+
+def test_a_broken_header_is_refused_by_name(tmp_path: Path) -> None:
+    data = make_image(20, 10)
+    path = tmp_path / "face.png"
+    path.write_bytes(data[:40])  # the signature and a cut IHDR
+    with pytest.raises(InvalidRequest, match="cannot be read"):
+        _ = ImageInput.of(path).dimensions
