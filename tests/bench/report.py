@@ -267,7 +267,11 @@ def _concurrency(page: Page, r: Result) -> None:
         f"process) holds each job for {r['model_seconds']:g} s of model time and pushes its completion on the "
         "status stream. Each arm runs in a fresh client process; peak RSS is that process's high-water mark "
         "during the run. *raw httpx* makes the same four requests per job by hand with the same connection "
-        "limits; *no model time* shows the fastest an httpx client gets through these jobs here. The emulator's "
+        "limits in one `httpx.AsyncClient`, whose single pool re-examines every connection on each request and, "
+        "under load, closes idle connections instead of reusing them; ideochar's `AsyncClient` spreads its "
+        "connections over many small pools (`ideochar._pool`) and reads each finished status stream to its end, "
+        "so one connection serves a job's four requests. *no model time* shows the fastest one httpx pool gets "
+        "through these jobs here. The emulator's "
         "own limit is its CPU time during the ideochar run: the least wall time it needs to serve those "
         f"requests. Target: all succeed, wall time < 1.5 x {r['model_seconds']:g} s + emulator CPU "
         f"= {_f(bound, 2)} s, peak RSS ≤ {r['target']['peak_rss_mb']} MB. "
@@ -297,9 +301,9 @@ def _concurrency(page: Page, r: Result) -> None:
             f"its process used {_f(client_cpu, 1)} s of CPU for {_f(wall, 1)} s of wall time, while the emulator "
             f"used {_f(limit, 1)} s; raw httpx making the same requests takes "
             f"{_f(med('raw httpx', 'wall_seconds'), 1)} s ({_f(med('raw httpx', 'client_cpu_seconds'), 1)} s CPU). "
-            "The profile shows httpx's async stack (httpcore's connection pool, which scans every connection on "
-            "each request and release, with about a thousand connections open; anyio's per-request machinery) "
-            "as most of the client's time: a limit of the HTTP client at this concurrency on one core."
+            "The profile (linked above) shows where the client's time goes; with the connection pools split, "
+            "most of it is httpx's async stack itself (anyio's cancel scopes and checkpoints, h11), a per-request "
+            "cost of the HTTP client on one core."
         )
 
 
