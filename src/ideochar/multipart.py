@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import httpx
 
-from ideochar._constants import READ_CHUNK_BYTES
+from ideochar._constants import INLINE_READ_BYTES, READ_CHUNK_BYTES
 from ideochar.errors import InvalidRequest
 from ideochar.media import ImageInput
 
@@ -61,6 +61,15 @@ class FilePart:
 
 
 Part = TextPart | FilePart
+
+
+def _small_file(image: ImageInput) -> bytes:
+    """A small image's bytes, checked against the size recorded when it was validated."""
+    data = image.read()
+    if len(data) != image.size:
+        change = "longer" if len(data) > (image.size or 0) else "shorter"
+        raise InvalidRequest(f"{image.describe()} became {change} since it was checked")
+    return data
 
 
 class _ImageReader:
@@ -158,9 +167,13 @@ class MultipartBody:
         readers: list[_ImageReader] = []
         for part in self.parts:
             if isinstance(part, FilePart):
-                reader = _ImageReader(part.image)
-                readers.append(reader)
-                files.append((part.name, (part.filename or part.image.filename, reader, part.image.content_type)))
+                content: bytes | _ImageReader
+                if part.image.size is not None and part.image.size <= INLINE_READ_BYTES:
+                    content = _small_file(part.image)  # read at once: cheaper than streaming it in pieces
+                else:
+                    content = _ImageReader(part.image)
+                    readers.append(content)
+                files.append((part.name, (part.filename or part.image.filename, content, part.image.content_type)))
             else:  # no file name: a plain form field (with its own type when it has one, as JSON)
                 files.append((part.name, (None, part.value.encode(), part.content_type)))
         request = httpx.Request("POST", _NOWHERE, files=files, headers={"Content-Type": self.content_type})

@@ -15,7 +15,8 @@ the images written and fsynced), reported on its own line.
 The client process's CPU time per call (``time.process_time``: the emulator's work is in another
 process) is recorded too: a steadier view of each client's own work than wall time on a busy machine.
 
-A pyinstrument profile of the ideochar calls is saved to ``docs/benchmarks/overhead-profile.txt``.
+Pyinstrument profiles of the ideochar calls are saved to ``docs/benchmarks/overhead-profile.txt`` (fal)
+and ``docs/benchmarks/overhead-segmind-profile.txt``.
 """
 
 from __future__ import annotations
@@ -126,6 +127,10 @@ def main() -> None:
         (PLOTS / "overhead-profile.txt").write_text(
             "# pyinstrument: ideochar fal generate against the emulator (loopback), repeated\n"
             + _profile(fal, reference)
+        )
+        (PLOTS / "overhead-segmind-profile.txt").write_text(
+            "# pyinstrument: ideochar Segmind generate (v1, multipart) against the emulator (loopback), repeated\n"
+            + _profile(segmind, reference)
         )
         for client in (fal, segmind, fal_j, segmind_j):
             client.close()

@@ -143,7 +143,8 @@ def _overhead(page: Page, r: Result) -> None:
             over,
         )
         + _overhead_extra(page, r)
-        + "\n\nProfile of the ideochar calls: [benchmarks/overhead-profile.txt](benchmarks/overhead-profile.txt).\n"
+        + "\n\nProfiles of the ideochar calls: fal [benchmarks/overhead-profile.txt](benchmarks/overhead-profile.txt), "
+        "Segmind [benchmarks/overhead-segmind-profile.txt](benchmarks/overhead-segmind-profile.txt).\n"
     )
     if worst > target:
         cpu = r.get("cpu_summary", {})

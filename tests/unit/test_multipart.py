@@ -40,12 +40,29 @@ def test_parts_round_trip_with_the_declared_length(tmp_path: Path) -> None:
     ]
 
 
-def test_a_file_that_changes_size_after_checking_is_refused(tmp_path: Path) -> None:
+def test_a_small_file_is_read_whole_and_checked_against_its_recorded_size(tmp_path: Path) -> None:
     path = tmp_path / "face.png"
-    path.write_bytes(make_image())
+    original = make_image()
+    path.write_bytes(original)
+    image = ImageInput.of(path)
+    _ = image.size
+    body = MultipartBody([FilePart("image", image)])
+    length = body.length  # the bytes are read here: what is sent is what was sized
+    path.write_bytes(make_image(200, 200))
+    sent = b"".join(body.iter_bytes())
+    assert len(sent) == length and original in sent
+    with pytest.raises(InvalidRequest, match="longer since it was checked"):
+        _ = MultipartBody([FilePart("image", image)]).length  # changed before the body was built
+
+
+def test_a_large_file_that_changes_size_while_streamed_is_refused(tmp_path: Path) -> None:
+    from ideochar._constants import INLINE_READ_BYTES
+
+    path = tmp_path / "face.png"
+    path.write_bytes(make_image() + b"\0" * INLINE_READ_BYTES)  # over the size read at once: streamed
     body = MultipartBody([FilePart("image", ImageInput.of(path))])
     length = body.length
-    path.write_bytes(make_image(200, 200))
+    path.write_bytes(path.read_bytes() + b"\0" * 1000)
     with pytest.raises(InvalidRequest, match="longer"):
         b"".join(body.iter_bytes())
     assert length < path.stat().st_size
