@@ -3,7 +3,8 @@
 Figure 2 measures Segmind's overhead over raw httpx; Segmind v1 is one request, so the whole job's
 local work lands on it. This script shows that work's parts. The vendor is an ``httpx.MockTransport``
 answering at once with a 1024x1024 JPEG, so only the client's own work is timed; each step is timed
-by wrapping the function that does it (the wrappers add a little to every row). Run on demand::
+by wrapping the function that does it (the wrappers add a little to every row). ``bench_overhead.py``
+puts its figures in the report (figure 2); on its own::
 
     .venv/bin/python tests/bench/segmind_breakdown.py [calls]
 """
@@ -37,8 +38,8 @@ def _jpeg() -> bytes:
     return buffer.getvalue()
 
 
-def main() -> None:
-    calls = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+def measure(calls: int = 2000) -> dict[str, Any]:
+    """Microseconds per call: ``ideochar`` and ``raw`` in all, ``steps`` of ideochar's, ``raw_send``."""
     jpeg = _jpeg()
 
     def vendor(request: httpx.Request) -> httpx.Response:
@@ -88,11 +89,23 @@ def main() -> None:
             segmind_generate(http, ROOT, reference, PROMPT)
         raw = (time.perf_counter() - start) / calls
         raw_send = spent["HTTP exchange (httpx send, body streamed)"] / calls
-    print(f"ideochar Segmind generate: {ours * 1e6:7.0f} us per call (raw httpx: {raw * 1e6:.0f} us)")
-    for label, seconds in sorted(steps.items(), key=lambda item: -item[1]):
-        print(f"  {label:45s} {seconds / calls * 1e6:7.0f} us")
-    print(f"  {'the rest: routing, events, result records':45s} {(ours - sum(steps.values()) / calls) * 1e6:7.0f} us")
-    print(f"raw httpx: {raw_send * 1e6:.0f} us in send, {(raw - raw_send) * 1e6:.0f} us building the body")
+    rest = ours - sum(steps.values()) / calls
+    return {
+        "calls": calls,
+        "ideochar": ours * 1e6,
+        "raw": raw * 1e6,
+        "raw_send": raw_send * 1e6,
+        "steps": {label: seconds / calls * 1e6 for label, seconds in steps.items()}
+        | {"the rest: routing, events, result records": rest * 1e6},
+    }
+
+
+def main() -> None:
+    found = measure(int(sys.argv[1]) if len(sys.argv) > 1 else 2000)
+    print(f"ideochar Segmind generate: {found['ideochar']:7.0f} us per call (raw httpx: {found['raw']:.0f} us)")
+    for label, micros in sorted(found["steps"].items(), key=lambda item: -item[1]):
+        print(f"  {label:45s} {micros:7.0f} us")
+    print(f"raw httpx: {found['raw_send']:.0f} us in send, {found['raw'] - found['raw_send']:.0f} us building the body")
 
 
 if __name__ == "__main__":
