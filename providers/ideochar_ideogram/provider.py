@@ -12,8 +12,10 @@ Why it is built this way:
 * The POST is the only request that can bill, it is synchronous (the answer holds the images) and
   Ideogram has no idempotency key: it is sent once (``admits=True``), with a long read timeout
   (:data:`GENERATE_TIMEOUT_SECONDS`); a lost answer is OutcomeUnknown, never a second generation.
-* The v1 routes return no job id, so there is no ``submitted`` event and nothing to resume: a job
-  is either answered or unknown.
+* The routes return no job id, so a request in flight cannot be found again: a lost answer is
+  unknown. The answer itself is kept: its image URLs go into a ``submitted`` event (journaled before
+  the first download), so a process killed while downloading is resumed by downloading them again
+  (:meth:`IdeogramProvider.resume`), within the links' lifetime, and nothing is sent twice.
 * Everything that can be checked before the POST is: a URL input is fetched first (http(s) only,
   size-capped, redirects bounded, bytes sniffed) and then held to the rules that need its pixels
   (the reference mask has the reference's size, the edit mask the image's). A failure there is
@@ -39,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ideochar._constants import MAX_REFERENCE_BYTES
 from ideochar.errors import ContentFiltered, InvalidRequest, ProviderError, UnexpectedResponse
+from ideochar.events import Event
 from ideochar.exchange import Send, download_image, fetch_input
 from ideochar.media import ImageInput
 from ideochar.request import CharacterRequest, Speed
@@ -118,7 +121,8 @@ INFO = ProviderInfo(
     max_images_per_call=8,
     # Per organisation, each image of a request counts (developer.ideogram.ai rate limits).
     max_images_in_flight=10,
-    can_resume=False,
+    # A job whose answer arrived: its image URLs are journaled before the downloads (module docstring).
+    can_resume=True,
     options_model=IdeogramOptions,
     docs_url="https://developer.ideogram.ai/api-reference/api-reference/generate-v3",
     inferred={
@@ -158,7 +162,23 @@ class IdeogramProvider(Provider):
         if response.status_code != 200:
             raise error_from_response(response)
         answer = _parse_answer(response)
+        # Journaled before the first download: the paid images can be fetched again after a crash.
+        yield Event("submitted", status="completed", resume=_resume_state(answer, request.num_images))
         return (yield from _collect(answer, num_images=request.num_images))
+
+    def resume(self, state: Mapping[str, Any], ctx: CallContext) -> Exchange[ProviderOutput]:
+        """Download the images of an answer that arrived before the process stopped; sends no POST."""
+        try:
+            answer = GenerationResponse.model_validate(state.get("answer"))
+            num_images = int(state.get("num_images") or len(answer.data))
+        except (ValidationError, TypeError, ValueError):
+            raise UnexpectedResponse(
+                "the journaled Ideogram answer cannot be read; its images cannot be fetched again",
+                provider=PROVIDER,
+                billed="yes",
+                admitted=True,
+            ) from None
+        return (yield from _collect(answer, num_images=num_images))
 
     def _options(self, request: CharacterRequest, ctx: CallContext) -> IdeogramOptions:
         """The context's options (client defaults) overlaid by the request's ``extra["ideogram"]``."""
@@ -169,6 +189,11 @@ class IdeogramProvider(Provider):
 
 
 # -- steps (pure, or sub-exchanges used with `yield from`) ---------------------------------------------
+
+
+def _resume_state(answer: GenerationResponse, num_images: int) -> dict[str, Any]:
+    """What a resume needs: the answer as Ideogram gave it (signed image URLs, seeds, prompts)."""
+    return {"mode": "answer", "answer": answer.model_dump(mode="json", exclude_none=True), "num_images": num_images}
 
 
 def _check_fetched(images: Mapping[str, ImageInput]) -> None:

@@ -206,8 +206,12 @@ class AttemptRecord:
 
     @property
     def resumable(self) -> bool:
-        """Open, with a vendor id and resume data: it can be picked up without sending it again."""
-        return self.open and bool(self.vendor_request_id) and self.resume is not None
+        """Open, with resume data: it can be picked up without sending it again.
+
+        The data is usually keyed by the vendor's job id; Ideogram has none, and its data is the answer
+        itself (the image URLs to download again).
+        """
+        return self.open and self.resume is not None
 
     @property
     def spent_usd(self) -> Decimal:

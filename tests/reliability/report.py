@@ -301,9 +301,10 @@ Each has a deterministic test in `test_found_defects.py` (or the file named):
 
 ## Open
 
-- **Paid images that cannot be recovered after a crash** (section 2, known gaps, tests xfail strict): Ideogram
-  while downloading (its answer has image URLs and no job id, and the journal does not keep the URLs), Segmind
-  v1 between its answer and the save (v1 is documented as not resumable; Segmind v2 is).
+- **Paid images that cannot be recovered after a crash** (section 2, known gaps, tests xfail strict): Segmind
+  v1 between its answer and the save (v1 is documented as not resumable; Segmind v2 is). The Ideogram gap found
+  here (killed while downloading: its answer has image URLs and no job id) is closed: the answer is journaled
+  before the downloads and a resume fetches the images again.
 - **The window no client can close**: a process killed after the vendor admitted the job and before its answer
   (with the id) was read. The journal shows the attempt as possibly billed; resume refuses to send it again.
 """

@@ -56,8 +56,6 @@ MODES: dict[str, tuple[str, dict[str, Any]]] = {
 #: be found again by any client. The resume must report it, not resend it.
 UNRECOVERABLE = "submit_answered"
 GAPS: dict[tuple[str, str], str] = {
-    ("ideogram", "while_downloading"): "Ideogram answers with image URLs and no job id; the journal does not keep "
-    "the URLs, so a crash while downloading loses the paid images (they could be fetched again for a while)",
     ("segmind-v1", "after_submit"): "Segmind v1 gives its request id only with the image; the journal keeps no "
     "image until it is saved, so a crash between the answer and the save loses it (v1 is documented as not "
     "resumable; v2 is)",

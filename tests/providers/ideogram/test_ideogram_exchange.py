@@ -96,8 +96,10 @@ def test_images_are_downloaded_at_once_with_their_seed_and_prompt(driver: Driver
         "GET /api/images/ephemeral/xtdZiqPwRxqY1Y7NExFmzB.png",
         "GET /api/images/ephemeral/second.png",
     ]
-    # The v1 API gives no job id: no submitted event, nothing to resume.
-    assert not [e for e in events if e.kind == "submitted"]
+    # No job id; the answer itself is journaled (before the first download) so a crash loses no image.
+    [submitted] = [e for e in events if e.kind == "submitted"]
+    assert submitted.vendor_request_id is None and submitted.resume is not None
+    assert [i["url"] for i in submitted.resume["answer"]["data"]] == [IMAGE_URL, URL_2]
     assert output.vendor_request_id is None
     assert output.metadata["images"][0] == {
         "index": 0, "seed": 11, "resolution": "1312x736", "is_image_safe": True, "style_type": "AUTO"
@@ -410,3 +412,31 @@ def test_unknown_extra_options_are_refused_before_sending() -> None:
         run("drive", exchange_flow(_request(extra={"ideogram": {"style_type": "GENERAL"}})), fake)
     assert caught.value.field == "extra.ideogram.style_type"
     assert fake.seen == []
+
+
+def test_resume_downloads_the_journaled_answer_without_posting_again(driver: Driver) -> None:
+    """Killed while downloading: the images come from the answer's URLs; the paid POST is not sent again."""
+    answer = generation(
+        image_object(IMAGE_URL, seed=11, prompt="magic one"), image_object(URL_2, seed=22, is_image_safe=False)
+    )
+    fake = FakeIdeogram(answer=answer, images={IMAGE_URL: make_image(131, 73), URL_2: make_image(131, 73)})
+    events: list[Event] = []
+    run(driver, exchange_flow(_request(num_images=2)), fake, events)
+    [submitted] = [e for e in events if e.kind == "submitted"]
+    fake.seen.clear()
+    provider = IdeogramProvider()
+    output = run(driver, provider.resume(submitted.resume or {}, context()), fake)
+    assert [f"{r.method} {r.url.path}" for r in fake.seen] == ["GET /api/images/ephemeral/xtdZiqPwRxqY1Y7NExFmzB.png"]
+    assert [(i.seed, i.prompt) for i in output.images] == [(11, "magic one")]
+    assert [(f.index, f.billed) for f in output.failures] == [(1, "yes")]  # still withheld, still billed
+
+
+def test_an_unreadable_journaled_answer_is_reported_as_billed() -> None:
+    from ideochar.exchange import drive
+
+    with (
+        httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(500))) as http,
+        pytest.raises(UnexpectedResponse, match="cannot be read") as caught,
+    ):
+        drive(IdeogramProvider().resume({"mode": "answer", "answer": {"data": []}}, context()), http)
+    assert caught.value.billed == "yes"
