@@ -535,10 +535,11 @@ class Client(_Base):
     @property
     def http(self) -> httpx.Client:
         if self._http is None:
+            from ideochar._pool import ShardedTransport  # httpx's pool slows down with many connections
+
+            limits = httpx.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=64)
             self._http = httpx.Client(
-                follow_redirects=False,
-                limits=httpx.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=64),
-                trust_env=True,
+                transport=ShardedTransport(limits=limits), follow_redirects=False, limits=limits, trust_env=True
             )
         return self._http
 

@@ -103,3 +103,46 @@ def test_a_fal_job_reuses_its_connection_after_the_status_stream(
 
     anyio.run(main)
     assert len(connections_made) == 1
+
+
+@pytest.fixture
+def sync_connections_made(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every connection any blocking pool opens, by origin."""
+    made: list[str] = []
+    real = httpcore.ConnectionPool.create_connection
+
+    def counting(self: httpcore.ConnectionPool, origin: httpcore.Origin) -> Any:
+        made.append(str(origin))
+        return real(self, origin)
+
+    monkeypatch.setattr(httpcore.ConnectionPool, "create_connection", counting)
+    return made
+
+
+def test_the_blocking_twin_reuses_one_connection_and_gives_slots_back_across_threads(
+    emulator: Emulator, sync_connections_made: list[str]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ideochar._pool import ShardedTransport
+
+    transport = ShardedTransport(limits=httpx.Limits(max_connections=16))
+    with httpx.Client(transport=transport) as http:
+        for _ in range(4):
+            http.get(emulator.url + HEALTH).raise_for_status()
+        assert len(sync_connections_made) == 1
+        held = [http.send(http.build_request("GET", emulator.url + HEALTH), stream=True) for _ in range(3)]
+        assert sorted(transport.in_flight, reverse=True)[:3] == [1, 1, 1]  # a crowd spreads out
+        for response in held:
+            response.read()
+            response.close()
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(lambda _: http.get(emulator.url + HEALTH).status_code, range(64)))
+        assert statuses == [200] * 64
+        assert transport.in_flight == (0,) * 8
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        with pytest.raises(httpx.ConnectError):
+            http.get(f"http://127.0.0.1:{port}/")
+        assert transport.in_flight == (0,) * 8
