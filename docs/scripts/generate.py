@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import itertools
 import re
 import sys
 from collections.abc import Iterator
@@ -113,27 +112,12 @@ def exit_codes() -> str:
 
 
 def _attribute_docstrings(model: type) -> dict[str, str]:
-    """``{field: docstring}`` from the string literal under each annotated field of ``model``'s source."""
-    import ast
-    import inspect
-    import textwrap
+    """``{field: docstring}`` for ``model`` and the classes it inherits from (the nearest wins)."""
+    from ideochar.request import attribute_docstrings
 
     found: dict[str, str] = {}
     for klass in reversed(model.__mro__):
-        try:
-            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
-        except (OSError, TypeError, SyntaxError):
-            continue
-        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
-        for node, after in itertools.pairwise(body):
-            if (
-                isinstance(node, ast.AnnAssign)
-                and isinstance(node.target, ast.Name)
-                and isinstance(after, ast.Expr)
-                and isinstance(after.value, ast.Constant)
-                and isinstance(after.value.value, str)
-            ):
-                found[node.target.id] = inspect.cleandoc(after.value.value)
+        found.update(attribute_docstrings(klass))
     return found
 
 

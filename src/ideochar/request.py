@@ -187,12 +187,10 @@ def _as_invalid_request() -> Iterator[None]:
         _depth.reset(token)
 
 
-def _docstring_descriptions(schema: dict[str, Any], model: type[BaseModel]) -> None:
-    """Give the JSON schema each field's attribute docstring as its description.
+def attribute_docstrings(klass: type) -> dict[str, str]:
+    """``{field: docstring}`` from the string literal under each annotated field in ``klass``'s own source.
 
-    pydantic's ``use_attribute_docstrings`` reads every model's source when the class is created; on
-    Python < 3.13 that scans every loaded module and cost ``import ideochar`` ~30 ms. The schema is the
-    only consumer of the descriptions, so they are read here, when a schema is generated.
+    Empty when there is no source (a frozen app, the REPL). Shared with the docs generator.
     """
     import ast
     import inspect
@@ -200,21 +198,32 @@ def _docstring_descriptions(schema: dict[str, Any], model: type[BaseModel]) -> N
     import textwrap
 
     try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(model)))
-    except (OSError, TypeError, SyntaxError):  # no source (frozen app, REPL): no descriptions
-        return
+        tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+    except (OSError, TypeError, SyntaxError):
+        return {}
     body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    return {
+        node.target.id: inspect.cleandoc(after.value.value)
+        for node, after in itertools.pairwise(body)
+        if isinstance(node, ast.AnnAssign)
+        and isinstance(node.target, ast.Name)
+        and isinstance(after, ast.Expr)
+        and isinstance(after.value, ast.Constant)
+        and isinstance(after.value.value, str)
+    }
+
+
+def _docstring_descriptions(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """Give the JSON schema each field's attribute docstring as its description.
+
+    pydantic's ``use_attribute_docstrings`` reads every model's source when the class is created; on
+    Python < 3.13 that scans every loaded module and cost ``import ideochar`` ~30 ms. The schema is the
+    only consumer of the descriptions, so they are read here, when a schema is generated.
+    """
     properties = schema.get("properties", {})
-    for node, after in itertools.pairwise(body):
-        if (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(node.target, ast.Name)
-            and isinstance(after, ast.Expr)
-            and isinstance(after.value, ast.Constant)
-            and isinstance(after.value.value, str)
-            and node.target.id in properties
-        ):
-            properties[node.target.id].setdefault("description", inspect.cleandoc(after.value.value))
+    for name, text in attribute_docstrings(model).items():
+        if name in properties:
+            properties[name].setdefault("description", text)
 
 
 class _Model(BaseModel):
