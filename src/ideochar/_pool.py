@@ -2,7 +2,7 @@
 
 httpcore's pool (under httpx 0.28) walks every connection it holds each time a request is queued or
 released, and its keep-alive check counts all connections for each idle one: the cost of a request
-grows with the connections open, then with their square. A client holding 1,000 fal status streams
+grows with the connections open, then with their square. A client holding 1,000 open status streams
 spent most of its CPU there (``docs/benchmarks.md``, figure 4, with the profile; upstream:
 encode/httpcore#1035, unmerged). It also closes an idle connection whenever the pool holds more
 connections than ``max_keepalive_connections``, busy ones included, so under load nothing was reused.
@@ -81,8 +81,11 @@ class _Shards(Generic[_T]):
             self.counts[index] -= 1
 
 
-class ShardedAsyncTransport(httpx.AsyncBaseTransport):
-    """``limits.max_connections`` is the total, split into pools of :data:`CONNECTIONS_PER_SHARD`."""
+class _Sharded(Generic[_T]):
+    """What both transports share: ``limits.max_connections`` is the total, split into pools of
+    :data:`CONNECTIONS_PER_SHARD`."""
+
+    _pool_type: Callable[..., _T]
 
     def __init__(
         self,
@@ -92,12 +95,18 @@ class ShardedAsyncTransport(httpx.AsyncBaseTransport):
         verify: ssl.SSLContext | bool = True,
         trust_env: bool = True,
     ) -> None:
-        self._shards = _Shards(httpx.AsyncHTTPTransport, limits, per_shard, verify, trust_env)
+        self._shards: _Shards[_T] = _Shards(type(self)._pool_type, limits, per_shard, verify, trust_env)
 
     @property
     def in_flight(self) -> tuple[int, ...]:
         """Requests sent and not yet closed, per pool (for tests and diagnostics)."""
         return tuple(self._shards.counts)
+
+
+class ShardedAsyncTransport(_Sharded[httpx.AsyncHTTPTransport], httpx.AsyncBaseTransport):
+    """The async client's transport: many :class:`httpx.AsyncHTTPTransport` pools."""
+
+    _pool_type = httpx.AsyncHTTPTransport
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         index, pool = self._shards.take()
@@ -116,23 +125,10 @@ class ShardedAsyncTransport(httpx.AsyncBaseTransport):
                 await pool.aclose()
 
 
-class ShardedTransport(httpx.BaseTransport):
+class ShardedTransport(_Sharded[httpx.HTTPTransport], httpx.BaseTransport):
     """The blocking twin of :class:`ShardedAsyncTransport`, for a client shared by many threads."""
 
-    def __init__(
-        self,
-        *,
-        limits: httpx.Limits,
-        per_shard: int = CONNECTIONS_PER_SHARD,
-        verify: ssl.SSLContext | bool = True,
-        trust_env: bool = True,
-    ) -> None:
-        self._shards = _Shards(httpx.HTTPTransport, limits, per_shard, verify, trust_env)
-
-    @property
-    def in_flight(self) -> tuple[int, ...]:
-        """Requests sent and not yet closed, per pool (for tests and diagnostics)."""
-        return tuple(self._shards.counts)
+    _pool_type = httpx.HTTPTransport
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         index, pool = self._shards.take()

@@ -27,6 +27,7 @@ import httpx
 import pluggy
 from typing_extensions import Self, Unpack
 
+from ideochar._pool import ShardedAsyncTransport, ShardedTransport
 from ideochar._secrets import RedactingFilter, Secret
 from ideochar.breaker import CircuitBreaker
 from ideochar.errors import IdeocharError, InvalidRequest, MissingCredentials
@@ -65,7 +66,9 @@ logger.addFilter(RedactingFilter())
 
 #: The key every provider uses against the built-in emulator (which accepts any non-empty key).
 EMULATOR_KEY = "ideochar-emulator-key"
-_MAX_CONNECTIONS = 1024
+#: The total across the many small pools (ideochar._pool: httpx's one pool slows down with many connections);
+#: the keep-alive figure applies to proxy transports only, which httpx builds itself.
+_LIMITS = httpx.Limits(max_connections=1024, max_keepalive_connections=64)
 
 
 class RequestFields(TypedDict, total=False):
@@ -535,11 +538,8 @@ class Client(_Base):
     @property
     def http(self) -> httpx.Client:
         if self._http is None:
-            from ideochar._pool import ShardedTransport  # httpx's pool slows down with many connections
-
-            limits = httpx.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=64)
             self._http = httpx.Client(
-                transport=ShardedTransport(limits=limits), follow_redirects=False, limits=limits, trust_env=True
+                transport=ShardedTransport(limits=_LIMITS), follow_redirects=False, limits=_LIMITS, trust_env=True
             )
         return self._http
 
@@ -700,12 +700,9 @@ class AsyncClient(_Base):
 
                 transport = ASGITransport(app=create_app(self.plugin_manager))
                 self._emulator_root = "http://emulator.invalid"
-            limits = httpx.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=64)
-            if transport is None:  # httpx's pool slows down with many connections: see ideochar._pool
-                from ideochar._pool import ShardedAsyncTransport
-
-                transport = ShardedAsyncTransport(limits=limits)
-            self._http = httpx.AsyncClient(transport=transport, follow_redirects=False, limits=limits)
+            if transport is None:
+                transport = ShardedAsyncTransport(limits=_LIMITS)
+            self._http = httpx.AsyncClient(transport=transport, follow_redirects=False, limits=_LIMITS)
         return self._http
 
     def _emulator_url(self) -> str:

@@ -27,18 +27,27 @@ pytestmark = pytest.mark.socket
 HEALTH = "/_emulator/health"
 
 
-@pytest.fixture
-def connections_made(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every connection any async pool opens, by origin."""
+def _count_connections(monkeypatch: pytest.MonkeyPatch, pool: Any) -> list[str]:
+    """Every connection the pools of class ``pool`` open, by origin."""
     made: list[str] = []
-    real = httpcore.AsyncConnectionPool.create_connection
+    real = pool.create_connection
 
-    def counting(self: httpcore.AsyncConnectionPool, origin: httpcore.Origin) -> Any:
+    def counting(self: Any, origin: httpcore.Origin) -> Any:
         made.append(str(origin))
         return real(self, origin)
 
-    monkeypatch.setattr(httpcore.AsyncConnectionPool, "create_connection", counting)
+    monkeypatch.setattr(pool, "create_connection", counting)
     return made
+
+
+@pytest.fixture
+def connections_made(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    return _count_connections(monkeypatch, httpcore.AsyncConnectionPool)
+
+
+@pytest.fixture
+def sync_connections_made(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    return _count_connections(monkeypatch, httpcore.ConnectionPool)
 
 
 def test_one_request_at_a_time_uses_one_connection(emulator: Emulator, connections_made: list[str]) -> None:
@@ -103,20 +112,6 @@ def test_a_fal_job_reuses_its_connection_after_the_status_stream(
 
     anyio.run(main)
     assert len(connections_made) == 1
-
-
-@pytest.fixture
-def sync_connections_made(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every connection any blocking pool opens, by origin."""
-    made: list[str] = []
-    real = httpcore.ConnectionPool.create_connection
-
-    def counting(self: httpcore.ConnectionPool, origin: httpcore.Origin) -> Any:
-        made.append(str(origin))
-        return real(self, origin)
-
-    monkeypatch.setattr(httpcore.ConnectionPool, "create_connection", counting)
-    return made
 
 
 def test_the_blocking_twin_reuses_one_connection_and_gives_slots_back_across_threads(
