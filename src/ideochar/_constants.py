@@ -50,7 +50,7 @@ MAX_RETRY_AFTER_SECONDS = 60.0
 # Status polling starts fast (a finished job is noticed quickly) and backs off (a long queue is not hammered).
 POLL_INITIAL_SECONDS = 0.05
 # When a flow is done with an event stream, the async driver reads the stream's end for this long so its
-# connection goes back to the pool instead of being closed (fal closes its status stream right after
-# COMPLETED [D]); a stream still open after that is closed as before.
+# connection goes back to the pool instead of being closed (a vendor typically ends a status stream right
+# after the final status); a stream still open after that is closed as before.
 STREAM_DRAIN_SECONDS = 0.05
 POLL_MAX_SECONDS = 2.0

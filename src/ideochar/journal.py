@@ -208,7 +208,7 @@ class AttemptRecord:
     def resumable(self) -> bool:
         """Open, with resume data: it can be picked up without sending it again.
 
-        The data is usually keyed by the vendor's job id; Ideogram has none, and its data is the answer
+        The data is usually keyed by the vendor's job id; a vendor without job ids may journal its answer
         itself (the image URLs to download again).
         """
         return self.open and self.resume is not None

@@ -127,7 +127,6 @@ class MultipartBody:
     def __init__(self, parts: Sequence[Part], *, boundary: str | None = None) -> None:
         self.parts = tuple(parts)
         self.boundary = boundary or uuid.uuid4().hex
-        self._unread: tuple[httpx.Request, list[_ImageReader]] | None = None
 
     @property
     def content_type(self) -> str:
@@ -136,15 +135,14 @@ class MultipartBody:
     @functools.cached_property
     def length(self) -> int:
         """The exact byte count, worked out once: the Content-Length header and the stream both need it."""
-        self._unread = self._request()  # the first pass reads this one: encoding it twice costs
-        return int(self._unread[0].headers["Content-Length"])
+        request, _ = self._request(read_small=False)  # sized from the recorded sizes: nothing is read
+        return int(request.headers["Content-Length"])
 
     def open(self) -> ChunkReader:
         """A reader of the whole body from its start; closing it closes the files it opened."""
         from ideochar.exchange import ChunkReader
 
-        request, readers = self._unread or self._request()
-        self._unread = None
+        request, readers = self._request(read_small=True)
         assert isinstance(request.stream, httpx.SyncByteStream)
         return ChunkReader(iter(request.stream), closing=readers)
 
@@ -161,15 +159,19 @@ class MultipartBody:
         finally:
             reader.close()
 
-    def _request(self) -> tuple[httpx.Request, list[_ImageReader]]:
-        """httpx encodes the parts, in order, with this body's boundary; the readers open nothing yet."""
+    def _request(self, *, read_small: bool) -> tuple[httpx.Request, list[_ImageReader]]:
+        """httpx encodes the parts, in order, with this body's boundary; the readers open nothing yet.
+
+        With ``read_small`` (a pass that sends), a file part of at most :data:`INLINE_READ_BYTES` is read
+        at once, which costs less than streaming it in pieces; sizing the body reads nothing.
+        """
         files: list[tuple[str, Any]] = []
         readers: list[_ImageReader] = []
         for part in self.parts:
             if isinstance(part, FilePart):
                 content: bytes | _ImageReader
-                if part.image.size is not None and part.image.size <= INLINE_READ_BYTES:
-                    content = _small_file(part.image)  # read at once: cheaper than streaming it in pieces
+                if read_small and part.image.size is not None and part.image.size <= INLINE_READ_BYTES:
+                    content = _small_file(part.image)
                 else:
                     content = _ImageReader(part.image)
                     readers.append(content)
