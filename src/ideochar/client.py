@@ -404,7 +404,7 @@ class _Base:
             else:
                 result = merge_parts(request, parts, outcomes, job_id=job_id)
         except IdeocharError as exc:
-            exc.job_id = job_id  # type: ignore[attr-defined]  # what `ideochar jobs resume` takes
+            exc.job_id = job_id  # what `ideochar jobs resume` takes
             self._finish(job_id, error=exc)
             raise
         self._finish(job_id, result=result)

@@ -66,6 +66,10 @@ class IdeocharError(Exception):
     def __init__(self, message: str) -> None:
         self.message = redact(message)
         super().__init__(self.message)
+        #: Every attempt made on the way to this error, in order (empty for errors raised before any).
+        self.attempts: list[Attempt] = []
+        #: The journaled job this error ended, for ``Client.resume`` / ``ideochar jobs resume``.
+        self.job_id: str | None = None
 
     def __str__(self) -> str:
         return self.message

@@ -26,7 +26,7 @@ import base64
 import binascii
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -91,6 +91,10 @@ class Send:
     """Read timeout for this call, further bounded by the job's deadline."""
     max_bytes: int = MAX_DOWNLOAD_BYTES
     """A body larger than this is refused (UnexpectedResponse) instead of filling memory."""
+    marker: Mapping[str, Any] | None = None
+    """For an admitting request: what identifies the job it creates in the vendor's own listing (JSON-safe,
+    no key). The router journals it with the intent to send, so a job whose answer was lost can be found
+    again by :meth:`~ideochar.spec.Provider.reconcile`."""
 
 
 @dataclass(frozen=True)

@@ -627,11 +627,8 @@ def _one_call(
 
 def _prepend_attempts(exc: BaseException, attempts: list[Attempt], *, replace_all: bool = False) -> None:
     """Carry the attempts made so far on the error (``exc.attempts``), before those it already has."""
-    own = [] if replace_all else list(getattr(exc, "attempts", []) or [])
-    try:
-        exc.attempts = [*attempts, *own]  # type: ignore[attr-defined]
-    except AttributeError:  # pragma: no cover - every ideochar error takes attributes
-        pass
+    if isinstance(exc, IdeocharError):
+        exc.attempts = [*attempts, *([] if replace_all else exc.attempts)]
 
 
 def _attempt(
@@ -740,7 +737,7 @@ def resume_attempt(
                 "sent": True,
             },
         )
-        exc.attempts = [_attempt(name, started, t0, error=exc)]  # type: ignore[attr-defined]
+        exc.attempts = [_attempt(name, started, t0, error=exc)]
         raise
     cost, source = _cost(output, unit_price_usd, num_images)
     result = CharacterResult(

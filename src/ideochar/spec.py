@@ -82,6 +82,9 @@ class ProviderInfo:
     requests_per_minute: int | None = None
     can_resume: bool = False
     """True when a job submitted earlier can be picked up again by its vendor id."""
+    can_reconcile: bool = False
+    """True when a job whose id was lost (the answer to its admitting request never came) can be found
+    again in the vendor's listing by its marker (:meth:`Provider.reconcile`)."""
     options_model: type[BaseModel] = NoOptions
     """Validates ``request.extra[name]`` and client-level options for this provider."""
     docs_url: str | None = None
@@ -242,6 +245,20 @@ class Provider(ABC):
     def resume(self, state: Mapping[str, Any], ctx: CallContext) -> Exchange[ProviderOutput]:
         """Pick up a job admitted earlier, from the ``resume`` data of its ``submitted`` event."""
         raise Unsupported(f"{self.info.name} jobs cannot be resumed", reasons={self.info.name: "no resume"})
+        yield  # pragma: no cover  (makes this a generator)
+
+    def reconcile(
+        self, marker: Mapping[str, Any], ctx: CallContext, *, sent_at: float
+    ) -> Exchange[dict[str, Any] | None]:
+        """Find the job an admitting request created when its answer (and so its id) was lost.
+
+        ``marker`` is what the provider put on that ``Send(admits=True, marker=...)``; ``sent_at`` is
+        when the intent to send was journaled (a ``time.time()`` value: the job cannot be older). Returns
+        the resume data a ``submitted`` event would have carried, or None when no job matches. When
+        several match, raise :class:`~ideochar.errors.OutcomeUnknown` rather than guess: sending again or
+        picking the wrong one could both cost money.
+        """
+        raise Unsupported(f"{self.info.name} jobs cannot be reconciled", reasons={self.info.name: "no listing"})
         yield  # pragma: no cover  (makes this a generator)
 
     def cancel(self, state: Mapping[str, Any], ctx: CallContext) -> Exchange[str]:
