@@ -10,6 +10,8 @@ __all__ = [
     "CONNECT_TIMEOUT_SECONDS",
     "DEFAULT_DEADLINE_SECONDS",
     "DOWNLOAD_ATTEMPTS",
+    "FETCH_READ_TIMEOUT_SECONDS",
+    "FETCH_TIMEOUT_SECONDS",
     "INITIAL_RETRY_DELAY_SECONDS",
     "MAX_DOWNLOAD_BYTES",
     "MAX_REDIRECTS",
@@ -33,6 +35,11 @@ MAX_REFERENCE_BYTES = 10 * 1024 * 1024
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 MAX_REDIRECTS = 5
 DOWNLOAD_ATTEMPTS = 4
+# A URL fetched on a user's behalf (an input, a vendor's output image; ideochar._netguard) has its own
+# bounds, whatever the job's deadline: each read, and the whole answer (a server trickling a byte at a
+# time satisfies every read). 10 MB, the largest input, needs about 350 KB/s to arrive in time.
+FETCH_READ_TIMEOUT_SECONDS = 10.0
+FETCH_TIMEOUT_SECONDS = 30.0
 
 # Enough to recognise JPEG/PNG/WebP and, for PNG and most JPEGs, read the pixel size.
 SNIFF_BYTES = 64 * 1024

@@ -112,6 +112,7 @@ class _Base:
         output_dir: str | os.PathLike[str] | None = None,
         breaker: CircuitBreaker | None = None,
         limits: Mapping[str, Mapping[str, Any]] | None = None,
+        allow_private_urls: bool = False,
     ) -> None:
         """
         Every argument left at None comes from the configuration (:mod:`ideochar.config`: an
@@ -141,6 +142,10 @@ class _Base:
             breaker: a circuit breaker to use (share one between clients of the same account).
             limits: per provider, ``max_images_in_flight`` / ``requests_per_minute`` overriding the
                 provider's declared limits (your plan's RPM).
+            allow_private_urls: fetch URLs from inputs and vendor answers even when they point at
+                loopback, private or link-local addresses (an internal CDN). Off by default: such URLs
+                are refused at every redirect (:mod:`ideochar._netguard`). URLs on the origin of a
+                base URL this client sends vendor calls to (the emulator's included) are always fetched.
         """
         from ideochar.config import load_settings  # deferred: pydantic builds its models on first use
 
@@ -195,6 +200,7 @@ class _Base:
         self._owns_journal = self._journal is None
         self._journal_lock = threading.Lock()
         self._journal_opened = self._journal is not None
+        self.allow_private_urls = allow_private_urls
 
     # -- plugins and providers (loaded on first use, not at import) ---------------------------------
 
@@ -259,10 +265,7 @@ class _Base:
 
     def _context(self, provider: Provider, request: CharacterRequest | None, job_id: str | None) -> CallContext:
         name = provider.info.name
-        base_urls = dict(provider.info.base_urls)
-        if self._emulator:
-            base_urls.update(self._emulated_urls().get(name, {}))
-        base_urls.update(self._base_overrides.get(name, {}))
+        base_urls = self._base_urls(provider)
         defaults = self._options.get(name, {})
         options = (
             provider.options(request, defaults)
@@ -276,6 +279,27 @@ class _Base:
             options=options,
             job_id=job_id,
             user_agent=_user_agent(),
+        )
+
+    def _base_urls(self, provider: Provider) -> dict[str, str]:
+        """The base URLs this client sends ``provider``'s calls to: its own, the emulator's, the caller's."""
+        name = provider.info.name
+        base_urls = dict(provider.info.base_urls)
+        if self._emulator:
+            base_urls.update(self._emulated_urls().get(name, {}))
+        base_urls.update(self._base_overrides.get(name, {}))
+        return base_urls
+
+    def _on_configured_origin(self, url: httpx.URL) -> bool:
+        """Whether ``url`` shares its origin with a base URL this client sends vendor calls to. Such a URL
+        is the caller's configuration: the fetch client sends it through :attr:`http`, wherever it points."""
+        from ideochar._netguard import origin_of
+
+        origin = origin_of(url)
+        return any(
+            origin_of(base) == origin
+            for provider in self.available.values()
+            for base in self._base_urls(provider).values()
         )
 
     def _credentials(self, provider: Provider) -> Secret:
@@ -526,12 +550,15 @@ class Client(_Base):
         providers: str | Sequence[str] | None = None,
         *,
         http: httpx.Client | None = None,
+        fetch_http: httpx.Client | None = None,
         limiter: ThreadLimiter | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(providers, **kwargs)
         self._http = http
         self._owns_http = http is None
+        self._fetch = fetch_http
+        self._owns_fetch = fetch_http is None
         self._server: Any = None
         self._limiter = limiter
 
@@ -542,6 +569,19 @@ class Client(_Base):
                 transport=ShardedTransport(limits=_LIMITS), follow_redirects=False, limits=_LIMITS, trust_env=True
             )
         return self._http
+
+    @property
+    def fetch_http(self) -> httpx.Client:
+        """The client for URLs from inputs and vendor answers (``drive(fetch=)``): every connection checked
+        (:mod:`ideochar._netguard`), configured origins through :attr:`http`. The caller's own
+        ``fetch_http=`` replaces it (and the guard with it: a test's mock of the vendors' CDNs)."""
+        if self._fetch is None:
+            from ideochar._netguard import fetch_client
+
+            self._fetch = fetch_client(
+                allow_private=self.allow_private_urls, vendor=self.http, trusted=self._on_configured_origin
+            )
+        return self._fetch
 
     def _emulator_url(self) -> str:
         if self._emulator_root is None:
@@ -608,7 +648,14 @@ class Client(_Base):
             label = str(index)
             flow = self._route(part, chosen, job_id, deadline, spend, label)
             try:
-                result = drive(flow, self.http, deadline=deadline, on_event=self._dispatch, perform=self._perform)
+                result = drive(
+                    flow,
+                    self.http,
+                    deadline=deadline,
+                    on_event=self._dispatch,
+                    perform=self._perform,
+                    fetch=self.fetch_http,
+                )
             except IdeocharError as exc:
                 outcomes.append(exc)
                 stop = stops_fan_out(exc)
@@ -630,7 +677,9 @@ class Client(_Base):
         outcomes: list[Any] = []
         for flow in self._resume_flows(work):
             try:
-                outcomes.append(drive(flow, self.http, deadline=self._deadline(), on_event=self._dispatch))
+                outcomes.append(
+                    drive(flow, self.http, deadline=self._deadline(), on_event=self._dispatch, fetch=self.fetch_http)
+                )
             except IdeocharError as exc:
                 outcomes.append(exc)
         return self._resumed(work, outcomes)
@@ -639,7 +688,7 @@ class Client(_Base):
         """Fetch the result of a job a vendor admitted earlier, from its ``submitted`` event's resume data."""
         chosen, ctx = self._resume_flow(provider, state)
         flow = run_provider(chosen, chosen.resume(state, ctx), ctx)
-        return drive(flow, self.http, deadline=self._deadline(), on_event=self._dispatch)
+        return drive(flow, self.http, deadline=self._deadline(), on_event=self._dispatch, fetch=self.fetch_http)
 
     @property
     def limiter(self) -> ThreadLimiter:
@@ -658,6 +707,8 @@ class Client(_Base):
 
     def close(self) -> None:
         self._close_journal()
+        if self._fetch is not None and self._owns_fetch:
+            self._fetch.close()
         if self._http is not None and self._owns_http:
             self._http.close()
         if self._server is not None:
@@ -682,12 +733,15 @@ class AsyncClient(_Base):
         providers: str | Sequence[str] | None = None,
         *,
         http: httpx.AsyncClient | None = None,
+        fetch_http: httpx.AsyncClient | None = None,
         limiter: AnyioLimiter | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(providers, **kwargs)
         self._http = http
         self._owns_http = http is None
+        self._fetch = fetch_http
+        self._owns_fetch = fetch_http is None
         self._limiter = limiter
 
     @property
@@ -704,6 +758,17 @@ class AsyncClient(_Base):
                 transport = ShardedAsyncTransport(limits=_LIMITS)
             self._http = httpx.AsyncClient(transport=transport, follow_redirects=False, limits=_LIMITS)
         return self._http
+
+    @property
+    def fetch_http(self) -> httpx.AsyncClient:
+        """The async twin of :attr:`Client.fetch_http`."""
+        if self._fetch is None:
+            from ideochar._netguard import async_fetch_client
+
+            self._fetch = async_fetch_client(
+                allow_private=self.allow_private_urls, vendor=self.http, trusted=self._on_configured_origin
+            )
+        return self._fetch
 
     def _emulator_url(self) -> str:
         self.http  # noqa: B018 - creating the transport sets the in-process root
@@ -766,7 +831,12 @@ class AsyncClient(_Base):
             flow = self._route(part, chosen, job_id, deadline, spend, label)
             try:
                 result = await adrive(
-                    flow, self.http, deadline=deadline, on_event=self._dispatch, perform=self._perform
+                    flow,
+                    self.http,
+                    deadline=deadline,
+                    on_event=self._dispatch,
+                    perform=self._perform,
+                    fetch=self.fetch_http,
                 )
             except IdeocharError as exc:
                 outcomes[index] = exc
@@ -792,7 +862,11 @@ class AsyncClient(_Base):
         outcomes: list[Any] = []
         for flow in self._resume_flows(work):
             try:
-                outcomes.append(await adrive(flow, self.http, deadline=self._deadline(), on_event=self._dispatch))
+                outcomes.append(
+                    await adrive(
+                        flow, self.http, deadline=self._deadline(), on_event=self._dispatch, fetch=self.fetch_http
+                    )
+                )
             except IdeocharError as exc:
                 outcomes.append(exc)
         return self._resumed(work, outcomes)
@@ -800,7 +874,7 @@ class AsyncClient(_Base):
     async def resume_vendor(self, provider: str, state: Mapping[str, Any]) -> ProviderOutput:
         chosen, ctx = self._resume_flow(provider, state)
         flow = run_provider(chosen, chosen.resume(state, ctx), ctx)
-        return await adrive(flow, self.http, deadline=self._deadline(), on_event=self._dispatch)
+        return await adrive(flow, self.http, deadline=self._deadline(), on_event=self._dispatch, fetch=self.fetch_http)
 
     @property
     def limiter(self) -> AnyioLimiter:
@@ -819,6 +893,8 @@ class AsyncClient(_Base):
 
     async def aclose(self) -> None:
         self._close_journal()
+        if self._fetch is not None and self._owns_fetch:
+            await self._fetch.aclose()
         if self._http is not None and self._owns_http:
             await self._http.aclose()
 

@@ -36,6 +36,7 @@ from httpx_sse import EventSource, ServerSentEvent
 from ideochar._constants import (
     CONNECT_TIMEOUT_SECONDS,
     DOWNLOAD_ATTEMPTS,
+    FETCH_READ_TIMEOUT_SECONDS,
     INLINE_READ_BYTES,
     MAX_DOWNLOAD_BYTES,
     MAX_REDIRECTS,
@@ -74,6 +75,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_C = TypeVar("_C", httpx.Client, httpx.AsyncClient)
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,10 @@ class Send:
     """For an admitting request: what identifies the job it creates in the vendor's own listing (JSON-safe,
     no key). The router journals it with the intent to send, so a job whose answer was lost can be found
     again by :meth:`~ideochar.spec.Provider.reconcile`."""
+    untrusted_url: bool = False
+    """The URL came from a caller's input or a vendor's answer, not from a configured base URL: the driver
+    sends it through its ``fetch`` client, which refuses private addresses at every connection
+    (:mod:`ideochar._netguard`). :func:`download_image` and :func:`fetch_input` set it."""
 
 
 @dataclass(frozen=True)
@@ -306,11 +312,14 @@ def drive(
     deadline: float | None = None,
     on_event: Callable[[Event], None] | None = None,
     perform: Callable[[Any], Any] | None = None,
+    fetch: httpx.Client | None = None,
 ) -> T:
     """Run an exchange to its end with a blocking client. ``deadline`` is a ``time.monotonic()`` value.
 
     ``perform`` answers steps of other types than the four above: the client's own steps, which the
     router yields (waiting for a concurrency slot). Without it such a step is a programming error.
+    ``fetch`` sends the ``Send(untrusted_url=True)`` steps (:func:`ideochar._netguard.fetch_client`);
+    without it they are refused, never sent through ``http``.
     """
     limit = _Deadline(deadline)
     streams: dict[int, tuple[httpx.Response, Iterator[ServerSentEvent]]] = {}
@@ -324,7 +333,7 @@ def drive(
                 return stop.value  # type: ignore[no-any-return]
             answer, failure = None, None
             try:
-                answer = _perform(step, http, limit, streams, on_event, perform)
+                answer = _perform(step, _client_for(step, http, fetch), limit, streams, on_event, perform)
             except ProviderError as exc:
                 failure = exc
     finally:
@@ -395,6 +404,7 @@ async def adrive(
     deadline: float | None = None,
     on_event: Callable[[Event], None] | None = None,
     perform: Callable[[Any], Awaitable[Any]] | None = None,
+    fetch: httpx.AsyncClient | None = None,
 ) -> T:
     """Run an exchange to its end with an async client; the same protocol as :func:`drive`."""
     import anyio
@@ -421,13 +431,27 @@ async def adrive(
                 elif not isinstance(step, Send):
                     answer = await _other(step, perform)
                 else:
-                    answer = await _asend(step, http, limit, streams)
+                    answer = await _asend(step, _client_for(step, http, fetch), limit, streams)
             except ProviderError as exc:
                 failure = exc
     finally:
         flow.close()
         for response, _ in streams.values():
             await response.aclose()
+
+
+def _client_for(step: object, http: _C, fetch: _C | None) -> _C:
+    """The vendor client, or the fetch client for a URL from an input or a vendor's answer."""
+    if not (isinstance(step, Send) and step.untrusted_url):
+        return http
+    if fetch is None:
+        from ideochar._netguard import FetchRefused, display_url  # deferred: httpcore costs 12 ms to import
+
+        cause = FetchRefused("the driver was given no fetch client for URLs from inputs and answers")
+        raise ProviderUnavailable(
+            f"{step.request.method} {display_url(step.request.url)} not sent", sent=False
+        ) from cause
+    return fetch
 
 
 def _other(step: object, perform: Callable[[Any], T] | None) -> T:
@@ -576,8 +600,13 @@ def download_image(
     """Fetch a finished image (or decode a ``data:`` URL), retrying the GET on its own.
 
     A failed download never reruns the paid generation: transport errors, 5xx, 429 and truncated
-    bodies are retried here with backoff; an expired URL (403/404/410) is final. Errors say the
-    image was billed.
+    bodies are retried here with backoff; an expired URL (403/404/410), a refused address and a body
+    that is not an image are final. Errors say the image was billed.
+
+    The URL is a vendor's answer, so it is fetched as one (``Send(untrusted_url=True)``: checked at
+    every connection, :mod:`ideochar._netguard`), each read bounded even without a deadline, and every
+    failure reads the same, "could not fetch the image at URL": what happened (a status, a refused
+    address, a closed port) is on ``__cause__`` for debugging, never in the message.
     """
     if url.startswith("data:"):
         try:
@@ -590,74 +619,117 @@ def download_image(
     try:
         target = httpx.URL(url)
     except httpx.InvalidURL as exc:  # not an HTTPError: it would escape every caller (found by fuzzing)
-        raise UnexpectedResponse(f"the vendor gave an unusable image URL: {exc}", billed="yes") from None
+        raise _download_failed(url, UnexpectedResponse(f"unusable URL: {exc}"))
+    if target.scheme not in ("http", "https"):
+        raise _download_failed(url, UnexpectedResponse(f"not an http(s) URL: {target.scheme!r}"))
     last: ProviderError | None = None
     for attempt in range(1, attempts + 1):
         if attempt > 1:
             yield Sleep(backoff_seconds(attempt - 1))
+        request = httpx.Request("GET", target, headers=headers)
         try:
-            response = yield Send(httpx.Request("GET", target, headers=headers))
+            response = yield Send(request, untrusted_url=True, timeout=FETCH_READ_TIMEOUT_SECONDS)
         except ProviderUnavailable as exc:
+            if _refused(exc):
+                raise _download_failed(url, exc)
             last = exc
             continue
+        except UnexpectedResponse as exc:  # larger than a download may be
+            raise _download_failed(url, exc)
         status = response.status_code
-        if status in (403, 404, 410):
-            raise UnexpectedResponse(
-                f"the image URL answered {status} (expired or removed) before it could be downloaded",
-                status=status,
-                billed="yes",
-            )
         if status == 429 or status >= 500:
-            last = UnexpectedResponse(f"downloading the image answered {status}", status=status, billed="yes")
+            last = UnexpectedResponse(f"answered HTTP {status}", status=status)
             continue
-        if status != 200:
-            raise UnexpectedResponse(f"downloading the image answered {status}", status=status, billed="yes")
+        if status != 200:  # 403/404/410: expired or removed; anything else: not an answer we can use
+            what = "expired or removed" if status in (403, 404, 410) else "not an image"
+            raise _download_failed(url, UnexpectedResponse(f"answered HTTP {status} ({what})", status=status))
         data = response.content
         if sniff_format(data[:16]) is None:
-            raise UnexpectedResponse(
-                f"the downloaded file is not an image ({response.headers.get('content-type', 'no content type')})",
-                status=status,
-                billed="yes",
-            )
+            kind = response.headers.get("content-type", "no content type")
+            raise _download_failed(url, UnexpectedResponse(f"not an image ({kind})", status=status))
         if not image_complete(data):
-            last = UnexpectedResponse("the downloaded image is truncated", status=status, billed="yes")
+            last = UnexpectedResponse("the image is truncated", status=status)
             continue
         return image_from_bytes(data, seed=seed, prompt=prompt, vendor_url=url)
     assert last is not None
-    last.billed = "yes"
-    raise last
+    raise _download_failed(url, last)
+
+
+def _refused(exc: BaseException) -> bool:
+    from ideochar._netguard import refused_by_guard  # deferred: httpcore costs 12 ms to import
+
+    return refused_by_guard(exc)
+
+
+def _download_failed(url: str, cause: ProviderError) -> ProviderError:
+    """The one message for a vendor image that could not be fetched, as an error of the cause's type
+    (a transport failure stays ProviderUnavailable), billed: the generation it came from was paid for.
+    Always ``sent``: the image exists because a request was sent, and a "not sent" download failure would
+    let the router repeat that paid request."""
+    from ideochar._netguard import display_url
+
+    kind = ProviderUnavailable if isinstance(cause, ProviderUnavailable) else UnexpectedResponse
+    error = kind(f"could not fetch the image at {display_url(url)}", billed="yes")
+    error.__cause__ = cause
+    return error
 
 
 def fetch_input(image: ImageInput, *, field: str, max_bytes: int = MAX_REFERENCE_BYTES) -> Exchange[ImageInput]:
     """Bring a URL input here, for vendors that need the bytes (multipart uploads).
 
     http(s) only at every hop, at most ``MAX_REDIRECTS`` redirects, at most ``max_bytes``, bounded by
-    the job's deadline, and the bytes must be JPEG, PNG or WebP. Failures are the caller's input
-    problem, so they raise InvalidRequest naming ``field`` (nothing has been billed yet).
+    the job's deadline and by a fetch's own timeouts, and the bytes must be JPEG, PNG or WebP. Every hop
+    is ``Send(untrusted_url=True)``: a caller's URL may point anywhere (:mod:`ideochar._netguard`).
+    Failures are the caller's input problem, so they raise InvalidRequest naming ``field`` (nothing has
+    been billed yet), and all read the same: what happened is on ``__cause__``, never in the message, so
+    a caller cannot map a network through our errors.
     """
     if image.is_local:
         return image
     url = image.url or ""
     for _ in range(MAX_REDIRECTS + 1):
         try:
-            response = yield Send(httpx.Request("GET", url), max_bytes=max_bytes)
-        except UnexpectedResponse:
-            raise InvalidRequest.for_field(field, f"{url} is larger than {max_bytes:,} bytes") from None
-        except ProviderUnavailable as exc:
-            raise InvalidRequest.for_field(field, f"could not fetch {url}: {exc}") from None
+            request = httpx.Request("GET", url)
+        except httpx.InvalidURL as exc:  # a redirect's Location we cannot use
+            raise _input_failed(image, field, max_bytes, exc)
+        try:
+            response = yield Send(request, max_bytes=max_bytes, untrusted_url=True, timeout=FETCH_READ_TIMEOUT_SECONDS)
+        except ProviderError as exc:  # refused, unreachable, too slow, too large
+            raise _input_failed(image, field, max_bytes, exc)
         if response.is_redirect:
-            location = response.headers.get("location", "")
-            url = str(response.request.url.join(location))
+            try:
+                url = str(response.request.url.join(response.headers.get("location", "")))
+            except httpx.InvalidURL as exc:
+                raise _input_failed(image, field, max_bytes, exc)
             if not url.lower().startswith(("http://", "https://")):
-                raise InvalidRequest.for_field(field, f"redirected to a non-http(s) URL: {url}")
+                raise _input_failed(image, field, max_bytes, _fetch_failed(f"redirected to {url}"))
             continue
         if response.status_code != 200:
-            raise InvalidRequest.for_field(field, f"fetching {url} answered HTTP {response.status_code}")
+            raise _input_failed(image, field, max_bytes, _fetch_failed(f"answered HTTP {response.status_code}"))
         try:
             return ImageInput.of(response.content)
         except InvalidRequest as exc:
-            raise InvalidRequest.for_field(field, f"{url}: {exc}") from None
-    raise InvalidRequest.for_field(field, f"more than {MAX_REDIRECTS} redirects from {image.url}")
+            raise _input_failed(image, field, max_bytes, exc)
+    raise _input_failed(image, field, max_bytes, _fetch_failed(f"more than {MAX_REDIRECTS} redirects"))
+
+
+def _input_failed(image: ImageInput, field: str, max_bytes: int, cause: BaseException) -> InvalidRequest:
+    """The one message for a URL input that could not be fetched, whatever happened (kept as the cause)."""
+    from ideochar._netguard import display_url
+
+    error = InvalidRequest.for_field(
+        field,
+        f"could not fetch the image at {display_url(image.url or '')} (a public http(s) URL of a JPEG, PNG "
+        f"or WebP image of at most {max_bytes:,} bytes is needed)",
+    )
+    error.__cause__ = cause
+    return error
+
+
+def _fetch_failed(detail: str) -> Exception:
+    from ideochar._netguard import FetchFailed
+
+    return FetchFailed(detail)
 
 
 def decode_base64_image(text: str) -> bytes:
