@@ -15,11 +15,11 @@ fails when the cassette holds interactions it did not play)::
 
     def test_generate_replays(...):
         with cassette("fal", "docs", "generate") as http:      # an httpx.Client
-            result = drive(provider.exchange(request, ctx), http)
+            result = drive(provider.exchange(request, ctx), http, fetch=http)
 
     async def test_generate_replays_async(...):
         async with acassette("fal", "docs", "generate") as http:  # an httpx.AsyncClient
-            result = await adrive(provider.exchange(request, ctx), http)
+            result = await adrive(provider.exchange(request, ctx), http, fetch=http)
 
 Record a docs cassette from a handler that answers with the vendor's documented example bodies (an
 ``httpx.MockTransport`` handler): pass ``handler=`` to the same call. It records only when asked,
@@ -27,7 +27,7 @@ Record a docs cassette from a handler that answers with the vendor's documented 
 cassette is what CI checks::
 
     with cassette("fal", "docs", "generate", handler=fal_docs_handler) as http:
-        result = drive(provider.exchange(request, ctx), http)
+        result = drive(provider.exchange(request, ctx), http, fetch=http)
 
     IDEOCHAR_RECORD=docs .venv/bin/pytest tests/providers/fal -k cassette     # rewrite docs cassettes
 

@@ -702,7 +702,7 @@ def fetch_input(image: ImageInput, *, field: str, max_bytes: int = MAX_REFERENCE
             except httpx.InvalidURL as exc:
                 raise _input_failed(image, field, max_bytes, exc)
             if not url.lower().startswith(("http://", "https://")):
-                raise _input_failed(image, field, max_bytes, _fetch_failed(f"redirected to {url}"))
+                raise _input_failed(image, field, max_bytes, _fetch_failed(f"redirected to a non-http(s) URL: {url}"))
             continue
         if response.status_code != 200:
             raise _input_failed(image, field, max_bytes, _fetch_failed(f"answered HTTP {response.status_code}"))

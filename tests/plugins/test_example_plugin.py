@@ -53,6 +53,7 @@ def test_the_example_serves_a_job_through_the_client(installed_example: None) ->
         ["example"],
         keys={"example": "example-key-123"},
         http=httpx.Client(transport=httpx.MockTransport(vendor)),
+        fetch_http=httpx.Client(transport=httpx.MockTransport(vendor)),  # the fake CDN, cdn.test
         plugin_manager=plugin_manager(),  # fresh, from entry points: the global one may predate the install
     ) as client:
         result = client.generate("a knight", reference=png, seed=9, negative_prompt="blur")

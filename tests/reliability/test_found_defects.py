@@ -30,7 +30,7 @@ def _drive(case: VendorCase, handler: Any) -> Any:
     request = case.request()
     watch = Watch()
     with httpx.Client(transport=httpx.MockTransport(handler)) as http:
-        return drive(watch.wrap(provider.exchange(request, case.context(provider, request))), http)
+        return drive(watch.wrap(provider.exchange(request, case.context(provider, request))), http, fetch=http)
 
 
 @pytest.mark.parametrize("case", sorted(CASES), ids=str)
@@ -48,7 +48,7 @@ def test_a_body_whose_charset_does_not_match_its_bytes_is_a_typed_error(case: st
 def test_an_image_url_httpx_cannot_parse_is_an_unexpected_response_marked_billed() -> None:
     """Found: ``httpx.InvalidURL`` (not an ``httpx.HTTPError``) escaped from download_image."""
     with pytest.raises(UnexpectedResponse) as caught, httpx.Client() as http:
-        drive(download_image("http://[::1"), http)
+        drive(download_image("http://[::1"), http, fetch=http)
     assert caught.value.billed == "yes"
 
 
@@ -56,7 +56,7 @@ def test_a_vendor_data_url_holding_a_truncated_image_is_refused() -> None:
     """Found: a data: URL holding only a PNG signature was returned as an image."""
     url = "data:image/png;base64," + base64.b64encode(PNG[:8]).decode()
     with pytest.raises(UnexpectedResponse, match="truncated"), httpx.Client() as http:
-        drive(download_image(url), http)
+        drive(download_image(url), http, fetch=http)
 
 
 def test_a_local_image_whose_header_cannot_be_read_is_refused_before_sending() -> None:
@@ -235,7 +235,9 @@ def test_vendor_metadata_echoing_the_key_is_scrubbed_from_the_result() -> None:
         return httpx.Response(200, content=PNG, headers={"content-type": "image/png"})
 
     http = httpx.Client(transport=httpx.MockTransport(handler))
-    with Client(["ideogram"], http=http, keys={"ideogram": CANARY_KEY}, journal=False, config=False) as client:
+    with Client(
+        ["ideogram"], http=http, fetch_http=http, keys={"ideogram": CANARY_KEY}, journal=False, config=False
+    ) as client:
         result = client.generate("a knight", PNG)
     assert CANARY_KEY.encode() not in pickle.dumps(result)
     assert CANARY_KEY not in repr(result.vendor_metadata)

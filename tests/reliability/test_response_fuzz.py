@@ -96,7 +96,7 @@ def _run_sync(case: VendorCase, draw: Any, *, through_router: bool) -> FuzzServe
         flow = watch.wrap(provider.exchange(request, ctx))
     with httpx.Client(transport=httpx.MockTransport(server)) as http:
         try:
-            output = drive(flow, http)
+            output = drive(flow, http, fetch=http)
         except BaseException as exc:
             _check_error(exc, server)
         else:
@@ -140,7 +140,7 @@ def test_the_async_driver_gives_the_same_guarantees(case: VendorCase, data: st.D
 
     async def main() -> Any:
         async with httpx.AsyncClient(transport=httpx.MockTransport(server)) as http:
-            return await adrive(watch.wrap(provider.exchange(request, ctx)), http)
+            return await adrive(watch.wrap(provider.exchange(request, ctx)), http, fetch=http)
 
     try:
         output = anyio.run(main)

@@ -56,7 +56,8 @@ def make_client(vendors: FakeVendors, journal_path: Path) -> Iterator[MakeClient
     def make(*providers: FakeProvider, **kwargs: Any) -> Client:
         names = [p.info.name for p in providers]
         settings = _defaults(providers, journal_path, kwargs)
-        client = Client(names, http=httpx.Client(transport=vendors.transport()), **settings)
+        http = httpx.Client(transport=vendors.transport())  # the fake CDN too: fetched through fetch_http
+        client = Client(names, http=http, fetch_http=http, **settings)
         made.append(client)
         return client
 
@@ -70,6 +71,7 @@ def make_async_client(vendors: FakeVendors, journal_path: Path) -> MakeAsyncClie
     def make(*providers: FakeProvider, **kwargs: Any) -> AsyncClient:
         names = [p.info.name for p in providers]
         settings = _defaults(providers, journal_path, kwargs)
-        return AsyncClient(names, http=httpx.AsyncClient(transport=vendors.async_transport()), **settings)
+        http = httpx.AsyncClient(transport=vendors.async_transport())
+        return AsyncClient(names, http=http, fetch_http=http, **settings)
 
     return make

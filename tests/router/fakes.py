@@ -1,7 +1,8 @@
 """Fake vendors for the routing tests: a tiny queue protocol behind one MockTransport handler.
 
 Each fake vendor (host ``<name>.test``) admits a job on ``POST /jobs`` and answers ``GET /jobs/<id>``
-with ``running`` a few times, then ``done``; images come from ``cdn.test``. A test scripts how each
+with ``running`` a few times, then ``done``; images come from ``cdn.test`` (so a client needs
+``fetch_http=`` over the same handler: the guarded fetch client would resolve it). A test scripts how each
 POST and poll is answered (a status, a callable, or an exception to raise as a transport failure) and
 reads back every request the vendor saw. The adapter (:class:`FakeProvider`) is written like a real
 one: sans-IO, errors mapped by status, a ``submitted`` event with resume data, a ``resume`` method.

@@ -136,7 +136,9 @@ def test_switching_vendor_needs_no_code_change(vendors: FakeVendors, reference: 
 
     def client(environ: dict[str, str]) -> Client:
         http = httpx.Client(transport=vendors.transport())
-        return Client(plugin_manager=pm, keys=keys_for("alpha", "beta"), http=http, config=path, environ=environ)
+        return Client(
+            plugin_manager=pm, keys=keys_for("alpha", "beta"), http=http, fetch_http=http, config=path, environ=environ
+        )
 
     with client({}) as configured, client({"IDEOCHAR_PROVIDERS": "beta"}) as switched:
         assert configured.max_cost_usd == Decimal(1)

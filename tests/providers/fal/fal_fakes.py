@@ -184,13 +184,13 @@ Runner = Callable[[Exchange[Any], Callable[[httpx.Request], httpx.Response], lis
 
 def run_sync(flow: Exchange[Any], handler: Callable[[httpx.Request], httpx.Response], events: list[Event]) -> Any:
     with httpx.Client(transport=httpx.MockTransport(handler)) as http:
-        return drive(flow, http, on_event=events.append)
+        return drive(flow, http, on_event=events.append, fetch=http)
 
 
 def run_async(flow: Exchange[Any], handler: Callable[[httpx.Request], httpx.Response], events: list[Event]) -> Any:
     async def main() -> Any:
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
-            return await adrive(flow, http, on_event=events.append)
+            return await adrive(flow, http, on_event=events.append, fetch=http)
 
     return anyio.run(main)
 

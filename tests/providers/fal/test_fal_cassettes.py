@@ -68,7 +68,7 @@ def check_output(output: Any, events: list[Event]) -> None:
 def test_generate_replays_the_docs_cassette() -> None:
     events: list[Event] = []
     with cassette("fal", "docs", "generate_stream", handler=docs_handler()) as http:
-        output = drive(FalProvider().exchange(GENERATE, context()), http, on_event=events.append)
+        output = drive(FalProvider().exchange(GENERATE, context()), http, on_event=events.append, fetch=http)
     check_output(output, events)
     assert [e.status for e in events if e.kind == "progress"] == ["queued", "running"]
 
@@ -76,7 +76,9 @@ def test_generate_replays_the_docs_cassette() -> None:
 def test_edit_replays_the_docs_cassette_by_polling() -> None:
     events: list[Event] = []
     with cassette("fal", "docs", "edit_poll", handler=docs_handler()) as http:
-        output = drive(FalProvider().exchange(EDIT, context(FalOptions(status="poll"))), http, on_event=events.append)
+        output = drive(
+            FalProvider().exchange(EDIT, context(FalOptions(status="poll"))), http, on_event=events.append, fetch=http
+        )
     check_output(output, events)
     assert output.metadata["status_via"] == "poll"
 
@@ -84,7 +86,7 @@ def test_edit_replays_the_docs_cassette_by_polling() -> None:
 def test_remix_replays_the_docs_cassette_with_an_inline_reference() -> None:
     events: list[Event] = []
     with cassette("fal", "docs", "remix_inline_reference", handler=docs_handler()) as http:
-        output = drive(FalProvider().exchange(REMIX, context()), http, on_event=events.append)
+        output = drive(FalProvider().exchange(REMIX, context()), http, on_event=events.append, fetch=http)
     check_output(output, events)
 
 
@@ -92,13 +94,13 @@ def test_remix_replays_the_docs_cassette_with_an_inline_reference() -> None:
 async def test_generate_replays_the_docs_cassette_with_the_async_driver() -> None:
     events: list[Event] = []
     async with acassette("fal", "docs", "generate_stream", handler=docs_handler()) as http:
-        output = await adrive(FalProvider().exchange(GENERATE, context()), http, on_event=events.append)
+        output = await adrive(FalProvider().exchange(GENERATE, context()), http, on_event=events.append, fetch=http)
     check_output(output, events)
 
 
 def test_cancel_replays_the_docs_cassette() -> None:
     with cassette("fal", "docs", "cancel", handler=docs_handler()) as http:
-        outcome = drive(FalProvider().cancel({"request_id": REQUEST_ID}, context()), http)
+        outcome = drive(FalProvider().cancel({"request_id": REQUEST_ID}, context()), http, fetch=http)
     assert outcome == "cancellation_requested"
 
 
@@ -111,4 +113,4 @@ def test_a_changed_request_field_does_not_replay() -> None:
         pytest.raises(CannotOverwriteExistingCassetteException),
         cassette("fal", "docs", "generate_stream", allow_unplayed=True) as http,
     ):
-        drive(FalProvider().exchange(changed, context()), http)
+        drive(FalProvider().exchange(changed, context()), http, fetch=http)

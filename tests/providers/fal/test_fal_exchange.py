@@ -424,7 +424,7 @@ def test_a_failed_download_keeps_the_paid_images_that_arrived(run: Runner) -> No
     output, _ = go(run, fake, generate(num_images=3))
     assert len(output.images) == 2
     (failure,) = output.failures
-    assert failure.index == 1 and failure.billed == "yes" and "404" in failure.reason
+    assert failure.index == 1 and failure.billed == "yes" and "could not fetch the image" in failure.reason
 
 
 def test_fewer_images_than_asked_are_reported_not_dropped(run: Runner) -> None:
@@ -468,6 +468,7 @@ def test_the_client_serves_a_fal_job_and_prices_it_per_image() -> None:
         plugin_manager=pm,
         keys={"fal": CANARY_KEY},
         http=httpx.Client(transport=httpx.MockTransport(fake)),
+        fetch_http=httpx.Client(transport=httpx.MockTransport(fake)),
         on_event=events.append,
     ) as client:
         result = client.generate("a knight", REF_URL, num_images=2, speed="turbo")
@@ -507,6 +508,6 @@ def test_a_job_still_running_at_the_deadline_stops_polling_and_names_the_job() -
         stream=[{"status": "IN_PROGRESS"}], polls=[httpx.Response(202, json={"status": "IN_PROGRESS"})] * 500
     )
     with httpx.Client(transport=httpx.MockTransport(fake)) as http, pytest.raises(ProviderUnavailable) as caught:
-        drive(FalProvider().exchange(generate(), context()), http, deadline=time.monotonic() + 0.2)
+        drive(FalProvider().exchange(generate(), context()), http, deadline=time.monotonic() + 0.2, fetch=http)
     assert caught.value.vendor_request_id == fake.request_id and caught.value.admitted
     assert len(fake.sent("POST")) == 1 and not [r for r in fake.requests if str(r.url) == fake.job]

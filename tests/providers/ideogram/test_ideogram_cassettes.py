@@ -60,14 +60,14 @@ def replay(
     if driver == "drive":
         with cassette("ideogram", "docs", name, handler=handler) as http:
             try:
-                return drive(flow, http)
+                return drive(flow, http, fetch=http)
             except ProviderError as exc:
                 return exc
 
     async def main() -> Any:
         async with acassette("ideogram", "docs", name, handler=handler) as http:
             try:
-                return await adrive(flow, http)
+                return await adrive(flow, http, fetch=http)
             except ProviderError as exc:
                 return exc
 

@@ -169,10 +169,10 @@ def run(
     on_event = events.append if events is not None else None
     if driver == "sync":
         with httpx.Client(transport=transport) as http:
-            return drive(flow, http, on_event=on_event)
+            return drive(flow, http, on_event=on_event, fetch=http)
 
     async def main() -> Any:
         async with httpx.AsyncClient(transport=transport) as http:
-            return await adrive(flow, http, on_event=on_event)
+            return await adrive(flow, http, on_event=on_event, fetch=http)
 
     return anyio.run(main)

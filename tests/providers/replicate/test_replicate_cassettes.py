@@ -47,11 +47,11 @@ def _replay(
     flow = ReplicateProvider().exchange(request, ctx)
     if driver == "sync":
         with cassette("replicate", "docs", name, handler=handler) as http:
-            return drive(flow, http, on_event=events.append), events
+            return drive(flow, http, on_event=events.append, fetch=http), events
 
     async def main() -> ProviderOutput:
         async with acassette("replicate", "docs", name, handler=handler) as http:
-            return await adrive(flow, http, on_event=events.append)
+            return await adrive(flow, http, on_event=events.append, fetch=http)
 
     return anyio.run(main), events
 

@@ -495,6 +495,7 @@ def test_client_end_to_end_prices_and_names_the_result(driver: Driver) -> None:
             plugin_manager=pm,
             keys={"replicate": TOKEN},
             http=httpx.Client(transport=httpx.MockTransport(fake)),
+            fetch_http=httpx.Client(transport=httpx.MockTransport(fake)),
         ) as client:
             result = client.generate("a knight", REF_URL, speed="quality", reference_mask=png_bytes())
     else:
@@ -508,6 +509,7 @@ def test_client_end_to_end_prices_and_names_the_result(driver: Driver) -> None:
                 plugin_manager=pm,
                 keys={"replicate": TOKEN},
                 http=httpx.AsyncClient(transport=httpx.MockTransport(fake)),
+                fetch_http=httpx.AsyncClient(transport=httpx.MockTransport(fake)),
             ) as client:
                 return await client.generate("a knight", REF_URL, speed="quality", reference_mask=png_bytes())
 

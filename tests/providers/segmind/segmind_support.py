@@ -75,11 +75,11 @@ def run_flow(driver: str, flow: Exchange[ProviderOutput], handler: Handler, even
     transport = httpx.MockTransport(handler)
     if driver == "drive":
         with httpx.Client(transport=transport) as http:
-            return drive(flow, http, on_event=on_event)
+            return drive(flow, http, on_event=on_event, fetch=http)
 
     async def main() -> Any:
         async with httpx.AsyncClient(transport=transport) as http:
-            return await adrive(flow, http, on_event=on_event)
+            return await adrive(flow, http, on_event=on_event, fetch=http)
 
     return anyio.run(main)
 

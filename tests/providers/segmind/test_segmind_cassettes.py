@@ -107,11 +107,11 @@ def replay(
     provider = SegmindProvider()
     if driver == "drive":
         with cassette("segmind", "docs", name, handler=handler) as http:
-            return drive(exchange_flow(provider, request, ctx), http)
+            return drive(exchange_flow(provider, request, ctx), http, fetch=http)
 
     async def main() -> Any:
         async with acassette("segmind", "docs", name, handler=handler) as http:
-            return await adrive(exchange_flow(provider, request, ctx), http)
+            return await adrive(exchange_flow(provider, request, ctx), http, fetch=http)
 
     return anyio.run(main)  # type: ignore[no-any-return]
 
