@@ -543,7 +543,12 @@ def _user_agent() -> str:
 
 
 class Client(_Base):
-    """The blocking client. Thread-safe; use it as a context manager or call :meth:`close`."""
+    """The blocking client. Thread-safe; use it as a context manager or call :meth:`close`.
+
+    ``http`` is your own client for vendor calls (its TLS, proxies, transport). ``fetch_http`` is the one
+    for URLs from inputs and vendor answers, ideochar's guarded client unless given (a test's mock of a CDN);
+    whatever ``http`` is, those URLs never go through it unless they are on a configured vendor origin.
+    """
 
     def __init__(
         self,
@@ -559,6 +564,7 @@ class Client(_Base):
         self._owns_http = http is None
         self._fetch = fetch_http
         self._owns_fetch = fetch_http is None
+        self._fetch_lock = threading.Lock()
         self._server: Any = None
         self._limiter = limiter
 
@@ -578,9 +584,11 @@ class Client(_Base):
         if self._fetch is None:
             from ideochar._netguard import fetch_client
 
-            self._fetch = fetch_client(
-                allow_private=self.allow_private_urls, vendor=self.http, trusted=self._on_configured_origin
-            )
+            with self._fetch_lock:  # threads share this client: one fetch client, not one leaked per race
+                if self._fetch is None:
+                    self._fetch = fetch_client(
+                        allow_private=self.allow_private_urls, vendor=self.http, trusted=self._on_configured_origin
+                    )
         return self._fetch
 
     def _emulator_url(self) -> str:
