@@ -14,7 +14,9 @@ transport failures into ideochar errors *thrown into the generator*, so vendor l
 poll may be repeated) or let them propagate. Whether a failure may have reached the vendor is decided
 here, once: a connect error never did (``sent=False``, safe to repeat); a timeout or a dropped
 connection after a ``Send(admits=True)`` may have created a billable job, so it becomes
-:class:`~ideochar.errors.OutcomeUnknown`, never a silent retry.
+:class:`~ideochar.errors.OutcomeUnknown`, never a silent retry. A URL that came from a caller's input or
+a vendor's answer (``Send(untrusted_url=True)``) is sent through the driver's ``fetch`` client instead of
+the vendor client: it refuses private addresses at every connection (:mod:`ideochar._netguard`).
 
 The helpers below (:func:`download_image`, :func:`fetch_input`, :func:`read_json`) are exchanges too,
 used with ``yield from``.
