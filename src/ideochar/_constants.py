@@ -11,6 +11,8 @@ __all__ = [
     "DEFAULT_DEADLINE_SECONDS",
     "DOWNLOAD_ATTEMPTS",
     "INITIAL_RETRY_DELAY_SECONDS",
+    "JOB_HEARTBEAT_SECONDS",
+    "JOB_LEASE_SECONDS",
     "MAX_DOWNLOAD_BYTES",
     "MAX_REDIRECTS",
     "MAX_REFERENCE_BYTES",
@@ -54,3 +56,8 @@ POLL_INITIAL_SECONDS = 0.05
 # after the final status); a stream still open after that is closed as before.
 STREAM_DRAIN_SECONDS = 0.05
 POLL_MAX_SECONDS = 2.0
+
+# A journaled job is owned by the process running it, which renews its lease this often. Another machine
+# may take the job over only once the lease has run out (on the same machine, a dead pid frees it at once).
+JOB_LEASE_SECONDS = 60.0
+JOB_HEARTBEAT_SECONDS = 15.0

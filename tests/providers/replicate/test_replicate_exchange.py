@@ -43,7 +43,7 @@ from ideochar.exchange import Send, Sleep
 from ideochar.hookspecs import hookimpl
 from ideochar.plugins import plugin_manager
 from ideochar.request import CharacterRequest, Edit
-from ideochar.router import run_provider
+from ideochar.router import provider_flow
 from ideochar_replicate import provider as provider_module
 from ideochar_replicate.provider import ReplicateProvider
 
@@ -385,7 +385,7 @@ def test_polls_that_keep_failing_end_in_outcome_unknown_with_the_id(driver: Driv
     provider, ctx = ReplicateProvider(), context()
     request = CharacterRequest(prompt="p", reference=REF_URL)
     with pytest.raises(OutcomeUnknown) as caught:
-        run(driver, run_provider(provider, provider.exchange(request, ctx), ctx), fake)
+        run(driver, provider_flow(provider, provider.exchange(request, ctx), ctx), fake)
     assert caught.value.vendor_request_id == PREDICTION_ID and caught.value.admitted
     polls = fake.sent("GET", f"/v1/predictions/{PREDICTION_ID}")
     assert len(polls) == provider_module.POLL_FAILURES_TOLERATED + 1
