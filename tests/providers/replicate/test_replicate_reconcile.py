@@ -360,7 +360,7 @@ def test_list_pages_are_repeated_through_transient_failures(driver: Driver) -> N
     fake = FakeReplicate(
         listing=[
             httpx.ConnectError("refused"),
-            _listing(
+            _fresh(
                 lambda: httpx.Response(429, json={"detail": "throttled", "status": 429}, headers={"retry-after": "0"})
             ),
             _fresh(lambda: httpx.Response(200, text="<html>oops</html>")),
