@@ -3,7 +3,7 @@
 Replicate's list of predictions is scripted (``FakeReplicate.listing``) so each rule of the search is
 pinned: the time window and its clock-skew margin, the matching rule, pagination, retries, and never
 guessing between two candidates. The same paths against the emulator are in
-tests/emulator_vendors/test_replicate_reconcile.py.
+tests/emulator_vendors/test_replicate_lost_creates.py.
 """
 
 from __future__ import annotations
