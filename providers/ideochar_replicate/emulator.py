@@ -403,7 +403,9 @@ def _time_query(request: Request, name: str) -> float:
     if value is None:
         return -math.inf if name == "created_after" else math.inf
     try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace(" ", "+"))
+        # A "+hh:mm" offset sent unencoded arrives as " hh:mm"; "Z" is not read by Python 3.10.
+        text = re.sub(r" (\d{2}:?\d{2})$", r"+\1", value.strip()).replace("Z", "+00:00")
+        moment = datetime.fromisoformat(text)
     except ValueError:
         raise _Problem(400, "Bad Request", f"{name} must be an ISO 8601 date-time, got {value!r}")
     if moment.tzinfo is None:

@@ -5,6 +5,8 @@ Replicate's ``ideogram-ai/ideogram-character`` takes title-case enums (``Turbo``
 means unset; we leave the field out instead). Images are strings: an http(s) URL, a data URI
 (recommended by Replicate only under 1 MB), or the ``urls.get`` of a file uploaded through
 ``POST /v1/files``. Which of the three an image becomes is decided here, from what is known locally.
+One thing here is not a pure function of the request: a seed is drawn for a request that names none
+(:func:`create_body`), so that each prediction can be told apart in Replicate's list.
 """
 
 from __future__ import annotations

@@ -69,7 +69,15 @@ from ideochar_replicate.mapping import (
     request_images,
     seed_from_logs,
 )
-from ideochar_replicate.reconcile import LIST_PATH, Listing, create_marker, find_lost_create, find_prediction
+from ideochar_replicate.reconcile import (
+    CLOCK_SKEW_SECONDS,
+    LIST_PATH,
+    LOST_ANSWER_LOOKS_SECONDS,
+    Listing,
+    create_marker,
+    find_lost_create,
+    find_prediction,
+)
 from ideochar_replicate.wire import Prediction, UploadedFile
 
 __all__ = ["ReplicateProvider"]
@@ -122,10 +130,10 @@ class ReplicateProvider(Provider):
             "when not found there.",
             "lost predictions": "A prediction whose create answer was lost is found again in Replicate's list of "
             "predictions by its input (prompt, settings, seed, image digests) since the request was sent, less "
-            "2 minutes of clock skew. How the list echoes image inputs (whole data URIs?) is undocumented: an "
-            "image rules a prediction out only when both sides are comparable. The list is assumed to show a "
-            "prediction within seconds: it is looked at 4 times over 5 s. Several matches are never guessed "
-            "between (OutcomeUnknown).",
+            f"{CLOCK_SKEW_SECONDS:g} s of clock skew. How the list echoes image inputs (whole data URIs?) is "
+            "undocumented: an image rules a prediction out only when both sides are comparable. The list is "
+            f"assumed to show a prediction within seconds: it is looked at {len(LOST_ANSWER_LOOKS_SECONDS)} times "
+            f"over {sum(LOST_ANSWER_LOOKS_SECONDS):g} s. Several matches are never guessed between (OutcomeUnknown).",
             "cancel_after": "Durations are sent as written ('30s', '5m', '1h30m'); Replicate's full grammar "
             "was not seen.",
         },
