@@ -251,25 +251,23 @@ class _Search:
         raise self._ambiguous()
 
     def _ambiguous(self) -> OutcomeUnknown:
-        since = _iso(self.since)
-        ids = [p.id for p in self.matches]
-        removed = [p.id for p in self.removed]
-        if ids:
-            text = (
-                f"Replicate lists {len(ids)} predictions since {since} whose input matches this request "
-                f"({', '.join(ids)})"
-            )
-            if removed:
-                text += f", and {len(removed)} whose input was already removed ({', '.join(removed)})"
-        else:
-            text = f"Replicate lists {len(removed)} predictions since {since} whose input was already removed " + (
-                f"({', '.join(removed)})"
-            )
+        found = []
+        if self.matches:
+            found.append(f"{_predictions(self.matches)} whose input matches this request")
+        if self.removed:
+            found.append(f"{_predictions(self.removed)} whose input was already removed")
+        verdict = "which one this job created" if self.matches else "whether one of them is this job"
         return OutcomeUnknown(
-            f"{text}; which one this job created cannot be told, so none is picked and nothing is sent again",
+            f"Replicate lists, since {_iso(self.since)}, {' and '.join(found)}; {verdict} cannot be told, so "
+            "none is picked and nothing is sent again",
             provider=PROVIDER,
-            body={"candidates": ids + removed},
+            body={"candidates": [p.id for p in self.matches + self.removed]},
         )
+
+
+def _predictions(items: list[ListedPrediction]) -> str:
+    noun = "prediction" if len(items) == 1 else "predictions"
+    return f"{len(items)} {noun} ({', '.join(p.id for p in items)})"
 
 
 def find_prediction(
