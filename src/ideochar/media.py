@@ -30,6 +30,7 @@ import struct
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -61,8 +62,10 @@ __all__ = [
     "InputKind",
     "InputKinds",
     "SourceKind",
+    "accepting",
     "input_kind",
     "is_grayscale",
+    "pixel_strips",
     "sniff_format",
 ]
 
@@ -89,6 +92,9 @@ def sniff_format(head: bytes) -> ImageFormat | None:
     return None
 
 
+# pydantic does not hand a validation context to a model with its own __init__ (ours convert errors), nor
+# to the models nested in it: the kinds accepted travel beside the validation instead, for its duration.
+_accepted: ContextVar[InputKinds | None] = ContextVar("ideochar_accepted_inputs", default=None)
 _INPUT_KIND: dict[SourceKind, InputKind] = {"path": "path", "url": "url", "bytes": "bytes", "data_uri": "bytes"}
 _KIND_WORDS: dict[InputKind, tuple[str, str]] = {
     "path": ("file paths", "a file path"),
@@ -155,10 +161,11 @@ class InputKinds:
 
     @classmethod
     def from_context(cls, context: Any) -> InputKinds:
-        """The kinds a pydantic validation context accepts; all of them when it says nothing."""
+        """The kinds a pydantic validation context accepts; else those of the enclosing
+        :func:`accepting` block; else all of them."""
         if isinstance(context, Mapping) and context.get(cls.CONTEXT_KEY) is not None:
             return cls.of(context[cls.CONTEXT_KEY])
-        return ALL_INPUTS
+        return _accepted.get() or ALL_INPUTS
 
     def context(self) -> dict[str, Any]:
         """A pydantic validation context carrying these kinds (``model_validate(..., context=...)``)."""
@@ -543,47 +550,71 @@ _PNG_STRIP_MODES: dict[int, tuple[str, int]] = {2: ("RGB", 3), 3: ("P", 1), 6: (
 
 
 def is_grayscale(image: ImageInput) -> bool:
-    """True when every pixel of a local image is a shade of grey (R = G = B; alpha ignored).
+    """True when every pixel of a local image is a shade of grey (R = G = B; alpha ignored), read in
+    bounded memory: a grey mode or an all-grey palette answers from the header, anything else is read
+    through :func:`pixel_strips`.
 
     Why bounded: a mask is small on disk and huge decoded (490 KB of PNG once took 1.8 GB to check).
-    So a grey mode answers from the header, and a palette from its colours when they are all grey; an
-    8-bit non-interlaced PNG is read strip by strip (``PIXEL_STRIP_BYTES`` of rows at a time, any size);
-    a JPEG is decoded at the largest scale within ``MAX_MASK_DECODE_PIXELS`` (full size up to it; 1/2 is
-    as exact for the usual 4:2:0 JPEG, whose colour is stored at half size; 1/4 and 1/8, for masks over
-    32 MP, may miss a speck of colour smaller than the scale); any other image (WebP, 16-bit or
-    interlaced PNG) is decoded whole up to ``MAX_MASK_DECODE_PIXELS`` and refused above it.
+    Raises InvalidRequest without a field (callers name it). Example::
 
-    Raises InvalidRequest without a field (callers name it) for a URL input and for pixels that cannot
-    be read. Example: ``if not is_grayscale(mask): raise InvalidRequest.for_field("operation.mask", ...)``.
+        if not is_grayscale(mask):
+            raise InvalidRequest.for_field("operation.mask", "has colour in it")
     """
+    _require_local(image)
+    from PIL import Image
+
+    with image._pillow_errors("cannot be decoded"), image.open() as handle, Image.open(handle) as img:
+        palette = _header_palette(img)
+        if img.mode in _GRAY_MODES or (palette and not _coloured_entries(palette)):
+            return True
+    return not any(_has_colour(strip) for strip in pixel_strips(image))
+
+
+def pixel_strips(image: ImageInput) -> Iterator[PILImage.Image]:
+    """A local image's pixels as strips of rows, top to bottom, in bounded memory: for checks that
+    must look at every pixel of a mask that may declare up to ``MAX_INPUT_PIXELS``.
+
+    An 8-bit non-interlaced PNG (the usual mask) is read strip by strip, whatever its size
+    (``PIXEL_STRIP_BYTES`` of rows at a time; palette strips carry the palette). A JPEG is decoded at
+    the largest scale that fits ``MAX_MASK_DECODE_PIXELS``: full size up to it, then 1/2 (as exact for
+    the usual 4:2:0 JPEG, whose colour is stored at half size anyway), 1/4 or 1/8 above 32 MP (a speck
+    smaller than the scale may blur away); its strips are then as wide as that scale. Any other image
+    (WebP, 16-bit or interlaced PNG) is decoded whole up to ``MAX_MASK_DECODE_PIXELS`` and refused
+    above it. Raises InvalidRequest (no field: callers name it).
+    """
+    _require_local(image)
+    from PIL import Image
+
+    with image._pillow_errors("cannot be decoded"), image.open() as handle, Image.open(handle) as img:
+        yield from _strips(img, handle)
+
+
+def _require_local(image: ImageInput) -> None:
     if not image.is_local:
         raise InvalidRequest(f"{image.describe()} is a URL: fetch it before reading its pixels")
     image.check()
-    from PIL import Image
-
-    formats = [image.format.upper()] if image.format else None
-    with image._pillow_errors("cannot be decoded"), image.open() as handle, Image.open(handle, formats=formats) as img:
-        if img.mode in _GRAY_MODES:
-            return True
-        coloured = _coloured_palette_entries(img) if img.mode == "P" else None
-        if coloured is not None and not coloured:
-            return True
-        return not any(_has_colour(strip, coloured) for strip in _strips(img, handle))
 
 
-def _coloured_palette_entries(img: PILImage.Image) -> frozenset[int]:
-    palette = img.getpalette("RGB") or []
+def _header_palette(img: PILImage.Image) -> list[int]:
+    """The palette as the file declares it, read without decoding (``getpalette`` decodes the image)."""
+    if img.mode != "P" or img.palette is None:
+        return []
+    rawmode, data = img.palette.getdata()
+    return list(data) if rawmode == "RGB" else []
+
+
+def _coloured_entries(palette: list[int]) -> frozenset[int]:
     return frozenset(index for index in range(len(palette) // 3) if len(set(palette[3 * index : 3 * index + 3])) > 1)
 
 
-def _has_colour(strip: PILImage.Image, coloured: frozenset[int] | None) -> bool:
+def _has_colour(strip: PILImage.Image) -> bool:
     from PIL import ImageChops
 
-    if strip.mode == "P" and coloured is not None:
-        counts = strip.histogram()
-        return any(counts[index] for index in coloured if index < len(counts))
     if strip.mode in _GRAY_MODES:
         return False
+    if strip.mode == "P":
+        counts = strip.histogram()
+        return any(counts[index] for index in _coloured_entries(strip.getpalette("RGB") or []) if index < len(counts))
     red, green, blue = strip.convert("RGB").split()
     return bool(ImageChops.difference(red, green).getbbox() or ImageChops.difference(green, blue).getbbox())
 
@@ -591,7 +622,7 @@ def _has_colour(strip: PILImage.Image, coloured: frozenset[int] | None) -> bool:
 def _strips(img: PILImage.Image, handle: BinaryIO) -> Iterator[PILImage.Image]:
     """The image as strips of rows, never more than ``MAX_MASK_DECODE_PIXELS`` decoded at once."""
     if img.format == "PNG":
-        rows = _png_strips(handle)
+        rows = _png_strips(img, handle)
         if rows is not None:
             return rows
     if img.format == "JPEG":
@@ -624,7 +655,7 @@ def _cut(img: PILImage.Image) -> Iterator[PILImage.Image]:
         yield img.crop((0, top, width, min(height, top + rows)))
 
 
-def _png_strips(handle: BinaryIO) -> Iterator[PILImage.Image] | None:
+def _png_strips(img: PILImage.Image, handle: BinaryIO) -> Iterator[PILImage.Image] | None:
     """An 8-bit, non-interlaced RGB, RGBA or palette PNG as strips of rows; None for any other PNG.
 
     Pillow decodes a PNG only whole. Here the image data is inflated a strip at a time (zlib) and each
@@ -640,7 +671,14 @@ def _png_strips(handle: BinaryIO) -> Iterator[PILImage.Image] | None:
     if depth != 8 or layout is None or interlace or not width or not height:
         return None
     handle.seek(4, os.SEEK_CUR)  # the IHDR's CRC
-    return _png_rows(_inflate(_png_image_data(handle)), width, height, *layout)
+    strips = _png_rows(_inflate(_png_image_data(handle)), width, height, *layout)
+    return _with_palette(strips, palette) if (palette := _header_palette(img)) else strips
+
+
+def _with_palette(strips: Iterator[PILImage.Image], palette: list[int]) -> Iterator[PILImage.Image]:
+    for strip in strips:
+        strip.putpalette(palette, "RGB")
+        yield strip
 
 
 def _png_rows(raw: Iterator[bytes], width: int, height: int, mode: str, pixel_bytes: int) -> Iterator[PILImage.Image]:
@@ -659,7 +697,7 @@ def _png_rows(raw: Iterator[bytes], width: int, height: int, mode: str, pixel_by
             yield strip
         if done >= height:
             return
-    raise InvalidRequest(f"the png image's pixel data ends after {done} of its {height} rows")
+    raise InvalidRequest(f"the png image's pixel data ends after {done + len(pending) // line} of its {height} rows")
 
 
 def _decode_png_rows(rows: bytes, previous: bytes, width: int, count: int, mode: str) -> tuple[PILImage.Image, bytes]:
@@ -699,6 +737,24 @@ def _inflate(pieces: Iterable[bytes]) -> Iterator[bytes]:
         while data and not inflater.eof:
             yield inflater.decompress(data, PIXEL_STRIP_BYTES)
             data = inflater.unconsumed_tail
+
+
+@contextmanager
+def accepting(kinds: InputKinds | Iterable[str] | str | None) -> Iterator[InputKinds]:
+    """Within the block, every image input pydantic validates must be of ``kinds`` (nested models too).
+
+    What ``CharacterRequest.model_validate(data, context=kinds.context())`` uses; also for code that
+    builds requests with the constructor. Example::
+
+        with accepting({"url", "bytes"}):
+            request = CharacterRequest(prompt=prompt, reference=user_value)
+    """
+    chosen = InputKinds.of(kinds)
+    token = _accepted.set(chosen)
+    try:
+        yield chosen
+    finally:
+        _accepted.reset(token)
 
 
 #: Every kind of input: for callers who name their own files (scripts, the command line).

@@ -36,7 +36,7 @@ from typing_extensions import Self
 
 from ideochar._constants import MAX_REFERENCE_BYTES
 from ideochar.errors import InvalidRequest
-from ideochar.media import ImageInput
+from ideochar.media import ImageInput, InputKinds, accepting
 
 __all__ = [
     "ASPECT_RATIOS",
@@ -273,7 +273,9 @@ class _Model(BaseModel):
 
     @classmethod
     def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
-        with _as_invalid_request():
+        """As pydantic's; a ``context`` naming the input kinds accepted (:meth:`InputKinds.context`)
+        holds for every image in ``obj``, nested ones too."""
+        with _as_invalid_request(), accepting(InputKinds.from_context(kwargs.get("context"))):
             return super().model_validate(obj, *args, **kwargs)
         raise AssertionError("unreachable")  # pragma: no cover
 
