@@ -143,6 +143,7 @@ class InputKinds:
     CONTEXT_KEY: ClassVar[str] = "accept_inputs"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "kinds", frozenset(self.kinds))  # a plain set given: hashable all the same
         unknown = sorted(set(self.kinds) - set(get_args(InputKind)))
         if unknown:
             raise InvalidRequest.for_field("accept_inputs", f"{unknown[0]!r} is not a kind; choose path, url, bytes")
@@ -170,9 +171,6 @@ class InputKinds:
     def context(self) -> dict[str, Any]:
         """A pydantic validation context carrying these kinds (``model_validate(..., context=...)``)."""
         return {self.CONTEXT_KEY: self}
-
-    def allows(self, kind: SourceKind | InputKind) -> bool:
-        return _INPUT_KIND[kind] in self.kinds
 
     def require(self, value: Any) -> None:
         """Raise InvalidRequest when ``value`` is of a kind not accepted; touches no file."""
