@@ -55,6 +55,7 @@ __all__ = [
     "Resolution",
     "Speed",
     "Style",
+    "is_visible",
 ]
 
 Style = Literal["auto", "realistic", "fiction"]
@@ -117,6 +118,13 @@ def _draws_something(char: str) -> bool:
     return unicodedata.category(char)[0] not in "CZM" and char not in _BLANK_LETTERS
 
 
+def is_visible(text: str) -> bool:
+    """True when ``text`` draws something, as ``prompt`` and ``negative_prompt`` must: not only white
+    space, control or format characters (NUL, zero-width space and joiner, BOM), lone combining marks
+    or blank letters (U+3164). Lets a server check its users' text the way the request will."""
+    return any(_draws_something(c) for c in text)
+
+
 def _visible_text(value: str) -> str:
     # Every vendor refuses a prompt of only spaces, after the request was sent: refuse it here instead,
     # with the invisible characters that look like nothing too (NUL, zero-width space and joiner, BOM).
@@ -124,7 +132,7 @@ def _visible_text(value: str) -> str:
     control = next((c for c in value if unicodedata.category(c) == "Cc" and c not in "\t\n\r"), None)
     if control is not None:
         raise ValueError(f"contains the control character U+{ord(control):04X}")
-    if not any(_draws_something(c) for c in value):
+    if not is_visible(value):
         raise ValueError("must contain something visible, not only white space or invisible characters")
     return value
 
