@@ -544,7 +544,7 @@ class ImageInput:
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: PNG colour types read strip by strip at bit depth 8: (Pillow mode, bytes per pixel).
-_PNG_STRIP_MODES: dict[int, tuple[str, int]] = {2: ("RGB", 3), 3: ("P", 1), 6: ("RGBA", 4)}
+_PNG_STRIP_MODES: dict[int, tuple[str, int]] = {0: ("L", 1), 2: ("RGB", 3), 3: ("P", 1), 4: ("LA", 2), 6: ("RGBA", 4)}
 
 
 def is_grayscale(image: ImageInput) -> bool:
@@ -654,7 +654,7 @@ def _cut(img: PILImage.Image) -> Iterator[PILImage.Image]:
 
 
 def _png_strips(img: PILImage.Image, handle: BinaryIO) -> Iterator[PILImage.Image] | None:
-    """An 8-bit, non-interlaced RGB, RGBA or palette PNG as strips of rows; None for any other PNG.
+    """An 8-bit, non-interlaced PNG as strips of rows; None for any other PNG.
 
     Pillow decodes a PNG only whole. Here the image data is inflated a strip at a time (zlib) and each
     strip is handed to Pillow's own PNG row decoder (``Image.frombytes(..., "zip")``), preceded by the

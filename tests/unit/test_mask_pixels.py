@@ -27,7 +27,7 @@ from ideochar import InvalidRequest
 from ideochar.media import ImageInput, is_grayscale, pixel_strips
 
 #: PNG colour type -> (Pillow mode, bytes per pixel), for the forms read strip by strip.
-LAYOUTS = {2: ("RGB", 3), 6: ("RGBA", 4), 3: ("P", 1)}
+LAYOUTS = {0: ("L", 1), 2: ("RGB", 3), 3: ("P", 1), 4: ("LA", 2), 6: ("RGBA", 4)}
 #: Peak memory a 50-megapixel mask check may add (checking it whole took over 500 MiB).
 MEMORY_BOUND_MIB = 64
 
