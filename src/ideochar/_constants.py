@@ -14,10 +14,13 @@ __all__ = [
     "JOB_HEARTBEAT_SECONDS",
     "JOB_LEASE_SECONDS",
     "MAX_DOWNLOAD_BYTES",
+    "MAX_INPUT_PIXELS",
+    "MAX_MASK_DECODE_PIXELS",
     "MAX_REDIRECTS",
     "MAX_REFERENCE_BYTES",
     "MAX_RETRY_AFTER_SECONDS",
     "MAX_RETRY_DELAY_SECONDS",
+    "PIXEL_STRIP_BYTES",
     "POLL_INITIAL_SECONDS",
     "POLL_MAX_SECONDS",
     "READ_CHUNK_BYTES",
@@ -31,6 +34,14 @@ DEFAULT_DEADLINE_SECONDS = 300.0
 
 # Every vendor documents 10 MB for the character reference (Ideogram: total of all references).
 MAX_REFERENCE_BYTES = 10 * 1024 * 1024
+# Pixels an input image may declare. A 10 MB file can declare billions (a 69-byte PNG: 10^10), and
+# whatever decodes it pays for every one. 8192x8192 holds any phone camera's photo (48 MP).
+MAX_INPUT_PIXELS = 8192 * 8192
+# Checking a mask's pixels decodes at most this many at once (4 bytes each): masks in a form that can be
+# read in strips (8-bit PNG) are read that way, JPEGs are decoded at a reduced scale, and the rest up to this.
+MAX_MASK_DECODE_PIXELS = 8 * 1024 * 1024
+# Raw (decompressed) bytes of one strip of rows when a PNG mask is read strip by strip.
+PIXEL_STRIP_BYTES = 1024 * 1024
 # A vendor's output image is a few MB at most; this only guards against a runaway body.
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 MAX_REDIRECTS = 5

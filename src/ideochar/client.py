@@ -19,7 +19,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar
 
@@ -36,7 +36,7 @@ from ideochar.events import Event
 from ideochar.exchange import adrive, drive
 from ideochar.job import Job, Record
 from ideochar.limits import Acquire, AnyioLimiter, ProviderLimits, ThreadLimiter, limits_for
-from ideochar.media import ImageInput
+from ideochar.media import ImageInput, InputKinds
 from ideochar.request import CharacterRequest, Edit, Generate, Remix
 from ideochar.result import CharacterResult
 from ideochar.router import (
@@ -109,6 +109,7 @@ class _Base:
         output_dir: str | os.PathLike[str] | None = None,
         breaker: CircuitBreaker | None = None,
         limits: Mapping[str, Mapping[str, Any]] | None = None,
+        accept_inputs: InputKinds | Iterable[str] | None = None,
     ) -> None:
         """
         Every argument left at None comes from the configuration (:mod:`ideochar.config`: an
@@ -138,6 +139,9 @@ class _Base:
             breaker: a circuit breaker to use (share one between clients of the same account).
             limits: per provider, ``max_images_in_flight`` / ``requests_per_minute`` overriding the
                 provider's declared limits (your plan's RPM).
+            accept_inputs: the kinds of image input accepted, of ``"path"``, ``"url"``, ``"bytes"`` (data
+                URIs are bytes); default all. A server passing on its users' strings gives
+                ``{"url", "bytes"}``: a path is then refused before any file is looked at.
         """
         from ideochar.config import load_settings  # deferred: pydantic builds its models on first use
 
@@ -192,6 +196,7 @@ class _Base:
         self._owns_journal = self._journal is None
         self._journal_lock = threading.Lock()
         self._journal_opened = self._journal is not None
+        self.accept_inputs = InputKinds.of(accept_inputs)
 
     # -- plugins and providers (loaded on first use, not at import) ---------------------------------
 
@@ -227,13 +232,14 @@ class _Base:
 
     # -- building requests and plans (no I/O) -------------------------------------------------------
 
-    @staticmethod
     def build_request(
-        operation: Generate | Edit | Remix | dict[str, Any], prompt: str, reference: Any, **fields: Any
+        self, operation: Generate | Edit | Remix | dict[str, Any], prompt: str, reference: Any, **fields: Any
     ) -> CharacterRequest:
         """The request for the convenience methods. An operation given as a dict is validated inside the
-        request, so a bad value is reported with its full path (``operation.strength``)."""
-        return CharacterRequest(prompt=prompt, reference=reference, operation=operation, **fields)
+        request, so a bad value is reported with its full path (``operation.strength``); images of a kind
+        this client does not accept are refused before any file is looked at."""
+        data = {"prompt": prompt, "reference": reference, "operation": operation, **fields}
+        return CharacterRequest.model_validate(data, context=self.accept_inputs.context())
 
     def quote(self, request: CharacterRequest) -> list[Quote]:
         """Price and support of every configured provider for ``request``. Sends nothing."""
@@ -518,6 +524,7 @@ class Client(_Base):
 
     def run(self, request: CharacterRequest, *, strict: bool | None = None) -> CharacterResult:
         """Serve a prepared request, failing over as configured."""
+        self.accept_inputs.check_images(request.images())  # a request built elsewhere: its kinds again
         return self._run(request, strict=strict)
 
     def _run(self, request: CharacterRequest, *, strict: bool | None) -> CharacterResult:
@@ -671,6 +678,7 @@ class AsyncClient(_Base):
         )
 
     async def run(self, request: CharacterRequest, *, strict: bool | None = None) -> CharacterResult:
+        self.accept_inputs.check_images(request.images())  # a request built elsewhere: its kinds again
         return await self._run(request, strict=strict)
 
     async def _run(self, request: CharacterRequest, *, strict: bool | None) -> CharacterResult:
