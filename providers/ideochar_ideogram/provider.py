@@ -43,7 +43,7 @@ from ideochar._constants import MAX_REFERENCE_BYTES
 from ideochar.errors import ContentFiltered, InvalidRequest, ProviderError, UnexpectedResponse
 from ideochar.events import Event
 from ideochar.exchange import Send, download_image, fetch_input
-from ideochar.media import ImageInput
+from ideochar.media import ImageInput, is_grayscale
 from ideochar.request import CharacterRequest, Speed
 from ideochar.result import GeneratedImage, ImageFailure, RequestWarning
 from ideochar.spec import CallContext, Exchange, Provider, ProviderInfo, ProviderOutput
@@ -68,7 +68,6 @@ PRICES_USD: Mapping[Speed, Decimal] = MappingProxyType(
 #: reference mask ("a grayscale image"), reference/ideogram-openapi.json (EditImageRequestV3 and the
 #: character_reference_images_mask of every v3 route). Neutral field paths.
 GRAYSCALE_FIELDS = ("operation.mask", "reference_mask")
-_GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
 
 _ALL_FIELDS = frozenset(
     {
@@ -223,14 +222,13 @@ def _check_fetched(images: Mapping[str, ImageInput]) -> None:
 
 
 def _check_grayscale(field: str, image: ImageInput) -> None:
-    """Ideogram takes masks only in shades of grey (every pixel R = G = B; alpha is ignored)."""
-    from PIL import Image, ImageChops  # deferred: Pillow is only needed for masks
-
-    with image.open() as handle, Image.open(handle) as opened:
-        if opened.mode in _GRAY_MODES:
-            return
-        red, green, blue = opened.convert("RGB").split()
-    if ImageChops.difference(red, green).getbbox() or ImageChops.difference(green, blue).getbbox():
+    """Ideogram takes masks only in shades of grey (every pixel R = G = B; alpha is ignored). Read in
+    bounded memory (media.is_grayscale): a mask is small on disk and can be huge decoded."""
+    try:
+        grey = is_grayscale(image)
+    except InvalidRequest as exc:
+        raise InvalidRequest.for_field(field, exc.message) from None
+    if not grey:
         raise InvalidRequest.for_field(
             field, "has colour in it; Ideogram takes a grayscale mask only (black = repaint, white = keep)"
         )
@@ -238,6 +236,7 @@ def _check_grayscale(field: str, image: ImageInput) -> None:
 
 def _dimensions(field: str, image: ImageInput) -> tuple[int, int] | None:
     try:
+        image.check()  # a complete file within the pixel limit: a fetched URL input is checked here
         return image.dimensions
     except InvalidRequest as exc:  # a header that sniffs right over bytes Pillow cannot read
         raise InvalidRequest.for_field(field, exc.message) from None

@@ -6,7 +6,7 @@ that an adapter bug shows up here. Routes (the name in brackets is the route nam
 
 - ``POST /v1/models/ideogram-ai/ideogram-character/predictions`` [``create``]
 - ``GET /v1/predictions/{id}`` [``get``] and ``POST /v1/predictions/{id}/cancel`` [``cancel``]
-- ``GET /v1/predictions`` [``list``]: the token's predictions, newest first (one page)
+- ``GET /v1/predictions`` [``list``]: the token's predictions, newest first, :data:`LIST_PAGE_SIZE` a page
 - ``POST /v1/files`` [``files.create``] and ``GET /v1/files/{id}`` [``files.get``]
 
 Behaviour, with its evidence ([V] vendor document, [I] inferred — each inferred value is a constant below):
@@ -34,6 +34,13 @@ Behaviour, with its evidence ([V] vendor document, [I] inferred — each inferre
   the rest, then ``succeeded`` with ``output`` = one URL string [V]. After :data:`RETENTION_SECONDS`
   input, output and logs are removed (``data_removed: true``) [V: "removed after an hour"].
 - Predictions belong to the token that created them; another token gets 404 [I].
+- The list [V: predictions.list]: ``{"next", "previous", "results"}``, newest first, 100 a page; ``next``
+  and ``previous`` are full URLs with an opaque ``cursor`` (Replicate's look like Django REST framework's
+  cursor pagination [I]), other query parameters kept; ``created_after`` (at or after) and
+  ``created_before`` (before) take ISO 8601 times [V], a malformed one or cursor is a 400 [I]. Only the
+  token's own predictions are listed [V: "created by the user or organization associated with the
+  provided API token"]. Each item is the prediction object with its ``input`` exactly as received:
+  data URIs come back whole [I: Replicate's echo of image inputs is undocumented].
 - Billing: each prediction is admitted to the kit's ledger when created (images = 1, $0.10/$0.15/$0.20 by
   ``rendering_speed`` Turbo/Default/Quality [I: reseller price]). The entry is voided when Replicate would
   not charge: aborted by its deadline before it started [V], canceled by its creator before it started,
@@ -152,7 +159,7 @@ MIN_CANCEL_AFTER_SECONDS = 5.0
 MAX_WAIT_SECONDS = 60
 #: [V: OpenAPI files.create 413 "Files must be less than 100MB in size"].
 MAX_FILE_BYTES = 100 * 1024 * 1024
-#: [V: predictions.list] "It will return 100 records per page" (the emulator serves the first page only).
+#: [V: predictions.list] "It will return 100 records per page".
 LIST_PAGE_SIZE = 100
 TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
 
@@ -382,6 +389,80 @@ def _output_size(given: Mapping[str, Any], base: bytes | None) -> tuple[int, int
 
 
 # --------------------------------------------------------------------------------------------------
+# The list's pages
+
+
+def _newest_first(prediction: _Prediction) -> tuple[float, str]:
+    """Sort key: newest first; the id breaks ties, so a page boundary between equal times is exact."""
+    return -prediction.created_at, prediction.id
+
+
+def _time_query(request: Request, name: str) -> float:
+    """``created_after``/``created_before`` as seconds; absent: no bound."""
+    value = request.query_params.get(name)
+    if value is None:
+        return -math.inf if name == "created_after" else math.inf
+    try:
+        # A "+hh:mm" offset sent unencoded arrives as " hh:mm"; "Z" is not read by Python 3.10.
+        text = re.sub(r" (\d{2}:?\d{2})$", r"+\1", value.strip()).replace("Z", "+00:00")
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _Problem(400, "Bad Request", f"{name} must be an ISO 8601 date-time, got {value!r}")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def _read_cursor(value: str | None) -> tuple[tuple[float, str], bool] | None:
+    """The cursor's position (a prediction's sort key) and direction (True: towards newer ones)."""
+    if value is None:
+        return None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(value.encode("ascii") + b"==="))
+        position = (float(data["p"]), str(data["i"]))
+        return position, bool(data["r"])
+    except (ValueError, KeyError, TypeError, UnicodeError):
+        raise _Problem(400, "Bad Request", "Invalid cursor")
+
+
+def _cursor(position: tuple[float, str], *, reverse: bool) -> str:
+    text = json.dumps({"p": position[0], "i": position[1], "r": int(reverse)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode("ascii")).decode("ascii").rstrip("=")
+
+
+def _page(
+    ordered: list[_Prediction], cursor: tuple[tuple[float, str], bool] | None, size: int
+) -> tuple[list[_Prediction], tuple[float, str] | None, tuple[float, str] | None]:
+    """The page ``cursor`` points at in the newest-first list ``ordered``, and the sort keys the previous
+    and the next page are read from (None when there is no such page).
+
+    A cursor holds a boundary, not an offset, so predictions created meanwhile shift nothing: forwards,
+    the page starts after the boundary; backwards (``previous``), it ends before it.
+    """
+    keys = [_newest_first(p) for p in ordered]
+    if cursor is None:
+        start, stop = 0, size
+    elif cursor[1]:
+        stop = sum(1 for key in keys if key < cursor[0])
+        start = max(0, stop - size)
+    else:
+        start = sum(1 for key in keys if key <= cursor[0])
+        stop = start + size
+    page = ordered[start:stop]
+    before = keys[start] if page and start > 0 else None
+    following = keys[start + len(page) - 1] if page and start + len(page) < len(ordered) else None
+    return page, before, following
+
+
+def _page_url(request: Request, base: str, position: tuple[float, str] | None, *, reverse: bool) -> str | None:
+    if position is None:
+        return None
+    params = {k: v for k, v in request.query_params.items() if k != "cursor"}
+    params["cursor"] = _cursor(position, reverse=reverse)
+    return f"{base}/v1/predictions?{urllib.parse.urlencode(params)}"
+
+
+# --------------------------------------------------------------------------------------------------
 # The routes
 
 
@@ -473,11 +554,22 @@ class _ReplicateEmulator:
             owner, injected = await self._guard("list", request)
             if injected is not None:
                 return injected
+            since, until = _time_query(request, "created_after"), _time_query(request, "created_before")
+            cursor = _read_cursor(request.query_params.get("cursor"))
         except _Problem as problem:
             return self._answer(problem)
-        mine = sorted((p for p in self.predictions.values() if p.owner == owner), key=lambda p: -p.created_at)
-        results = [await self._json(p, request) for p in mine[:LIST_PAGE_SIZE]]
-        return JSONResponse({"next": None, "previous": None, "results": results})
+        mine = sorted(
+            (p for p in self.predictions.values() if p.owner == owner and since <= p.created_at < until),
+            key=_newest_first,
+        )
+        page, before, after = _page(mine, cursor, LIST_PAGE_SIZE)
+        return JSONResponse(
+            {
+                "next": _page_url(request, self.kit.base_url(request), after, reverse=False),
+                "previous": _page_url(request, self.kit.base_url(request), before, reverse=True),
+                "results": [await self._json(p, request) for p in page],
+            }
+        )
 
     async def get(self, request: Request) -> Response:
         from starlette.responses import JSONResponse

@@ -5,11 +5,14 @@ Replicate's ``ideogram-ai/ideogram-character`` takes title-case enums (``Turbo``
 means unset; we leave the field out instead). Images are strings: an http(s) URL, a data URI
 (recommended by Replicate only under 1 MB), or the ``urls.get`` of a file uploaded through
 ``POST /v1/files``. Which of the three an image becomes is decided here, from what is known locally.
+One thing here is not a pure function of the request: a seed is drawn for a request that names none
+(:func:`create_body`), so that each prediction can be told apart in Replicate's list.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
@@ -24,6 +27,7 @@ __all__ = [
     "CREATE_PATH",
     "DATA_URI_MAX_BYTES",
     "DEFAULT_WAIT_SECONDS",
+    "MAX_SEED",
     "MODEL",
     "NEUTRAL_STATUS",
     "TITLE_CASE",
@@ -31,6 +35,7 @@ __all__ = [
     "ReplicateOptions",
     "create_body",
     "create_headers",
+    "draw_seed",
     "image_route",
     "prediction_input",
     "prompt_from_logs",
@@ -47,11 +52,16 @@ FILES_PATH = "/v1/files"
 #: Measured on the raw file, before base64 (which adds a third).
 DATA_URI_MAX_BYTES = 1_000_000
 
-#: Our choice, not Replicate's default (60): how long the create request is held open for a result.
-#: While it is held, the prediction id is not known yet, so a crash or a lost connection in that
-#: window leaves a paid job nobody can resume. A short hold gets the id (and the ``submitted``
-#: event, which the journal records) within seconds; polling then costs at most ~2 s of latency.
-DEFAULT_WAIT_SECONDS = 5
+#: Our choice: the create request is not held (no ``Prefer: wait``). Held, it answers only when the
+#: prediction is done or the wait is over, and until then the prediction id is unknown: a crash or a
+#: lost connection in that window leaves a paid job that can only be found again in Replicate's list
+#: of predictions (``reconcile.py``). Unheld, Replicate answers at once with the id and ``starting``
+#: [V: HTTP API reference], the ``submitted`` event (which the journal records) follows within one
+#: round trip, and polling, fast at first, costs well under a second of latency.
+DEFAULT_WAIT_SECONDS = 0
+
+#: Replicate's schema caps the seed here [V: the model's input schema].
+MAX_SEED = 2_147_483_647
 
 #: The one table of title-case enums: wire field -> neutral value -> Replicate value.
 TITLE_CASE: Mapping[str, Mapping[str, str]] = {
@@ -84,7 +94,9 @@ class ReplicateOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     wait: int = Field(default=DEFAULT_WAIT_SECONDS, ge=0, le=60)
-    """Seconds to hold the create request open (``Prefer: wait=N``); 0 sends no ``Prefer`` and polls."""
+    """Seconds to hold the create request open for a finished answer (``Prefer: wait=N``). 0, the
+    default, sends no ``Prefer``: the prediction id comes back at once and is polled. A wait widens
+    the window in which an interruption loses the id (the job is then looked up in Replicate's list)."""
     cancel_after: str | None = None
     """A deadline for the prediction itself (``Cancel-After``), e.g. ``"30s"``, ``"5m"``, ``"1h30m"``
     (a number is taken as seconds). Past it Replicate aborts a prediction that has not started (not
@@ -134,12 +146,18 @@ def request_images(request: CharacterRequest) -> Iterator[tuple[str, str, ImageI
         yield "mask", "operation.mask", request.operation.mask
 
 
-def prediction_input(request: CharacterRequest, images: Mapping[str, str]) -> PredictionInput:
+def draw_seed() -> int:
+    """A random seed for a request that names none (what Replicate would otherwise draw itself)."""
+    return secrets.randbelow(MAX_SEED + 1)
+
+
+def prediction_input(request: CharacterRequest, images: Mapping[str, str], seed: int | None = None) -> PredictionInput:
     """The ``input`` object. ``images`` maps wire field -> the string to send (URL or data URI).
 
     Speed and magic prompt are always sent explicitly (the speed sets the price, so it must not
-    depend on the vendor's default); style, size and seed only when the caller set them. An edit
-    carries no size: the neutral request forbids one, and Replicate ignores it with an image.
+    depend on the vendor's default); style and size only when the caller set them. ``seed`` stands in
+    for the request's when it has none. An edit carries no size: the neutral request forbids one, and
+    Replicate ignores it with an image.
     """
     title = TITLE_CASE
     return PredictionInput(
@@ -150,16 +168,22 @@ def prediction_input(request: CharacterRequest, images: Mapping[str, str]) -> Pr
         magic_prompt_option=title["magic_prompt_option"][request.magic_prompt],
         aspect_ratio=request.aspect_ratio,
         resolution=request.resolution,
-        seed=request.seed,
+        seed=request.seed if request.seed is not None else seed,
         image=images.get("image"),
         mask=images.get("mask"),
     )
 
 
 def create_body(request: CharacterRequest, images: Mapping[str, str], options: ReplicateOptions) -> dict[str, Any]:
-    """The exact JSON body of the create request."""
+    """The exact JSON body of the create request.
+
+    It always carries a seed: the caller's, else one drawn here (:func:`draw_seed`). A random seed is
+    what Replicate uses anyway; drawing it here makes each prediction's input distinct, so a
+    prediction whose answer was lost is told apart in Replicate's list from its siblings (the other
+    calls of a fanned-out request have the same prompt and images) and found again (``reconcile.py``).
+    """
     return CreatePrediction(
-        input=prediction_input(request, images),
+        input=prediction_input(request, images, draw_seed() if request.seed is None else None),
         webhook=options.webhook,
         webhook_events_filter=options.webhook_events_filter if options.webhook else None,
     ).payload()

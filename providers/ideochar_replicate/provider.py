@@ -3,15 +3,21 @@
 The shape of one job::
 
     [POST /v1/files ...]                     only for a local image of 1 MB or more (not billable)
-    POST /v1/models/ideogram-ai/ideogram-character/predictions   Prefer: wait=N  [Cancel-After: 5m]
+    POST /v1/models/ideogram-ai/ideogram-character/predictions   [Prefer: wait=N] [Cancel-After: 5m]
         -> submitted event (prediction id, get/cancel URLs: enough to resume)
+    [GET /v1/predictions?created_after=...]  only when the create's answer was lost: found again by its input
     GET  urls.get ... until succeeded | failed | canceled | aborted     (fast first, then slower)
     GET  <output URL>                        the image, downloaded now (Replicate deletes it after 1 h)
 
 Why it is built this way:
 
 * The create request is the only one that can bill, and Replicate has no idempotency key, so it is
-  sent once (``admits=True``): a lost answer becomes OutcomeUnknown, never a second prediction.
+  sent once (``admits=True``), never a second time. It is not held (no ``Prefer: wait`` unless the
+  caller asks): Replicate answers at once with the id, so the window in which a crash loses the id is
+  one round trip. Its ``marker`` (``reconcile.create_marker``) is journaled with the intent to send.
+* A lost answer (dropped connection, timeout, gateway 502/504, unreadable body) is looked up in
+  Replicate's list of predictions by its input and time (``reconcile.py``): found, the job goes on as
+  if the answer had come; not found, or not told apart from another, it is OutcomeUnknown.
 * The ``submitted`` event is yielded the moment the id is known, before any other request, so a
   process killed afterwards can :meth:`ReplicateProvider.resume` from the journal.
 * Polls and downloads are GETs: repeated freely on transport errors, 5xx and 429.
@@ -26,6 +32,7 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -62,11 +69,20 @@ from ideochar_replicate.mapping import (
     request_images,
     seed_from_logs,
 )
+from ideochar_replicate.reconcile import (
+    CLOCK_SKEW_SECONDS,
+    LIST_PATH,
+    LOST_ANSWER_LOOKS_SECONDS,
+    Listing,
+    create_marker,
+    find_lost_create,
+    find_prediction,
+)
 from ideochar_replicate.wire import Prediction, UploadedFile
 
 __all__ = ["ReplicateProvider"]
 
-#: The create request is held up to ``wait`` seconds; allow this much more for the answer to arrive.
+#: The create request is held up to ``wait`` seconds (none by default); allow this much more for the answer.
 CREATE_ANSWER_MARGIN_SECONDS = 30.0
 #: Consecutive failed polls (transport errors, 5xx, 429, unreadable bodies) before giving up. The
 #: prediction keeps running; the error carries its id so the job can be resumed later.
@@ -99,6 +115,7 @@ class ReplicateProvider(Provider):
         max_images_per_call=1,
         requests_per_minute=600,
         can_resume=True,
+        can_reconcile=True,
         options_model=ReplicateOptions,
         docs_url="https://replicate.com/ideogram-ai/ideogram-character",
         inferred={
@@ -109,7 +126,14 @@ class ReplicateProvider(Provider):
             "billing of failures": "Whether failed or canceled predictions of this per-image model bill is "
             "undocumented: reported as billed 'unknown'. Aborted ones are not charged (documented).",
             "gateway 502/504": "A 502/504 answer to the create request is treated as a possibly created "
-            "prediction (OutcomeUnknown), since the request is held open up to 60 s.",
+            "prediction (its answer lost): it is looked up in the list of predictions, and is OutcomeUnknown "
+            "when not found there.",
+            "lost predictions": "A prediction whose create answer was lost is found again in Replicate's list of "
+            "predictions by its input (prompt, settings, seed, image digests) since the request was sent, less "
+            f"{CLOCK_SKEW_SECONDS:g} s of clock skew. How the list echoes image inputs (whole data URIs?) is "
+            "undocumented: an image rules a prediction out only when both sides are comparable. The list is "
+            f"assumed to show a prediction within seconds: it is looked at {len(LOST_ANSWER_LOOKS_SECONDS)} times "
+            f"over {sum(LOST_ANSWER_LOOKS_SECONDS):g} s. Several matches are never guessed between (OutcomeUnknown).",
             "cancel_after": "Durations are sent as written ('30s', '5m', '1h30m'); Replicate's full grammar "
             "was not seen.",
         },
@@ -130,32 +154,31 @@ class ReplicateProvider(Provider):
                 images[wire_field] = yield from self._upload(image, neutral_field, ctx)
 
         body = create_body(request, images, options)
-        headers = {**_auth(ctx), **create_headers(options)}
-        response = yield Send(
-            httpx.Request("POST", ctx.url("api", CREATE_PATH), json=body, headers=headers),
-            admits=True,
-            timeout=options.wait + CREATE_ANSWER_MARGIN_SECONDS,
-        )
-        if not response.is_success:
-            raise error_from_response(response, phase="create")
-        prediction = _created(response)
+        prediction, found_in_list = yield from self._create(body, options, ctx)
         yield Event(
             "submitted",
             vendor_request_id=prediction.id,
             status=NEUTRAL_STATUS[prediction.status],
             resume=_resume_state(prediction, ctx),
         )
-        return (
-            yield from self._follow(
-                prediction.id, _get_url(prediction.id, prediction.urls.get, ctx), ctx, first=prediction
-            )
-        )
+        get_url = _get_url(prediction.id, prediction.urls.get, ctx)
+        # A prediction found in the list is read again by its id before its status or output is trusted.
+        return (yield from self._follow(prediction.id, get_url, ctx, first=None if found_in_list else prediction))
 
     def resume(self, state: Mapping[str, Any], ctx: CallContext) -> Exchange[ProviderOutput]:
         """Continue a prediction admitted earlier, from the ``resume`` data of its ``submitted`` event."""
         prediction_id = _state_id(state)
         get_url = _get_url(prediction_id, state.get("get_url"), ctx)
         return (yield from self._follow(prediction_id, get_url, ctx, first=None))
+
+    def reconcile(
+        self, marker: Mapping[str, Any], ctx: CallContext, *, sent_at: float
+    ) -> Exchange[dict[str, Any] | None]:
+        """Find in Replicate's list the prediction a create request with this ``marker`` made at ``sent_at``
+        (see ``reconcile.py``): its resume data, None when the list shows none, OutcomeUnknown when
+        several could be it."""
+        found = yield from find_prediction(marker, sent_at=sent_at, listing=_listing(ctx))
+        return None if found is None else _resume_state(found.as_prediction(), ctx)
 
     def cancel(self, state: Mapping[str, Any], ctx: CallContext) -> Exchange[str]:
         """Ask Replicate to stop a prediction; returns the status it then reports (``canceled``, or
@@ -171,6 +194,28 @@ class ReplicateProvider(Provider):
             return "requested"  # accepted (2xx) but the body does not say the new status
 
     # -- steps -------------------------------------------------------------------------------------
+
+    def _create(
+        self, body: dict[str, Any], options: ReplicateOptions, ctx: CallContext
+    ) -> Exchange[tuple[Prediction, bool]]:
+        """Send the create request, once. A lost answer is looked up in Replicate's list before it is
+        given up as OutcomeUnknown. Returns the prediction and whether it was found in the list."""
+        marker = create_marker(body)
+        headers = {**_auth(ctx), **create_headers(options)}
+        sent_at = time.time()
+        try:
+            response = yield Send(
+                httpx.Request("POST", ctx.url("api", CREATE_PATH), json=body, headers=headers),
+                admits=True,
+                timeout=options.wait + CREATE_ANSWER_MARGIN_SECONDS,
+                marker=marker,
+            )
+            if not response.is_success:
+                raise error_from_response(response, phase="create")
+            return _created(response), False
+        except OutcomeUnknown as lost:
+            found = yield from find_lost_create(lost, marker, sent_at=sent_at, listing=_listing(ctx))
+            return found.as_prediction(), True
 
     def _upload(self, image: ImageInput, neutral_field: str, ctx: CallContext) -> Exchange[str]:
         """Upload a large local image through ``POST /v1/files``, streamed; returns its ``urls.get``."""
@@ -303,6 +348,10 @@ def _trusted(url: object, ctx: CallContext) -> str | None:
         return None
     base = ctx.url("api").rstrip("/") + "/"
     return url if url.startswith(base) else None
+
+
+def _listing(ctx: CallContext) -> Listing:
+    return Listing(ctx.url("api", LIST_PATH), _auth(ctx), lambda url: _trusted(url, ctx))
 
 
 def _get_url(prediction_id: str, candidate: object, ctx: CallContext) -> str:

@@ -12,7 +12,7 @@ the official Python client (``Prediction``, ``File``, ``ReplicateError``).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,9 +21,11 @@ __all__ = [
     "AspectRatio",
     "CreatePrediction",
     "FileUrls",
+    "ListedPrediction",
     "MagicPromptOption",
     "Prediction",
     "PredictionInput",
+    "PredictionPage",
     "PredictionStatus",
     "PredictionUrls",
     "Problem",
@@ -45,6 +47,7 @@ WebhookEvent = Literal["start", "output", "logs", "completed"]
 #: prediction started (replicate.com changelog 2025-10-16).
 PredictionStatus = Literal["starting", "processing", "succeeded", "failed", "canceled", "aborted"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "canceled", "aborted"})
+_STATUSES: frozenset[str] = frozenset(get_args(PredictionStatus))
 
 
 class _Sent(BaseModel):
@@ -131,6 +134,41 @@ class Prediction(_Received):
         if self.error is None:
             return ""
         return self.error if isinstance(self.error, str) else str(self.error)
+
+
+class ListedPrediction(_Received):
+    """One item of ``GET /v1/predictions``, read loosely: only what finding a lost prediction needs.
+
+    The listing holds every prediction of the account (the website's too), of every model, so an
+    item this adapter cannot fully read (a status newer than this code, a model with another output
+    shape) must not make the whole page unreadable; only an item without an id is useless.
+    """
+
+    id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+$")
+    status: str = ""
+    model: str | None = None
+    input: dict[str, Any] | None = None
+    """What was sent, as Replicate echoes it (how it echoes image inputs is not documented [I])."""
+    created_at: str | None = None
+    source: str | None = None
+    """``api`` or ``web`` [V]."""
+    data_removed: bool = False
+    urls: PredictionUrls = Field(default_factory=PredictionUrls)
+
+    def as_prediction(self) -> Prediction:
+        """A :class:`Prediction` to follow by its id (a status this code does not know reads as starting)."""
+        status = self.status if self.status in _STATUSES else "starting"
+        return Prediction.model_validate({"id": self.id, "status": status, "urls": self.urls.model_dump()})
+
+
+class PredictionPage(_Received):
+    """A page of ``GET /v1/predictions``: newest first, 100 per page, ``next``/``previous`` as full URLs
+    carrying a ``cursor`` query parameter, or null [V: HTTP API reference, predictions.list]."""
+
+    results: list[dict[str, Any]]
+    """Kept raw: each item is read on its own (:class:`ListedPrediction`), so one odd item spoils nothing."""
+    next: str | None = None
+    previous: str | None = None
 
 
 class FileUrls(_Received):

@@ -13,11 +13,16 @@ __all__ = [
     "FETCH_READ_TIMEOUT_SECONDS",
     "FETCH_TIMEOUT_SECONDS",
     "INITIAL_RETRY_DELAY_SECONDS",
+    "JOB_HEARTBEAT_SECONDS",
+    "JOB_LEASE_SECONDS",
     "MAX_DOWNLOAD_BYTES",
+    "MAX_INPUT_PIXELS",
+    "MAX_MASK_DECODE_PIXELS",
     "MAX_REDIRECTS",
     "MAX_REFERENCE_BYTES",
     "MAX_RETRY_AFTER_SECONDS",
     "MAX_RETRY_DELAY_SECONDS",
+    "PIXEL_STRIP_BYTES",
     "POLL_INITIAL_SECONDS",
     "POLL_MAX_SECONDS",
     "READ_CHUNK_BYTES",
@@ -31,6 +36,14 @@ DEFAULT_DEADLINE_SECONDS = 300.0
 
 # Every vendor documents 10 MB for the character reference (Ideogram: total of all references).
 MAX_REFERENCE_BYTES = 10 * 1024 * 1024
+# Pixels an input image may declare. A 10 MB file can declare billions (a 69-byte PNG: 10^10), and
+# whatever decodes it pays for every one. 8192x8192 holds any phone camera's photo (48 MP).
+MAX_INPUT_PIXELS = 8192 * 8192
+# Checking a mask's pixels decodes at most this many at once (4 bytes each): masks in a form that can be
+# read in strips (8-bit PNG) are read that way, JPEGs are decoded at a reduced scale, and the rest up to this.
+MAX_MASK_DECODE_PIXELS = 8 * 1024 * 1024
+# Raw (decompressed) bytes of one strip of rows when a PNG mask is read strip by strip.
+PIXEL_STRIP_BYTES = 1024 * 1024
 # A vendor's output image is a few MB at most; this only guards against a runaway body.
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 MAX_REDIRECTS = 5
@@ -61,3 +74,8 @@ POLL_INITIAL_SECONDS = 0.05
 # after the final status); a stream still open after that is closed as before.
 STREAM_DRAIN_SECONDS = 0.05
 POLL_MAX_SECONDS = 2.0
+
+# A journaled job is owned by the process running it, which renews its lease this often. Another machine
+# may take the job over only once the lease has run out (on the same machine, a dead pid frees it at once).
+JOB_LEASE_SECONDS = 60.0
+JOB_HEARTBEAT_SECONDS = 15.0

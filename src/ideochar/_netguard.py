@@ -48,7 +48,7 @@ import httpcore
 import httpx
 
 from ideochar._constants import CONNECT_TIMEOUT_SECONDS, FETCH_READ_TIMEOUT_SECONDS, FETCH_TIMEOUT_SECONDS
-from ideochar._secrets import redact
+from ideochar._secrets import redact_url
 
 __all__ = [
     "AddressRefused",
@@ -397,14 +397,9 @@ def origin_of(url: httpx.URL | str) -> Origin:
 
 
 def display_url(url: httpx.URL | str) -> str:
-    """A URL fit for a message: no user:password, no query (presigned URLs sign there), no fragment."""
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError):
-        return "(an unusable URL)"
-    shown = parsed.copy_with(username=None, password=None, query=None, fragment=None)
-    text = str(shown) + ("?…" if parsed.query else "")
-    return redact(text if len(text) <= 200 else text[:199] + "…")
+    """A URL fit for a message: :func:`ideochar._secrets.redact_url` (no password, no signature), and short."""
+    text = redact_url(str(url))
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def _bounded_timeouts(request: httpx.Request) -> float:

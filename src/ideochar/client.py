@@ -19,22 +19,24 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar
 
 import httpx
 import pluggy
 from typing_extensions import Self, Unpack
 
+from ideochar._owner import Owner
 from ideochar._pool import ShardedAsyncTransport, ShardedTransport
 from ideochar._secrets import RedactingFilter, Secret
 from ideochar.breaker import CircuitBreaker
-from ideochar.errors import IdeocharError, InvalidRequest, MissingCredentials
+from ideochar.errors import IdeocharError, InvalidRequest, JournalUnavailable, MissingCredentials
 from ideochar.events import Event
 from ideochar.exchange import adrive, drive
-from ideochar.limits import Acquire, AnyioLimiter, Permit, ProviderLimits, ThreadLimiter, limits_for
-from ideochar.media import ImageInput
+from ideochar.job import Job, Record
+from ideochar.limits import Acquire, AnyioLimiter, ProviderLimits, ThreadLimiter, limits_for
+from ideochar.media import ImageInput, InputKinds
 from ideochar.request import CharacterRequest, Edit, Generate, Remix
 from ideochar.result import CharacterResult
 from ideochar.router import (
@@ -42,26 +44,21 @@ from ideochar.router import (
     FailurePolicy,
     ObservedLatency,
     Plan,
-    Spend,
+    RouteContext,
     Strategy,
-    fan_out_parts,
-    merge_parts,
     plan,
-    resume_attempt,
-    route,
-    run_provider,
-    stops_fan_out,
+    provider_flow,
 )
 from ideochar.spec import CallContext, Provider, ProviderOutput, Quote
 
 if TYPE_CHECKING:
-    from ideochar._resume import ResumeWork
     from ideochar.config import Settings
-    from ideochar.journal import Journal
+    from ideochar.journal import JobRecord, Journal
 
 __all__ = ["EMULATOR_KEY", "AsyncClient", "Client", "RequestFields"]
 
 logger = logging.getLogger("ideochar")
+T = TypeVar("T")
 logger.addFilter(RedactingFilter())
 
 #: The key every provider uses against the built-in emulator (which accepts any non-empty key).
@@ -112,6 +109,7 @@ class _Base:
         output_dir: str | os.PathLike[str] | None = None,
         breaker: CircuitBreaker | None = None,
         limits: Mapping[str, Mapping[str, Any]] | None = None,
+        accept_inputs: InputKinds | Iterable[str] | None = None,
         allow_private_urls: bool = False,
     ) -> None:
         """
@@ -142,6 +140,9 @@ class _Base:
             breaker: a circuit breaker to use (share one between clients of the same account).
             limits: per provider, ``max_images_in_flight`` / ``requests_per_minute`` overriding the
                 provider's declared limits (your plan's RPM).
+            accept_inputs: the kinds of image input accepted, of ``"path"``, ``"url"``, ``"bytes"`` (data
+                URIs are bytes); default all. A server passing on its users' strings gives
+                ``{"url", "bytes"}``: a path is then refused before any file is looked at.
             allow_private_urls: fetch URLs from inputs and vendor answers even when they point at
                 loopback, private or link-local addresses (an internal CDN). Off by default: such URLs
                 are refused at every redirect (:mod:`ideochar._netguard`). URLs on the origin of a
@@ -200,6 +201,7 @@ class _Base:
         self._owns_journal = self._journal is None
         self._journal_lock = threading.Lock()
         self._journal_opened = self._journal is not None
+        self.accept_inputs = InputKinds.of(accept_inputs)
         self.allow_private_urls = allow_private_urls
 
     # -- plugins and providers (loaded on first use, not at import) ---------------------------------
@@ -236,13 +238,14 @@ class _Base:
 
     # -- building requests and plans (no I/O) -------------------------------------------------------
 
-    @staticmethod
     def build_request(
-        operation: Generate | Edit | Remix | dict[str, Any], prompt: str, reference: Any, **fields: Any
+        self, operation: Generate | Edit | Remix | dict[str, Any], prompt: str, reference: Any, **fields: Any
     ) -> CharacterRequest:
         """The request for the convenience methods. An operation given as a dict is validated inside the
-        request, so a bad value is reported with its full path (``operation.strength``)."""
-        return CharacterRequest(prompt=prompt, reference=reference, operation=operation, **fields)
+        request, so a bad value is reported with its full path (``operation.strength``); images of a kind
+        this client does not accept are refused before any file is looked at."""
+        data = {"prompt": prompt, "reference": reference, "operation": operation, **fields}
+        return CharacterRequest.model_validate(data, context=self.accept_inputs.context())
 
     def quote(self, request: CharacterRequest) -> list[Quote]:
         """Price and support of every configured provider for ``request``. Sends nothing."""
@@ -329,12 +332,8 @@ class _Base:
         raise NotImplementedError
 
     def _dispatch(self, event: Event) -> None:
-        journal = self.journal
-        if journal is not None:
-            try:
-                journal.record(event)  # committed before the driver sends anything else
-            except Exception:  # a full disk must not abandon a paid job; the error is logged loudly
-                logger.exception("the journal could not record %s for job %s", event.kind, event.job_id)
+        """Hand one event to the observers (logging, plugins, the caller's callback). The journal is not one
+        of them: the job writes it through :class:`~ideochar.job.Record` steps, which can stop a send."""
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s %s", event.kind, event.provider or "-", event.message or event.vendor_request_id or "")
         try:
@@ -347,16 +346,58 @@ class _Base:
     def _deadline(self) -> float | None:
         return None if self.deadline_seconds is None else time.monotonic() + self.deadline_seconds
 
-    def _start(
-        self, request: CharacterRequest, strict: bool | None, job_id: str | None = None
-    ) -> tuple[str, Plan, float | None]:
-        """Plan (all local: an invalid or over-budget request stops here), then journal the job."""
-        job_id = job_id or uuid.uuid4().hex
+    def _route_context(self, job_id: str) -> RouteContext:
+        return RouteContext(
+            policy=self.policy,
+            job_id=job_id,
+            deadline=self._deadline(),
+            breaker=self.breaker,
+            latency=self.latency,
+            limited=self._limited(),
+            max_cost_usd=self.max_cost_usd,
+        )
+
+    def _new_job(self, request: CharacterRequest, strict: bool | None) -> Job:
+        """Plan (all local: an invalid or over-budget request stops here) and build the job."""
+        job_id = uuid.uuid4().hex
         chosen = self.plan(request, job_id=job_id, strict=strict)
-        deadline = self._deadline()
-        if self.journal is not None:
-            self.journal.create_job(job_id, request, plan=chosen.to_dict(), max_cost_usd=self.max_cost_usd)
-        return job_id, chosen, deadline
+        return Job.new(
+            job_id, request, chosen, self._route_context(job_id), journal=self.journal, max_cost_usd=self.max_cost_usd
+        )
+
+    def _resuming(self, record: JobRecord, owner: Owner) -> Job:
+        journal = self.journal
+        assert journal is not None
+        return Job.resuming(
+            record,
+            self._route_context(record.id),
+            journal=journal,
+            owner=owner,
+            providers=self.available,
+            context_for=lambda p: self._context(p, None, record.id),
+            planner=lambda r: self.plan(r, job_id=record.id),
+        )
+
+    def _journal_for_resume(self) -> Journal:
+        journal = self.journal
+        if journal is None:
+            raise InvalidRequest.for_field("journal", "this client has no journal to resume jobs from")
+        return journal
+
+    def _write(self, record: Record) -> Any:
+        """Perform one journal write; a required one that fails stops the send it guards."""
+        try:
+            return record.write()
+        except IdeocharError:
+            raise  # JobBusy, JobNotFound: the journal's answer, not its failure
+        except Exception as exc:
+            if record.required:
+                raise JournalUnavailable(
+                    f"the journal could not record {record.what} ({type(exc).__name__}: {exc}); nothing was "
+                    "sent, so nothing was billed"
+                ) from exc
+            logger.exception("the journal could not record %s", record.what)
+            return None
 
     # -- the journal ---------------------------------------------------------------------------------
 
@@ -380,60 +421,6 @@ class _Base:
             self._journal = None
             self._journal_opened = False
 
-    def _keep(self, job_id: str, label: str, result: CharacterResult) -> None:
-        """Write a call's images to the output folder and the journal as soon as they are here."""
-        if self.journal is None or not result.images:
-            return
-        try:
-            self.journal.record_outputs(
-                job_id, result.images, part=label, provider=result.provider, vendor_request_id=result.vendor_request_id
-            )
-        except Exception:  # the caller still gets the images in memory
-            logger.exception("the journal could not save the images of job %s", job_id)
-
-    def _finish(self, job_id: str, result: CharacterResult | None = None, error: BaseException | None = None) -> None:
-        if self.journal is None:
-            return
-        try:
-            self.journal.finish_job(job_id, result=result, error=error)
-        except Exception:
-            logger.exception("the journal could not record the end of job %s", job_id)
-
-    def _route(
-        self, part: CharacterRequest, chosen: Plan, job_id: str, deadline: float | None, spend: Spend, label: str
-    ) -> Any:
-        return route(
-            part,
-            chosen.candidates,
-            policy=self.policy,
-            job_id=job_id,
-            deadline=deadline,
-            breaker=self.breaker,
-            latency=self.latency,
-            limited=self._limited(),
-            max_cost_usd=self.max_cost_usd,
-            spend=spend,
-            part=label,
-        )
-
-    def _merge(
-        self, request: CharacterRequest, parts: list[CharacterRequest], outcomes: list[Any], job_id: str
-    ) -> CharacterResult:
-        """The request's result (or its error) from its calls' outcomes; journals the end of the job."""
-        try:
-            if len(parts) == 1:
-                if isinstance(outcomes[0], BaseException):
-                    raise outcomes[0]
-                result: CharacterResult = outcomes[0]
-            else:
-                result = merge_parts(request, parts, outcomes, job_id=job_id)
-        except IdeocharError as exc:
-            exc.job_id = job_id  # what `ideochar jobs resume` takes
-            self._finish(job_id, error=exc)
-            raise
-        self._finish(job_id, result=result)
-        return result
-
     # -- limits ----------------------------------------------------------------------------------------
 
     def _provider_limits(self) -> dict[str, ProviderLimits]:
@@ -456,71 +443,15 @@ class _Base:
     def _limited(self) -> frozenset[str]:
         raise NotImplementedError
 
-    # -- resuming from the journal ----------------------------------------------------------------------
-
-    def _resume_work(self, job_id: str) -> ResumeWork:
-        from ideochar._resume import plan_resume
-
-        if self.journal is None:
-            raise InvalidRequest.for_field("journal", "this client has no journal to resume jobs from")
-        return plan_resume(self.journal.job(job_id))
-
-    def _resume_flows(self, work: ResumeWork) -> list[Any]:
-        """One exchange per admitted attempt, each resuming it by vendor id (never resubmitting)."""
-        job = work.job
-        flows = []
-        for attempt in work.resume:
-            provider, ctx = self._resume_flow(attempt.provider, attempt.resume or {})
-            ctx = CallContext(
-                provider=ctx.provider,
-                credentials=ctx.credentials,
-                base_urls=ctx.base_urls,
-                options=ctx.options,
-                job_id=job.id,
-                user_agent=ctx.user_agent,
-            )
-            if not provider.info.can_resume:
-                raise InvalidRequest.for_field("job_id", f"{provider.info.name} jobs cannot be resumed")
-            speed = str(job.request.get("speed", "default"))
-            unit = provider.info.price(job.operation, speed)  # type: ignore[arg-type]
-            flows.append(
-                resume_attempt(
-                    provider,
-                    ctx,
-                    attempt.resume or {},
-                    job_id=job.id,
-                    attempt=attempt.key,
-                    vendor_request_id=attempt.vendor_request_id,
-                    num_images=attempt.num_images,
-                    unit_price_usd=unit,
-                    part=attempt.part,
-                )
-            )
-        return flows
-
-    def _resumed(self, work: ResumeWork, outcomes: list[Any]) -> CharacterResult:
-        from ideochar._resume import assemble
-
-        journal = self.journal
-        assert journal is not None
-        for outcome, attempt in zip(outcomes, work.resume, strict=True):
-            if isinstance(outcome, CharacterResult):
-                self._keep(work.job.id, attempt.part, outcome)
-        spent = journal.job(work.job.id).spent_usd
-        try:
-            result = assemble(work, outcomes, spent_usd=spent)
-        except BaseException as exc:
-            self._finish(work.job.id, error=exc)
-            raise
-        self._finish(work.job.id, result=result)
-        return result
-
-    def _resume_flow(self, provider: str, state: Mapping[str, Any]) -> tuple[Provider, CallContext]:
+    def _resume_flow(self, provider: str, state: Mapping[str, Any]) -> Any:
+        """A vendor job picked up by its resume data alone, outside any journaled job."""
         try:
             chosen = self.available[provider]
         except KeyError:
             raise InvalidRequest.for_field("provider", f"{provider!r} is not installed") from None
-        return chosen, self._context(chosen, None, None)
+        ctx = self._context(chosen, None, None)
+        vendor_id = str(state.get("id") or state.get("request_id") or "resumed")
+        return provider_flow(chosen, chosen.resume(state, ctx), ctx, vendor_id=vendor_id)
 
 
 def _names(providers: str | Sequence[str]) -> list[str]:
@@ -641,62 +572,51 @@ class Client(_Base):
 
     def run(self, request: CharacterRequest, *, strict: bool | None = None) -> CharacterResult:
         """Serve a prepared request, failing over as configured."""
+        self.accept_inputs.check_images(request.images())  # a request built elsewhere: its kinds again
         return self._run(request, strict=strict)
 
-    def _run(self, request: CharacterRequest, *, strict: bool | None, job_id: str | None = None) -> CharacterResult:
-        job_id, chosen, deadline = self._start(request, strict, job_id)
-        parts = fan_out_parts(request, chosen.candidates)
-        spend = Spend()
-        outcomes: list[CharacterResult | IdeocharError | None] = []
-        stop = False
-        for index, part in enumerate(parts):  # one call after another; each fails over on its own
-            if stop:
-                outcomes.append(None)
-                continue
-            label = str(index)
-            flow = self._route(part, chosen, job_id, deadline, spend, label)
-            try:
-                result = drive(
-                    flow,
-                    self.http,
-                    deadline=deadline,
-                    on_event=self._dispatch,
-                    perform=self._perform,
-                    fetch=self.fetch_http,
-                )
-            except IdeocharError as exc:
-                outcomes.append(exc)
-                stop = stops_fan_out(exc)
-                continue
-            # Anything else (KeyboardInterrupt, a bug) leaves the job "running" in the journal: resumable.
-            self._keep(job_id, label, result)
-            outcomes.append(result)
-        return self._merge(request, parts, outcomes, job_id)
+    def _run(self, request: CharacterRequest, *, strict: bool | None) -> CharacterResult:
+        return self._drive_job(self._new_job(request, strict))
+
+    def _drive_job(self, job: Job) -> CharacterResult:
+        """Drive a job to its end: its calls one after another, each failing over on its own."""
+        try:
+            self._drive(job.begin(), job)
+            for call in job.calls():
+                self._drive(call, job)
+            result: CharacterResult = self._drive(job.end(), job)
+            return result
+        finally:  # however the run ends (an interrupt included), another process may now resume the job
+            self._drive(job.release(), job)
+
+    def _drive(self, flow: Any, job: Job | None = None) -> Any:
+        deadline = job.deadline if job is not None else self._deadline()
+        return drive(
+            flow, self.http, deadline=deadline, on_event=self._dispatch, perform=self._perform, fetch=self.fetch_http
+        )
 
     def resume(self, job_id: str) -> CharacterResult:
         """Finish a journaled job: admitted jobs are picked up by vendor id, never submitted again.
 
-        A job stopped before anything was sent is submitted anew (the journal proves nothing left);
-        images already saved are returned from the output folder. See :mod:`ideochar._resume`.
+        A part the journal proves was never sent is sent now; an attempt whose answer was lost is found in
+        the vendor's listing where there is one; images already saved are returned from the output folder.
+        Raises :class:`~ideochar.errors.JobBusy` while another live process runs the job. See
+        :mod:`ideochar._pickup`.
         """
-        work = self._resume_work(job_id)
-        if work.fresh is not None:
-            return self._run(work.fresh, strict=None, job_id=work.job.id)
-        outcomes: list[Any] = []
-        for flow in self._resume_flows(work):
-            try:
-                outcomes.append(
-                    drive(flow, self.http, deadline=self._deadline(), on_event=self._dispatch, fetch=self.fetch_http)
-                )
-            except IdeocharError as exc:
-                outcomes.append(exc)
-        return self._resumed(work, outcomes)
+        journal = self._journal_for_resume()
+        owner = Owner.current()
+        record = self._drive(Job.claim(journal, journal.job(job_id).id, owner))
+        try:
+            job = self._resuming(record, owner)
+        except BaseException:
+            journal.release(record.id, owner)
+            raise
+        return self._drive_job(job)
 
     def resume_vendor(self, provider: str, state: Mapping[str, Any]) -> ProviderOutput:
         """Fetch the result of a job a vendor admitted earlier, from its ``submitted`` event's resume data."""
-        chosen, ctx = self._resume_flow(provider, state)
-        flow = run_provider(chosen, chosen.resume(state, ctx), ctx)
-        return drive(flow, self.http, deadline=self._deadline(), on_event=self._dispatch, fetch=self.fetch_http)
+        output: ProviderOutput = self._drive(self._resume_flow(provider, state))
+        return output
 
     @property
     def limiter(self) -> ThreadLimiter:
@@ -708,10 +628,12 @@ class Client(_Base):
     def _limited(self) -> frozenset[str]:
         return self.limiter.providers
 
-    def _perform(self, step: Any) -> Permit:
-        if not isinstance(step, Acquire):
-            raise TypeError(f"the client has no handler for the step {step!r}")
-        return self.limiter.acquire(step)
+    def _perform(self, step: Any) -> Any:
+        if isinstance(step, Record):
+            return self._write(step)
+        if isinstance(step, Acquire):
+            return self.limiter.acquire(step)
+        raise TypeError(f"the client has no handler for the step {step!r}")
 
     def close(self) -> None:
         self._close_journal()
@@ -751,6 +673,7 @@ class AsyncClient(_Base):
         self._fetch = fetch_http
         self._owns_fetch = fetch_http is None
         self._limiter = limiter
+        self._journal_limiter: Any = None
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -821,68 +744,63 @@ class AsyncClient(_Base):
         )
 
     async def run(self, request: CharacterRequest, *, strict: bool | None = None) -> CharacterResult:
+        self.accept_inputs.check_images(request.images())  # a request built elsewhere: its kinds again
         return await self._run(request, strict=strict)
 
-    async def _run(
-        self, request: CharacterRequest, *, strict: bool | None, job_id: str | None = None
-    ) -> CharacterResult:
+    async def _run(self, request: CharacterRequest, *, strict: bool | None) -> CharacterResult:
+        return await self._drive_job(self._new_job(request, strict))
+
+    async def _drive_job(self, job: Job) -> CharacterResult:
+        """Drive a job to its end; the calls of a fan-out run concurrently, each failing over on its own."""
         import anyio
-        import anyio.to_thread
 
-        job_id, chosen, deadline = self._start(request, strict, job_id)
-        parts = fan_out_parts(request, chosen.candidates)
-        spend = Spend()
-        outcomes: list[CharacterResult | IdeocharError | None] = [None] * len(parts)
+        try:
+            await self._drive(job.begin(), job)
+            calls = job.calls()
+            if len(calls) == 1:
+                await self._drive(calls[0], job)
+            else:
+                async with anyio.create_task_group() as group:
+                    for call in calls:
+                        group.start_soon(self._drive, call, job)
+            result: CharacterResult = await self._drive(job.end(), job)
+            return result
+        finally:  # a cancellation included: shielded, so the release is written before the task ends
+            with anyio.CancelScope(shield=True):
+                await self._drive(job.release(), job)
 
-        async def call(index: int, part: CharacterRequest) -> None:
-            label = str(index)
-            flow = self._route(part, chosen, job_id, deadline, spend, label)
-            try:
-                result = await adrive(
-                    flow,
-                    self.http,
-                    deadline=deadline,
-                    on_event=self._dispatch,
-                    perform=self._perform,
-                    fetch=self.fetch_http,
-                )
-            except IdeocharError as exc:
-                outcomes[index] = exc
-                return
-            outcomes[index] = result
-            if self.journal is not None:  # a thread hop per job costs, even with nothing to write
-                await anyio.to_thread.run_sync(self._keep, job_id, label, result)
-
-        if len(parts) == 1:
-            await call(0, parts[0])
-        else:  # the calls of a fan-out run concurrently, each failing over on its own
-            async with anyio.create_task_group() as group:
-                for index, part in enumerate(parts):
-                    group.start_soon(call, index, part)
-        # A cancellation or a bug propagates and leaves the job "running" in the journal: resumable.
-        return self._merge(request, parts, list(outcomes), job_id)
+    async def _drive(self, flow: Any, job: Job | None = None) -> Any:
+        deadline = job.deadline if job is not None else self._deadline()
+        return await adrive(
+            flow, self.http, deadline=deadline, on_event=self._dispatch, perform=self._perform, fetch=self.fetch_http
+        )
 
     async def resume(self, job_id: str) -> CharacterResult:
         """Finish a journaled job; the same rules as :meth:`Client.resume`."""
-        work = self._resume_work(job_id)
-        if work.fresh is not None:
-            return await self._run(work.fresh, strict=None, job_id=work.job.id)
-        outcomes: list[Any] = []
-        for flow in self._resume_flows(work):
-            try:
-                outcomes.append(
-                    await adrive(
-                        flow, self.http, deadline=self._deadline(), on_event=self._dispatch, fetch=self.fetch_http
-                    )
-                )
-            except IdeocharError as exc:
-                outcomes.append(exc)
-        return self._resumed(work, outcomes)
+        journal = self._journal_for_resume()
+        owner = Owner.current()
+        found: JobRecord = await self._off_loop(journal.job, job_id)
+        record = await self._drive(Job.claim(journal, found.id, owner))
+        try:
+            job = self._resuming(record, owner)
+        except BaseException:
+            await self._off_loop(journal.release, record.id, owner)
+            raise
+        return await self._drive_job(job)
 
     async def resume_vendor(self, provider: str, state: Mapping[str, Any]) -> ProviderOutput:
-        chosen, ctx = self._resume_flow(provider, state)
-        flow = run_provider(chosen, chosen.resume(state, ctx), ctx)
-        return await adrive(flow, self.http, deadline=self._deadline(), on_event=self._dispatch, fetch=self.fetch_http)
+        output: ProviderOutput = await self._drive(self._resume_flow(provider, state))
+        return output
+
+    async def _off_loop(self, function: Callable[..., T], *args: Any) -> T:
+        """Run a journal call on the journal's worker thread: SQLite may wait for a lock held by another
+        process (up to its busy timeout), and the event loop must not wait with it."""
+        import anyio
+        import anyio.to_thread
+
+        if self._journal_limiter is None:
+            self._journal_limiter = anyio.CapacityLimiter(1)  # one writer at a time, in order
+        return await anyio.to_thread.run_sync(function, *args, limiter=self._journal_limiter)
 
     @property
     def limiter(self) -> AnyioLimiter:
@@ -894,10 +812,12 @@ class AsyncClient(_Base):
     def _limited(self) -> frozenset[str]:
         return self.limiter.providers
 
-    async def _perform(self, step: Any) -> Permit:
-        if not isinstance(step, Acquire):
-            raise TypeError(f"the client has no handler for the step {step!r}")
-        return await self.limiter.acquire(step)
+    async def _perform(self, step: Any) -> Any:
+        if isinstance(step, Record):
+            return await self._off_loop(self._write, step)
+        if isinstance(step, Acquire):
+            return await self.limiter.acquire(step)
+        raise TypeError(f"the client has no handler for the step {step!r}")
 
     async def aclose(self) -> None:
         self._close_journal()

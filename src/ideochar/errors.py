@@ -5,6 +5,8 @@
     IdeocharError
     ├── InvalidRequest          checked locally; nothing was sent, nothing is billed
     ├── OverBudget              every quote is above max_cost_usd; nothing was sent
+    ├── JournalUnavailable      the journal could not record what was about to be sent; nothing was
+    ├── JobBusy                 a job to resume is still owned by a live process; nothing was sent
     ├── Unsupported             no chosen provider can do this request (reasons per provider)
     ├── ProviderError           a vendor was involved; carries provider, status, vendor id, billed, body
     │   ├── AuthenticationFailed    401/403, or no key configured (MissingCredentials)
@@ -43,6 +45,8 @@ __all__ = [
     "IdeocharError",
     "InsufficientCredits",
     "InvalidRequest",
+    "JobBusy",
+    "JournalUnavailable",
     "MissingCredentials",
     "OutcomeUnknown",
     "OverBudget",
@@ -131,6 +135,28 @@ class OverBudget(IdeocharError):
     def __init__(self, message: str, *, quotes: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.quotes = dict(quotes or {})
+
+
+class JournalUnavailable(IdeocharError):
+    """The journal could not record an attempt before its billable request; so the request was not sent.
+
+    The journal fails closed: a job it cannot record is a job nobody could resume or reconcile, so it is
+    stopped before anything that could bill. The cause (a full disk, a lock held past the busy timeout)
+    is chained. Nothing was billed.
+    """
+
+    exit_code = 5
+    billed: Billed = "no"
+
+
+class JobBusy(IdeocharError):
+    """The job is being run by a live process (``owner``); resuming it too could charge twice."""
+
+    exit_code = 6
+
+    def __init__(self, message: str, *, owner: str | None = None) -> None:
+        super().__init__(message)
+        self.owner = owner
 
 
 class Unsupported(IdeocharError):

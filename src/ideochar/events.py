@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from ideochar._secrets import redact, redact_any
+from ideochar.errors import Billed
 
 __all__ = ["Event", "EventKind"]
 
@@ -43,7 +44,19 @@ class Event:
     cost_usd: Decimal | None = None
     resume: dict[str, Any] | None = None
     """For ``submitted``: what the provider needs to pick the job up again (JSON-safe, no keys)."""
+    attempt: str | None = None
+    """Which attempt (a key per try at one provider); set by the router on every event of an attempt."""
+    part: str | None = None
+    """Which call of a fanned-out job ("0", "1", ...; "1.0" when a fallback split it further)."""
+    try_number: int | None = None
+    """For ``attempt_started``: 1 for the first try at this provider, 2 after a retry, ..."""
+    billed: Billed | None = None
+    """For ``attempt_failed``: whether the vendor charged (the router's ruling, never an adapter's)."""
+    error_type: str | None = None
+    """For ``attempt_failed``: the ideochar error class that ended the attempt."""
     data: dict[str, Any] = field(default_factory=dict)
+    """Provider extras for observers (``downloaded``: the image's index and digest). Nothing in ideochar
+    reads these back: what the journal and the router need is a typed field above."""
     at: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:

@@ -47,6 +47,7 @@ from ideochar._constants import (
     STREAM_DRAIN_SECONDS,
 )
 from ideochar.errors import (
+    IdeocharError,
     InvalidRequest,
     OutcomeUnknown,
     ProviderError,
@@ -74,6 +75,7 @@ __all__ = [
     "image_complete",
     "map_transport_error",
     "read_json",
+    "relay",
 ]
 
 T = TypeVar("T")
@@ -194,6 +196,41 @@ def _close(reader: object) -> None:
     close = getattr(reader, "close", None)
     if callable(close):
         close()
+
+
+# -- composing flows ---------------------------------------------------------------------------------
+
+
+def relay(
+    flow: Generator[Any, Any, T], take: Callable[[Any], Generator[Any, Any, Any] | None]
+) -> Generator[Any, Any, T]:
+    """Run ``flow`` inside another flow, letting ``take`` handle some of its steps on the way out.
+
+    ``take(step)`` returns None to pass the step on unchanged, or a sub-flow that handles it (it may
+    yield steps of its own first, then pass the step on); the sub-flow's return value is the answer the
+    inner flow receives. Whatever fails on the way out (the driver's error, a sub-flow's) is thrown
+    into the inner flow, which may handle it or let it propagate. This is how the router watches a
+    provider's wire and the job journals the router's facts, each layer a few lines, none re-writing
+    the loop.
+    """
+    answer: Any = None
+    failure: BaseException | None = None
+    try:
+        while True:
+            try:
+                step = flow.throw(failure) if failure is not None else flow.send(answer)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            answer, failure = None, None
+            try:
+                handler = take(step)
+                answer = (yield step) if handler is None else (yield from handler)
+            except GeneratorExit:
+                raise
+            except BaseException as exc:
+                failure = exc
+    finally:
+        flow.close()
 
 
 # -- transport failures ------------------------------------------------------------------------------
@@ -336,7 +373,7 @@ def drive(
             answer, failure = None, None
             try:
                 answer = _perform(step, _client_for(step, http, fetch), limit, streams, on_event, perform)
-            except ProviderError as exc:
+            except IdeocharError as exc:  # the flow decides: repeat a poll, settle an attempt, stop the job
                 failure = exc
     finally:
         flow.close()
@@ -434,7 +471,7 @@ async def adrive(
                     answer = await _other(step, perform)
                 else:
                     answer = await _asend(step, _client_for(step, http, fetch), limit, streams)
-            except ProviderError as exc:
+            except IdeocharError as exc:  # the flow decides: repeat a poll, settle an attempt, stop the job
                 failure = exc
     finally:
         flow.close()

@@ -1,19 +1,29 @@
-"""The journal: every job, attempt and output on disk as it happens, so nothing paid for is lost.
+"""The journal: every job, part, attempt and output on disk as it happens, so nothing paid for is lost.
 
-An embedded SQLite database (stdlib ``sqlite3``, WAL mode) records:
+An embedded SQLite database (stdlib ``sqlite3``, WAL mode) records, each write committed before the
+step it guards:
 
 * the **job** before anything is sent (:meth:`Journal.create_job`): the neutral request with its images
-  as descriptors (path or URL, size, SHA-256; never the bytes), the plan (who, in which order, the quotes,
-  who was skipped and why);
-* each **attempt** as its events arrive (:meth:`Journal.record`, the client's event observer): started,
-  *submitted* with the vendor's id and resume data (committed before the driver sends anything else, so
-  a process killed right after it can resume the job), progress, failed or succeeded, billed or not;
-* each **output** once downloaded (:meth:`Journal.record_outputs`): the image is written to the output
-  folder under a temporary name, flushed and renamed into place, then its path, size and hash are
-  recorded. Image bytes never go into SQLite, and neither do keys (every text is redacted too).
+  as descriptors (path or URL, size, SHA-256; never the bytes), the plan, its **parts** (the calls it is
+  split into, each ``planned``), and its **owner** (this process) with a lease the owner renews;
+* each **attempt** when it starts, and its **intent to send** (:meth:`Journal.intend`) before its
+  billable request leaves: the attempt becomes ``sending`` and its part ``sent`` in one transaction. If
+  that cannot be committed, the request is not sent (:class:`~ideochar.errors.JournalUnavailable`). So a
+  part still ``planned`` is a positive record that nothing of it was sent, and an attempt ``sending``
+  without a vendor id is one whose answer may have been lost (reconciled through the vendor's listing
+  where there is one, never sent again);
+* the vendor's **id** and resume data as soon as they arrive (:meth:`Journal.admitted`), progress, and
+  how the attempt ended (billed yes, no or unknown: the router's ruling);
+* each **output**, written to the output folder (temporary name, flushed, renamed) *before* its attempt
+  is marked succeeded, then its path, size and hash.
 
-A job is resumed with :meth:`ideochar.client.Client.resume` (``ideochar jobs resume``): queue jobs are
-picked up by vendor id and their paid results fetched; nothing is submitted twice.
+Image bytes never go into SQLite, and neither do keys (every text is redacted). The file and the output
+folder are created readable by their owner only (0600 files, 0700 folders).
+
+**Ownership.** A job is owned by the run that drives it. :meth:`Journal.claim` gives a job to a new run
+(``Client.resume``) only when no live process holds it (:mod:`ideochar._owner`): a resume never races the
+process that is still running the job. The owner's lease is renewed by a background thread; a run
+releases the job when it ends, however it ends.
 
 Python API for the command line (``ideochar jobs list|show|resume``)::
 
@@ -24,12 +34,6 @@ Python API for the command line (``ideochar jobs list|show|resume``)::
         print(job.id, job.status, job.provider, job.spent_usd, job.prompt)
     print(journal.totals())                      # SpendTotals(jobs, images, spent_usd, possibly_billed_usd)
     job = journal.job("3f2a...")                 # a unique prefix works too; raises JobNotFound
-    for attempt in job.attempts: ...             # AttemptRecord: provider, status, vendor id, billed, cost
-    for output in job.outputs: ...               # OutputRecord: path, sha256, size, width, height, seed
-    job.to_dict()                                # JSON-safe, for --json
-
-    with Client() as client:
-        result = client.resume(job.id)           # CharacterResult
 
 Money: ``spent_usd`` counts succeeded attempts (vendor-reported cost, else the price table) and failed
 attempts known to be billed (at their quote); ``possibly_billed_usd`` counts attempts whose outcome is
@@ -50,19 +54,36 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from ideochar._secrets import redact, redact_any
-from ideochar.errors import IdeocharError, InvalidRequest
-from ideochar.events import Event
+from ideochar._constants import JOB_HEARTBEAT_SECONDS, JOB_LEASE_SECONDS
+from ideochar._owner import Heartbeat, Owner, process_alive
+from ideochar._records import (
+    OPEN_STATUSES,
+    AttemptRecord,
+    AttemptStatus,
+    JobRecord,
+    JobStatus,
+    OutputRecord,
+    PartRecord,
+    PartState,
+    SpendTotals,
+    attempt_record,
+    describe_request,
+    job_record,
+    output_record,
+    part_record,
+    rebuild_request,
+)
+from ideochar._secrets import redact
+from ideochar.errors import IdeocharError, InvalidRequest, JobBusy, OutcomeUnknown
 from ideochar.request import CharacterRequest
-from ideochar.result import CharacterResult, GeneratedImage
+from ideochar.result import Attempt, CharacterResult, GeneratedImage
 
 __all__ = [
+    "OPEN_STATUSES",
     "SCHEMA_VERSION",
     "AttemptRecord",
     "AttemptStatus",
@@ -71,21 +92,18 @@ __all__ = [
     "JobStatus",
     "Journal",
     "OutputRecord",
+    "Owner",
+    "PartRecord",
+    "PartState",
     "SpendTotals",
     "default_journal",
     "describe_request",
     "rebuild_request",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-JobStatus = Literal["running", "succeeded", "partial", "failed", "unknown"]
-AttemptStatus = Literal["started", "submitted", "succeeded", "failed", "unknown"]
-
-#: Attempt states whose job may still exist (and bill) at the vendor.
-OPEN_STATUSES: frozenset[str] = frozenset({"started", "submitted", "unknown"})
-
-_SCHEMA = """
+_SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS jobs (
     id                TEXT PRIMARY KEY,
     created_at        REAL NOT NULL,
@@ -146,256 +164,60 @@ CREATE TABLE IF NOT EXISTS outputs (
     seed              INTEGER,
     created_at        REAL NOT NULL,
     PRIMARY KEY (job_id, idx)
+)
+"""
+
+# Version 2: parts (positive "nothing sent" records), intents with markers, owners and leases.
+# Attempts a version-1 writer left "started" may have been sent (it journaled no intent): "sending".
+_SCHEMA_2 = """
+CREATE TABLE IF NOT EXISTS parts (
+    job_id            TEXT NOT NULL REFERENCES jobs (id),
+    label             TEXT NOT NULL,
+    parent            TEXT,
+    num_images        INTEGER NOT NULL,
+    seed              INTEGER,
+    state             TEXT NOT NULL,
+    PRIMARY KEY (job_id, label)
 );
+ALTER TABLE jobs ADD COLUMN owner_host TEXT;
+ALTER TABLE jobs ADD COLUMN owner_pid INTEGER;
+ALTER TABLE jobs ADD COLUMN owner_started TEXT;
+ALTER TABLE jobs ADD COLUMN owner_token TEXT;
+ALTER TABLE jobs ADD COLUMN lease_until REAL;
+ALTER TABLE attempts ADD COLUMN intent_at REAL;
+ALTER TABLE attempts ADD COLUMN marker TEXT;
+ALTER TABLE outputs ADD COLUMN attempt TEXT;
+UPDATE attempts SET status = 'sending' WHERE status = 'started'
 """
 
 #: Schema migrations: ``_MIGRATIONS[n]`` holds the statements that take a database from version n to n + 1.
-_MIGRATIONS: dict[int, list[str]] = {0: [s for s in _SCHEMA.split(";") if s.strip()]}
+_MIGRATIONS: dict[int, list[str]] = {
+    0: [s for s in _SCHEMA_1.split(";") if s.strip()],
+    1: [s for s in _SCHEMA_2.split(";") if s.strip()],
+}
+#: A row of JSON may not grow past this (a vendor's resume data or marker is a few hundred bytes).
+_MAX_JSON_CHARS = 64 * 1024
+#: SQLite integers are 64-bit; a vendor's number past that would fail the write and lose the row.
+_INT64 = 2**63 - 1
 
 
 class JobNotFound(InvalidRequest):
     """No job in the journal has this id (or the prefix matches several)."""
 
 
-# -- records (what the API returns) ----------------------------------------------------------------------
-
-
-def _dec(text: str | None) -> Decimal | None:
-    if text is None:
-        return None
-    try:
-        return Decimal(text)
-    except InvalidOperation:
-        return None
-
-
-def _when(seconds: float | None) -> datetime | None:
-    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
-
-
-@dataclass(frozen=True)
-class AttemptRecord:
-    key: str
-    job_id: str
-    seq: int
-    part: str
-    """Which call of a fanned-out job ("0", "1", ...; "1.0" when a fallback split it further)."""
-    provider: str
-    try_number: int
-    num_images: int
-    seed: int | None
-    quote_usd: Decimal | None
-    status: AttemptStatus
-    vendor_request_id: str | None
-    resume: dict[str, Any] | None
-    vendor_status: str | None
-    queue_position: int | None
-    billed: str | None
-    cost_usd: Decimal | None
-    error_type: str | None
-    message: str | None
-    admitted: bool
-    resumes: int
-    started_at: datetime
-    finished_at: datetime | None
-
-    @property
-    def open(self) -> bool:
-        """The vendor may still be running (and billing) this attempt."""
-        return self.status in OPEN_STATUSES
-
-    @property
-    def resumable(self) -> bool:
-        """Open, with resume data: it can be picked up without sending it again.
-
-        The data is usually keyed by the vendor's job id; a vendor without job ids may journal its answer
-        itself (the image URLs to download again).
-        """
-        return self.open and self.resume is not None
-
-    @property
-    def spent_usd(self) -> Decimal:
-        if self.status == "succeeded":
-            return self.cost_usd if self.cost_usd is not None else self.quote_usd or Decimal(0)
-        if self.status == "failed" and self.billed == "yes":
-            return self.cost_usd if self.cost_usd is not None else self.quote_usd or Decimal(0)
-        return Decimal(0)
-
-    @property
-    def possibly_billed_usd(self) -> Decimal:
-        if self.open or (self.status == "failed" and self.billed == "unknown"):
-            return self.quote_usd or Decimal(0)
-        return Decimal(0)
-
-
-@dataclass(frozen=True)
-class OutputRecord:
-    job_id: str
-    index: int
-    part: str | None
-    provider: str | None
-    vendor_request_id: str | None
-    path: Path
-    sha256: str
-    size_bytes: int
-    content_type: str
-    width: int | None
-    height: int | None
-    seed: int | None
-    created_at: datetime
-
-    def read(self) -> GeneratedImage:
-        """The saved image, checked against its recorded hash (a changed file is not passed off as ours)."""
-        import hashlib
-
-        data = self.path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != self.sha256:
-            raise OSError(f"{self.path} no longer matches the image the journal recorded")
-        return GeneratedImage(
-            data=data,
-            content_type=self.content_type,
-            width=self.width,
-            height=self.height,
-            seed=self.seed,
-        )
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    id: str
-    created_at: datetime
-    updated_at: datetime
-    status: JobStatus
-    operation: str
-    prompt: str
-    num_images: int
-    request: dict[str, Any]
-    plan: dict[str, Any]
-    max_cost_usd: Decimal | None
-    provider: str | None
-    vendor_request_id: str | None
-    cost_usd: Decimal | None
-    cost_source: str | None
-    error_type: str | None
-    error_message: str | None
-    attempts: list[AttemptRecord] = field(default_factory=list)
-    outputs: list[OutputRecord] = field(default_factory=list)
-
-    @property
-    def spent_usd(self) -> Decimal:
-        return sum((a.spent_usd for a in self.attempts), Decimal(0))
-
-    @property
-    def possibly_billed_usd(self) -> Decimal:
-        return sum((a.possibly_billed_usd for a in self.attempts), Decimal(0))
-
-    @property
-    def resumable(self) -> list[AttemptRecord]:
-        return [a for a in self.attempts if a.resumable]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe (Decimals and paths as strings, times in ISO 8601)."""
-
-        def plain(value: Any) -> Any:
-            if isinstance(value, (Decimal, Path)):
-                return str(value)
-            if isinstance(value, datetime):
-                return value.isoformat()
-            if isinstance(value, dict):
-                return {k: plain(v) for k, v in value.items()}
-            if isinstance(value, list):
-                return [plain(v) for v in value]
-            return value
-
-        document = plain(asdict(self))
-        document["spent_usd"] = str(self.spent_usd)
-        document["possibly_billed_usd"] = str(self.possibly_billed_usd)
-        return document  # type: ignore[no-any-return]
-
-
-@dataclass(frozen=True)
-class SpendTotals:
-    jobs: int
-    images: int
-    spent_usd: Decimal
-    possibly_billed_usd: Decimal
-
-
-# -- the request, without bytes ---------------------------------------------------------------------------
-
-
-def describe_request(request: CharacterRequest) -> dict[str, Any]:
-    """The request as JSON, images replaced by ``{kind, path|url, sha256, size}`` descriptors.
-
-    Paths are made absolute so a resume from another folder finds them; bytes and data URIs are
-    described by hash only (the bytes stay out of the journal).
-    """
-    document: dict[str, Any] = request.model_dump(mode="json")
-    inputs: dict[str, Any] = {}
-    for name, image in request.images():
-        entry: dict[str, Any] = {"kind": image.kind}
-        if image.kind == "url":
-            entry["url"] = image.url
-        else:
-            entry["sha256"] = image.sha256
-            entry["size"] = image.size
-            if image.path is not None:
-                entry["path"] = str(image.path.resolve())
-        inputs[name] = entry
-        _set_path(document, name, entry.get("path") or entry.get("url") or f"<{image.kind}>")
-    document["inputs"] = inputs
-    return redact_any(document)  # type: ignore[no-any-return]
-
-
-def _set_path(document: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    target: Any = document
-    for part in parts[:-1]:
-        target = target[int(part)] if isinstance(target, list) else target[part]
-    last = parts[-1]
-    if isinstance(target, list):
-        target[int(last)] = value
-    else:
-        target[last] = value
-
-
-def rebuild_request(document: Mapping[str, Any]) -> CharacterRequest:
-    """The request again, from :func:`describe_request`'s document; raises when an input is not here.
-
-    A path must still hold the same bytes (same hash); URLs are taken as they are; inputs that were
-    given as bytes were never stored, so such a request cannot be rebuilt.
-    """
-    import hashlib
-
-    data = {k: v for k, v in document.items() if k != "inputs"}
-    data = json.loads(json.dumps(data))
-    for name, entry in dict(document.get("inputs") or {}).items():
-        kind = entry.get("kind")
-        if kind == "url":
-            continue
-        path = entry.get("path")
-        if kind != "path" or not path:
-            raise InvalidRequest.for_field(
-                name, "was given as bytes, which the journal does not keep; run the request again"
-            )
-        try:
-            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-        except OSError:
-            raise InvalidRequest.for_field(name, f"{path} is gone; run the request again") from None
-        if digest != entry.get("sha256"):
-            raise InvalidRequest.for_field(name, f"{path} has changed since the job was created")
-    return CharacterRequest.model_validate(data)
-
-
-# -- the journal ------------------------------------------------------------------------------------------
-
-
 def _json(value: Any) -> str:
-    return redact(json.dumps(value, default=str, separators=(",", ":")))
+    text = redact(json.dumps(value, default=str, separators=(",", ":")))
+    if len(text) > _MAX_JSON_CHARS:
+        raise ValueError(f"a journal entry of {len(text):,} characters is over the limit of {_MAX_JSON_CHARS:,}")
+    return text
 
 
 def _text(value: Any) -> str | None:
     return None if value is None else redact(str(value))
+
+
+def _int(value: int | None) -> int | None:
+    return value if value is None or -_INT64 <= value <= _INT64 else None
 
 
 class Journal:
@@ -413,18 +235,27 @@ class Journal:
         *,
         output_dir: str | os.PathLike[str] | None = None,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        busy_timeout_seconds: float = 30.0,
+        lease_seconds: float = JOB_LEASE_SECONDS,
     ) -> None:
         self.path = Path(path).expanduser()
         self.output_dir = Path(output_dir).expanduser() if output_dir is not None else self.path.parent / "outputs"
+        self.lease_seconds = lease_seconds
         self._lock = threading.RLock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
+        self._owned: dict[str, str] = {}
+        """Job id -> owner token, for the jobs this process runs now (the heartbeat renews them)."""
+        _private_dir(self.path.parent)
+        _private_file(self.path)
+        self._db = sqlite3.connect(
+            str(self.path), timeout=busy_timeout_seconds, isolation_level=None, check_same_thread=False
+        )
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)}")
         self._migrate()
+        self._heartbeat = Heartbeat(self._renew_leases, min(JOB_HEARTBEAT_SECONDS, lease_seconds / 3))
 
     def _migrate(self) -> None:
         with self._lock:
@@ -454,6 +285,7 @@ class Journal:
             self._db.execute("COMMIT")
 
     def close(self) -> None:
+        self._heartbeat.stop()
         with self._lock:
             self._db.close()
 
@@ -466,22 +298,29 @@ class Journal:
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r})"
 
-    # -- writing: jobs ----------------------------------------------------------------------------------
+    # -- jobs and their owners --------------------------------------------------------------------------
 
     def create_job(
         self,
         job_id: str,
         request: CharacterRequest,
         *,
+        owner: Owner | None = None,
+        parts: Sequence[tuple[str, int, int | None]] | None = None,
         plan: Mapping[str, Any] | None = None,
         max_cost_usd: Decimal | None = None,
     ) -> None:
-        """Record a job before anything is sent. A job id already present is left as it is."""
+        """Record a job, its parts (``(label, num_images, seed)``, each ``planned``; by default the whole
+        request as one) and its owner (the run about to drive it; None: nobody yet), before anything is
+        sent. A job id already present is left as it is."""
         now = time.time()
+        if parts is None:
+            parts = [("0", request.num_images, request.seed)]
         with self._transaction() as db:
-            db.execute(
+            created = db.execute(
                 "INSERT OR IGNORE INTO jobs (id, created_at, updated_at, status, operation, prompt, num_images,"
-                " request, plan, max_cost_usd) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                " request, plan, max_cost_usd, owner_host, owner_pid, owner_started, owner_token, lease_until)"
+                " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     now,
@@ -492,8 +331,65 @@ class Journal:
                     _json(describe_request(request)),
                     _json(dict(plan or {})),
                     _text(max_cost_usd),
+                    *_owner_values(owner, now + self.lease_seconds),
                 ),
+            ).rowcount
+            if created:
+                db.executemany(
+                    "INSERT OR IGNORE INTO parts (job_id, label, parent, num_images, seed, state)"
+                    " VALUES (?, ?, NULL, ?, ?, 'planned')",
+                    [(job_id, label, count, seed) for label, count, seed in parts],
+                )
+        if created and owner is not None:
+            self._own(job_id, owner)
+
+    def claim(self, job_id: str, owner: Owner) -> None:
+        """Make ``owner`` the job's runner, or raise :class:`~ideochar.errors.JobBusy` while a live one holds it."""
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFound.for_field("job_id", f"no job {job_id!r} in {self.path}")
+            busy = _held_by_other(row, owner, now)
+            if busy is not None:
+                raise JobBusy(
+                    f"job {job_id} is being run by {busy}; resuming it too could send it twice. "
+                    "Wait for it to finish, or stop that process first.",
+                    owner=busy,
+                )
+            db.execute(
+                "UPDATE jobs SET owner_host = ?, owner_pid = ?, owner_started = ?, owner_token = ?,"
+                " lease_until = ?, status = 'running', updated_at = ? WHERE id = ?",
+                (*_owner_values(owner, now + self.lease_seconds), now, job_id),
             )
+        self._own(job_id, owner)
+
+    def release(self, job_id: str, owner: Owner) -> None:
+        """Let the job go: this run no longer drives it (it ended, or was interrupted)."""
+        with self._lock:
+            self._owned.pop(job_id, None)
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE jobs SET owner_token = NULL, lease_until = NULL WHERE id = ? AND owner_token = ?",
+                (job_id, owner.token),
+            )
+
+    def _own(self, job_id: str, owner: Owner) -> None:
+        with self._lock:
+            self._owned[job_id] = owner.token
+        self._heartbeat.ensure_running()
+
+    def _renew_leases(self) -> int:
+        with self._lock:
+            owned = list(self._owned.items())
+        if owned:
+            until = time.time() + self.lease_seconds
+            with self._transaction() as db:
+                db.executemany(
+                    "UPDATE jobs SET lease_until = ? WHERE id = ? AND owner_token = ?",
+                    [(until, job_id, token) for job_id, token in owned],
+                )
+        return len(owned)
 
     def finish_job(
         self, job_id: str, *, result: CharacterResult | None = None, error: BaseException | None = None
@@ -513,11 +409,8 @@ class Journal:
                 None,
             )
         else:
-            from ideochar.errors import OutcomeUnknown
-
-            unknown = isinstance(error, OutcomeUnknown)
             values = (
-                "unknown" if unknown else "failed",
+                "unknown" if isinstance(error, OutcomeUnknown) else "failed",
                 getattr(error, "provider", None),
                 getattr(error, "vendor_request_id", None),
                 None,
@@ -532,19 +425,122 @@ class Journal:
                 (*values, time.time(), job_id),
             )
 
-    # -- writing: attempts, from events ----------------------------------------------------------------
+    # -- attempts -----------------------------------------------------------------------------------------
 
-    def record(self, event: Event) -> None:
-        """Observe one event (the client calls this before anything else sees it). Commits at once."""
-        key = event.data.get("attempt") if event.data else None
-        if not key or not event.job_id:
-            return
-        handler = _EVENT_HANDLERS.get(event.kind)
-        if handler is not None:
-            with self._transaction() as db:
-                handler(db, event, str(key), time.time())
+    def start_attempt(
+        self,
+        job_id: str,
+        key: str,
+        *,
+        provider: str,
+        part: tuple[str, int, int | None],
+        try_number: int = 1,
+        quote_usd: Decimal | None = None,
+        resumed: bool = False,
+    ) -> None:
+        """An attempt begins (nothing billable is sent yet). A resumed attempt keeps its row."""
+        label, count, seed = part
+        now = time.time()
+        with self._transaction() as db:
+            if resumed or db.execute("SELECT 1 FROM attempts WHERE key = ?", (key,)).fetchone():
+                db.execute("UPDATE attempts SET resumes = resumes + 1, updated_at = ? WHERE key = ?", (now, key))
+                return
+            _ensure_part(db, job_id, label, count, seed)
+            seq = int(
+                db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM attempts WHERE job_id = ?", (job_id,)).fetchone()[0]
+            )
+            db.execute(
+                "INSERT INTO attempts (key, job_id, seq, part, provider, try, num_images, seed, quote_usd, status,"
+                " started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'started', ?, ?)",
+                (key, job_id, seq, label, provider, try_number, count, seed, _text(quote_usd), now, now),
+            )
 
-    # -- writing: outputs -------------------------------------------------------------------------------
+    def intend(self, job_id: str, key: str, *, part: str, marker: Mapping[str, Any] | None, at: float) -> None:
+        """The attempt's billable request is about to leave: from now on it may have been sent."""
+        with self._transaction() as db:
+            changed = db.execute(
+                "UPDATE attempts SET status = 'sending', intent_at = ?, marker = ?, updated_at = ?"
+                " WHERE key = ? AND status = 'started'",
+                (at, None if marker is None else _json(dict(marker)), at, key),
+            ).rowcount
+            if not changed:
+                raise sqlite3.IntegrityError(f"attempt {key} is not waiting to send")
+            db.execute("UPDATE parts SET state = 'sent' WHERE job_id = ? AND label = ?", (job_id, part))
+
+    def admitted(
+        self,
+        key: str,
+        *,
+        vendor_request_id: str | None,
+        resume: Mapping[str, Any] | None,
+        status: str | None = None,
+        queue_position: int | None = None,
+    ) -> None:
+        """The vendor gave the job an id (and what is needed to pick it up again)."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE attempts SET"
+                " status = CASE WHEN status IN ('succeeded', 'failed') THEN status ELSE 'submitted' END,"
+                " vendor_request_id = COALESCE(?, vendor_request_id), resume = COALESCE(?, resume), admitted = 1,"
+                " vendor_status = COALESCE(?, vendor_status), queue_position = ?, updated_at = ? WHERE key = ?",
+                (
+                    _text(vendor_request_id),
+                    None if resume is None else _json(dict(resume)),
+                    _text(status),
+                    _int(queue_position),
+                    time.time(),
+                    key,
+                ),
+            )
+
+    def progress(
+        self, key: str, *, status: str | None, queue_position: int | None, vendor_request_id: str | None
+    ) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE attempts SET vendor_status = COALESCE(?, vendor_status), queue_position = ?,"
+                " vendor_request_id = COALESCE(vendor_request_id, ?), updated_at = ? WHERE key = ?",
+                (_text(status), _int(queue_position), _text(vendor_request_id), time.time(), key),
+            )
+
+    def end_attempt(self, key: str, attempt: Attempt, *, admitted: bool) -> None:
+        """How the attempt ended, billing as the router ruled. Outputs are recorded before a success."""
+        if attempt.outcome == "succeeded":
+            status: AttemptStatus = "succeeded"
+        else:
+            status = "unknown" if admitted and attempt.billed == "unknown" else "failed"
+        now = time.time()
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE attempts SET status = ?, billed = ?, cost_usd = ?, error_type = ?, message = ?,"
+                " admitted = MAX(admitted, ?), vendor_request_id = COALESCE(?, vendor_request_id),"
+                " queue_position = CASE WHEN ? = 'succeeded' THEN NULL ELSE queue_position END,"
+                " vendor_status = CASE WHEN ? = 'succeeded' THEN 'completed' ELSE vendor_status END,"
+                " finished_at = ?, updated_at = ? WHERE key = ?",
+                (
+                    status,
+                    attempt.billed,
+                    _text(attempt.cost_usd),
+                    attempt.error_type,
+                    _text(attempt.message),
+                    1 if admitted else 0,
+                    _text(attempt.vendor_request_id),
+                    status,
+                    status,
+                    now,
+                    now,
+                    key,
+                ),
+            )
+
+    def split_part(self, job_id: str, label: str, pieces: Sequence[tuple[str, int, int | None]]) -> None:
+        """A fallback serves part ``label`` in smaller parts: record them, each ``planned``."""
+        with self._transaction() as db:
+            db.execute("UPDATE parts SET state = 'split' WHERE job_id = ? AND label = ?", (job_id, label))
+            for piece, count, seed in pieces:
+                _ensure_part(db, job_id, piece, count, seed, parent=label)
+
+    # -- outputs -------------------------------------------------------------------------------------------
 
     def record_outputs(
         self,
@@ -552,40 +548,45 @@ class Journal:
         images: Sequence[GeneratedImage],
         *,
         part: str | None = None,
+        attempt: str | None = None,
         provider: str | None = None,
         vendor_request_id: str | None = None,
     ) -> list[Path]:
-        """Write each image to the output folder (atomically) and record its path, size and hash."""
+        """Write each image to the output folder (atomically, owner-only) and record its path, size and hash."""
         folder = self.output_dir / job_id
         paths: list[Path] = []
         for position, image in enumerate(images, start=1):
-            digest = image.sha256 or _sha256(image.data)
+            digest = image.sha256
             # Named by call and hash, so files are written outside the lock and a rewrite is harmless.
             path = folder / f"{part or '0'}-{position}-{digest[:12]}.{image.extension}"
             _write_atomic(path, image.data)
             with self._transaction() as db:
+                if db.execute("SELECT 1 FROM outputs WHERE job_id = ? AND path = ?", (job_id, str(path))).fetchone():
+                    paths.append(path)
+                    continue
                 index = int(
                     db.execute("SELECT COALESCE(MAX(idx), -1) + 1 FROM outputs WHERE job_id = ?", (job_id,)).fetchone()[
                         0
                     ]
                 )
                 db.execute(
-                    "INSERT INTO outputs (job_id, idx, part, provider, vendor_request_id, path, sha256,"
+                    "INSERT INTO outputs (job_id, idx, part, attempt, provider, vendor_request_id, path, sha256,"
                     " size_bytes, content_type, width, height, seed, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         job_id,
                         index,
                         part,
+                        attempt,
                         provider,
-                        vendor_request_id,
+                        _text(vendor_request_id),
                         str(path),
                         digest,
                         len(image.data),
                         image.content_type,
                         image.width,
                         image.height,
-                        image.seed,
+                        _int(image.seed),
                         time.time(),
                     ),
                 )
@@ -595,7 +596,7 @@ class Journal:
     # -- reading ----------------------------------------------------------------------------------------
 
     def job(self, job_id: str) -> JobRecord:
-        """One job with its attempts and outputs. A unique prefix of the id is enough."""
+        """One job with its parts, attempts and outputs. A unique prefix of the id is enough."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT * FROM jobs WHERE id = ? OR id LIKE ? ESCAPE '\\' ORDER BY id = ? DESC LIMIT 2",
@@ -605,13 +606,10 @@ class Journal:
                 raise JobNotFound.for_field("job_id", f"no job {job_id!r} in {self.path}")
             if len(rows) > 1 and rows[0]["id"] != job_id:
                 raise JobNotFound.for_field("job_id", f"{job_id!r} matches several jobs; give more of the id")
-            row = rows[0]
-            attempts = self._db.execute("SELECT * FROM attempts WHERE job_id = ? ORDER BY seq", (row["id"],))
-            outputs = self._db.execute("SELECT * FROM outputs WHERE job_id = ? ORDER BY idx", (row["id"],))
-            return _job(row, [_attempt(a) for a in attempts], [_output(o) for o in outputs])
+            return self._records(rows)[0]
 
     def jobs(self, *, limit: int | None = 50, status: str | None = None) -> list[JobRecord]:
-        """Jobs, newest first, each with its attempts and outputs."""
+        """Jobs, newest first, each with its parts, attempts and outputs."""
         query = "SELECT * FROM jobs"
         args: list[Any] = []
         if status is not None:
@@ -622,17 +620,22 @@ class Journal:
             query += " LIMIT ?"
             args.append(limit)
         with self._lock:
-            rows = self._db.execute(query, args).fetchall()
-            ids = [r["id"] for r in rows]
-            attempts: dict[str, list[AttemptRecord]] = {i: [] for i in ids}
-            outputs: dict[str, list[OutputRecord]] = {i: [] for i in ids}
-            for chunk in _chunks(ids, 500):
-                marks = ",".join("?" * len(chunk))
-                for a in self._db.execute(f"SELECT * FROM attempts WHERE job_id IN ({marks}) ORDER BY seq", chunk):  # noqa: S608
-                    attempts[a["job_id"]].append(_attempt(a))
-                for o in self._db.execute(f"SELECT * FROM outputs WHERE job_id IN ({marks}) ORDER BY idx", chunk):  # noqa: S608
-                    outputs[o["job_id"]].append(_output(o))
-        return [_job(r, attempts[r["id"]], outputs[r["id"]]) for r in rows]
+            return self._records(self._db.execute(query, args).fetchall())
+
+    def _records(self, rows: Sequence[sqlite3.Row]) -> list[JobRecord]:
+        ids = [r["id"] for r in rows]
+        attempts: dict[str, list[AttemptRecord]] = {i: [] for i in ids}
+        outputs: dict[str, list[OutputRecord]] = {i: [] for i in ids}
+        parts: dict[str, list[PartRecord]] = {i: [] for i in ids}
+        for chunk in _chunks(ids, 500):
+            marks = ",".join("?" * len(chunk))
+            for a in self._db.execute(f"SELECT * FROM attempts WHERE job_id IN ({marks}) ORDER BY seq", chunk):  # noqa: S608
+                attempts[a["job_id"]].append(attempt_record(a))
+            for o in self._db.execute(f"SELECT * FROM outputs WHERE job_id IN ({marks}) ORDER BY idx", chunk):  # noqa: S608
+                outputs[o["job_id"]].append(output_record(o))
+            for p in self._db.execute(f"SELECT * FROM parts WHERE job_id IN ({marks}) ORDER BY rowid", chunk):  # noqa: S608
+                parts[p["job_id"]].append(part_record(p))
+        return [job_record(r, attempts[r["id"]], outputs[r["id"]], parts[r["id"]]) for r in rows]
 
     def totals(self) -> SpendTotals:
         """Every job's spend added up: what was billed, and what may have been."""
@@ -641,10 +644,37 @@ class Journal:
             jobs = int(self._db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
             images = int(self._db.execute("SELECT COUNT(*) FROM outputs").fetchone()[0])
             for row in self._db.execute("SELECT * FROM attempts"):
-                attempt = _attempt(row)
+                attempt = attempt_record(row)
                 spent += attempt.spent_usd
                 possible += attempt.possibly_billed_usd
         return SpendTotals(jobs=jobs, images=images, spent_usd=spent, possibly_billed_usd=possible)
+
+
+def _owner_values(owner: Owner | None, lease_until: float) -> tuple[Any, ...]:
+    if owner is None:
+        return (None, None, None, None, None)
+    return (owner.host, owner.pid, owner.started, owner.token, lease_until)
+
+
+def _held_by_other(row: sqlite3.Row, owner: Owner, now: float) -> str | None:
+    """Who else runs this job, if anyone may still be: a description, or None when it is free."""
+    token = row["owner_token"]
+    if not token or token == owner.token:
+        return None
+    who = f"process {row['owner_pid']} on {str(row['owner_host'] or '?').split('/')[0]}"
+    if row["owner_host"] == owner.host:
+        return who if process_alive(int(row["owner_pid"] or 0), row["owner_started"]) else None
+    return who if (row["lease_until"] or 0) > now else None
+
+
+def _ensure_part(
+    db: sqlite3.Connection, job_id: str, label: str, count: int, seed: int | None, parent: str | None = None
+) -> None:
+    db.execute(
+        "INSERT OR IGNORE INTO parts (job_id, label, parent, num_images, seed, state)"
+        " VALUES (?, ?, ?, ?, ?, 'planned')",
+        (job_id, label, parent, count, _int(seed)),
+    )
 
 
 def _prefix(job_id: str) -> str:
@@ -657,15 +687,28 @@ def _chunks(items: Sequence[str], size: int) -> Iterable[list[str]]:
         yield list(items[start : start + size])
 
 
-def _sha256(data: bytes) -> str:
-    import hashlib
+def _private_dir(path: Path) -> None:
+    """Create ``path`` (and missing parents) readable by the owner only; an existing folder is left as it is."""
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
 
-    return hashlib.sha256(data).hexdigest()
+
+def _private_file(path: Path) -> None:
+    """Create the database file owner-only before SQLite opens it (its -wal and -shm files copy the mode)."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write under a temporary name in the same folder, flush to disk, then rename into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write under a temporary name in the same folder (owner-only), flush to disk, then rename into place."""
+    _private_dir(path.parent)
     handle, temporary = tempfile.mkstemp(prefix=".", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as out:
@@ -679,167 +722,6 @@ def _write_atomic(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
-
-
-def _job(row: sqlite3.Row, attempts: list[AttemptRecord], outputs: list[OutputRecord]) -> JobRecord:
-    return JobRecord(
-        id=row["id"],
-        created_at=_when(row["created_at"]) or datetime.now(timezone.utc),
-        updated_at=_when(row["updated_at"]) or datetime.now(timezone.utc),
-        status=row["status"],
-        operation=row["operation"],
-        prompt=row["prompt"],
-        num_images=row["num_images"],
-        request=json.loads(row["request"]),
-        plan=json.loads(row["plan"]),
-        max_cost_usd=_dec(row["max_cost_usd"]),
-        provider=row["provider"],
-        vendor_request_id=row["vendor_request_id"],
-        cost_usd=_dec(row["cost_usd"]),
-        cost_source=row["cost_source"],
-        error_type=row["error_type"],
-        error_message=row["error_message"],
-        attempts=attempts,
-        outputs=outputs,
-    )
-
-
-def _attempt(row: sqlite3.Row) -> AttemptRecord:
-    return AttemptRecord(
-        key=row["key"],
-        job_id=row["job_id"],
-        seq=row["seq"],
-        part=row["part"],
-        provider=row["provider"],
-        try_number=row["try"],
-        num_images=row["num_images"],
-        seed=row["seed"],
-        quote_usd=_dec(row["quote_usd"]),
-        status=row["status"],
-        vendor_request_id=row["vendor_request_id"],
-        resume=json.loads(row["resume"]) if row["resume"] else None,
-        vendor_status=row["vendor_status"],
-        queue_position=row["queue_position"],
-        billed=row["billed"],
-        cost_usd=_dec(row["cost_usd"]),
-        error_type=row["error_type"],
-        message=row["message"],
-        admitted=bool(row["admitted"]),
-        resumes=row["resumes"],
-        started_at=_when(row["started_at"]) or datetime.now(timezone.utc),
-        finished_at=_when(row["finished_at"]),
-    )
-
-
-def _output(row: sqlite3.Row) -> OutputRecord:
-    return OutputRecord(
-        job_id=row["job_id"],
-        index=row["idx"],
-        part=row["part"],
-        provider=row["provider"],
-        vendor_request_id=row["vendor_request_id"],
-        path=Path(row["path"]),
-        sha256=row["sha256"],
-        size_bytes=row["size_bytes"],
-        content_type=row["content_type"],
-        width=row["width"],
-        height=row["height"],
-        seed=row["seed"],
-        created_at=_when(row["created_at"]) or datetime.now(timezone.utc),
-    )
-
-
-# -- events -> rows ----------------------------------------------------------------------------------------
-
-
-def _started(db: sqlite3.Connection, event: Event, key: str, now: float) -> None:
-    data = event.data
-    exists = db.execute("SELECT 1 FROM attempts WHERE key = ?", (key,)).fetchone()
-    if exists:  # a resume of an attempt already recorded: same vendor job, same row
-        db.execute("UPDATE attempts SET resumes = resumes + 1, updated_at = ? WHERE key = ?", (now, key))
-        return
-    row = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM attempts WHERE job_id = ?", (event.job_id,)).fetchone()
-    seq = int(row[0])
-    db.execute(
-        "INSERT INTO attempts (key, job_id, seq, part, provider, try, num_images, seed, quote_usd, status,"
-        " started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'started', ?, ?)",
-        (
-            key,
-            event.job_id,
-            seq,
-            str(data.get("part", "0")),
-            event.provider or "?",
-            int(data.get("try", 1) or 1),
-            int(data.get("num_images", 1) or 1),
-            data.get("seed"),
-            _text(data.get("quote_usd")),
-            now,
-            now,
-        ),
-    )
-
-
-def _submitted(db: sqlite3.Connection, event: Event, key: str, now: float) -> None:
-    db.execute(
-        "UPDATE attempts SET status = CASE WHEN status IN ('succeeded', 'failed') THEN status ELSE 'submitted' END,"
-        " vendor_request_id = COALESCE(?, vendor_request_id), resume = COALESCE(?, resume), admitted = 1,"
-        " vendor_status = COALESCE(?, vendor_status), queue_position = ?, updated_at = ? WHERE key = ?",
-        (
-            _text(event.vendor_request_id),
-            _json(event.resume) if event.resume is not None else None,
-            event.status,
-            event.queue_position,
-            now,
-            key,
-        ),
-    )
-
-
-def _progress(db: sqlite3.Connection, event: Event, key: str, now: float) -> None:
-    db.execute(
-        "UPDATE attempts SET vendor_status = COALESCE(?, vendor_status), queue_position = ?,"
-        " vendor_request_id = COALESCE(vendor_request_id, ?), updated_at = ? WHERE key = ?",
-        (event.status, event.queue_position, _text(event.vendor_request_id), now, key),
-    )
-
-
-def _failed(db: sqlite3.Connection, event: Event, key: str, now: float) -> None:
-    data = event.data
-    unknown = data.get("error") == "OutcomeUnknown" or (data.get("admitted") and data.get("billed") == "unknown")
-    db.execute(
-        "UPDATE attempts SET status = ?, billed = ?, error_type = ?, message = ?,"
-        " admitted = MAX(admitted, ?), vendor_request_id = COALESCE(?, vendor_request_id),"
-        " finished_at = ?, updated_at = ? WHERE key = ?",
-        (
-            "unknown" if unknown else "failed",
-            data.get("billed"),
-            data.get("error"),
-            _text(event.message),
-            1 if data.get("admitted") else 0,
-            _text(event.vendor_request_id),
-            now,
-            now,
-            key,
-        ),
-    )
-
-
-def _finished(db: sqlite3.Connection, event: Event, key: str, now: float) -> None:
-    db.execute(
-        "UPDATE attempts SET status = 'succeeded', billed = 'yes', cost_usd = ?,"
-        " vendor_request_id = COALESCE(?, vendor_request_id), vendor_status = 'completed', queue_position = NULL,"
-        " finished_at = ?, updated_at = ? WHERE key = ?",
-        (_text(event.cost_usd), _text(event.vendor_request_id), now, now, key),
-    )
-
-
-_EVENT_HANDLERS = {
-    "attempt_started": _started,
-    "submitted": _submitted,
-    "progress": _progress,
-    "attempt_failed": _failed,
-    "finished": _finished,
-}
 
 
 def default_journal(environ: Mapping[str, str] | None = None) -> Journal | None:

@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -35,7 +36,7 @@ from typing_extensions import Self
 
 from ideochar._constants import MAX_REFERENCE_BYTES
 from ideochar.errors import InvalidRequest
-from ideochar.media import ImageInput
+from ideochar.media import ImageInput, InputKinds, accepting
 
 __all__ = [
     "ASPECT_RATIOS",
@@ -54,6 +55,7 @@ __all__ = [
     "Resolution",
     "Speed",
     "Style",
+    "is_visible",
 ]
 
 Style = Literal["auto", "realistic", "fiction"]
@@ -82,8 +84,11 @@ Resolution = Literal[
 ASPECT_RATIOS: tuple[str, ...] = get_args(AspectRatio)
 RESOLUTIONS: tuple[str, ...] = get_args(Resolution)
 
-_HEX_COLOUR = re.compile(r"^#(?:[0-9a-fA-F]{3}){1,2}$")
-_STYLE_CODE = re.compile(r"^[0-9a-fA-F]{8}$")
+# Used with fullmatch: "$" also matches before a final newline, which then went to the vendor.
+_HEX_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}){1,2}")
+_STYLE_CODE = re.compile(r"[0-9a-fA-F]{8}")
+#: Characters Unicode files as letters or symbols that draw nothing (Hangul fillers, the braille blank).
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 _OPERATION_TAGS = frozenset(get_args(OperationName))
 
 
@@ -100,22 +105,51 @@ def _resolution(value: Any) -> Any:
 def _within_reference_limit(image: ImageInput) -> ImageInput:
     if image.size is not None and image.size > MAX_REFERENCE_BYTES:
         raise ValueError(f"is {image.size:,} bytes; the limit is {MAX_REFERENCE_BYTES:,} bytes (10 MB)")
-    if image.is_local:
-        # A header Pillow cannot read (a bare PNG signature sniffs as PNG) would be refused by the vendor,
-        # after the network call; reading the header here is cheap (found by tests/reliability).
-        image.dimensions  # noqa: B018 - raises InvalidRequest, a ValueError pydantic reports on the field
+    # A header Pillow cannot read (a bare PNG signature sniffs as PNG), a cut-short file, a bomb: each
+    # would be refused by the vendor after the network call, or cost us its memory. The check is cheap
+    # (no pixels decoded; found by tests/reliability and issue 13). Raises InvalidRequest, a ValueError
+    # pydantic reports on the field.
+    image.check()
     return image
 
 
-def _not_blank(value: str) -> str:
-    # Every vendor refuses a prompt of only spaces, after the request was sent: refuse it here instead.
-    if not value.strip():
-        raise ValueError("must contain more than white space")
+def _draws_something(char: str) -> bool:
+    # Not a control or format character (C*), a separator (Z*) or a mark with nothing to sit on (M*).
+    return unicodedata.category(char)[0] not in "CZM" and char not in _BLANK_LETTERS
+
+
+def is_visible(text: str) -> bool:
+    """True when ``text`` draws something, as ``prompt`` and ``negative_prompt`` must: not only white
+    space, control or format characters (NUL, zero-width space and joiner, BOM), lone combining marks
+    or blank letters (U+3164). Lets a server check its users' text the way the request will."""
+    return any(_draws_something(c) for c in text)
+
+
+def _visible_text(value: str) -> str:
+    # Every vendor refuses a prompt of only spaces, after the request was sent: refuse it here instead,
+    # with the invisible characters that look like nothing too (NUL, zero-width space and joiner, BOM).
+    # A control character anywhere (other than tab and line breaks) is never meant, and cuts some backends.
+    control = next((c for c in value if unicodedata.category(c) == "Cc" and c not in "\t\n\r"), None)
+    if control is not None:
+        raise ValueError(f"contains the control character U+{ord(control):04X}")
+    if not is_visible(value):
+        raise ValueError("must contain something visible, not only white space or invisible characters")
     return value
 
 
+def _not_bool(value: Any) -> Any:
+    # pydantic reads True as 1 for a number: a flag passed in the wrong place would become a seed of 1.
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, not {value}")
+    return value
+
+
+#: For every numeric field: a boolean is refused, not read as 0 or 1.
+_NOT_BOOL = BeforeValidator(_not_bool)
+
+
 def _hex_colour(value: str) -> str:
-    if not _HEX_COLOUR.match(value):
+    if not _HEX_COLOUR.fullmatch(value):
         raise ValueError(f"{value!r} is not a hex colour like #1A2B3C")
     digits = value[1:]
     if len(digits) == 3:
@@ -124,7 +158,7 @@ def _hex_colour(value: str) -> str:
 
 
 def _style_code(value: str) -> str:
-    if not _STYLE_CODE.match(value):
+    if not _STYLE_CODE.fullmatch(value):
         raise ValueError(f"{value!r} is not a style code of 8 hex digits")
     return value.upper()
 
@@ -247,7 +281,9 @@ class _Model(BaseModel):
 
     @classmethod
     def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
-        with _as_invalid_request():
+        """As pydantic's; a ``context`` naming the input kinds accepted (:meth:`InputKinds.context`)
+        holds for every image in ``obj``, nested ones too."""
+        with _as_invalid_request(), accepting(InputKinds.from_context(kwargs.get("context"))):
             return super().model_validate(obj, *args, **kwargs)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -255,7 +291,7 @@ class _Model(BaseModel):
 class PaletteMember(_Model):
     color: Annotated[str, AfterValidator(_hex_colour)]
     """A hex colour, ``#RRGGBB`` (``#RGB`` is expanded)."""
-    weight: Annotated[float, Field(ge=0.05, le=1.0)] | None = None
+    weight: Annotated[float, _NOT_BOOL, Field(ge=0.05, le=1.0)] | None = None
     """How strongly the colour is used, 0.05-1; the vendor's default when omitted."""
 
 
@@ -313,7 +349,7 @@ class Remix(_Model):
 
     operation: Literal["remix"] = "remix"
     image: Image
-    strength: Annotated[float, Field(ge=0.01, le=1.0)] = 0.8
+    strength: Annotated[float, _NOT_BOOL, Field(ge=0.01, le=1.0)] = 0.8
     """How strongly ``image`` shapes the result, 0.01 (barely) to 1 (most); fal's default 0.8.
 
     This is fal's ``strength`` ("strength of the input image"); Ideogram's ``image_weight`` is taken to be
@@ -326,7 +362,7 @@ Operation = Annotated[Generate | Edit | Remix, Field(discriminator="operation")]
 class CharacterRequest(_Model):
     """One job for any vendor. Unset fields mean "the vendor's default"."""
 
-    prompt: Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(_not_blank)]
+    prompt: Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(_visible_text)]
     """What to draw."""
     reference: Image
     """One photo of the character (JPEG, PNG or WebP, at most 10 MB)."""
@@ -342,9 +378,9 @@ class CharacterRequest(_Model):
     """Let the vendor rewrite the prompt ("on"), not ("off"), or decide ("auto")."""
     aspect_ratio: AspectRatio | None = None
     resolution: Annotated[Resolution, BeforeValidator(_resolution)] | None = None
-    seed: Annotated[int, Field(ge=0, le=2_147_483_647)] | None = None
-    num_images: Annotated[int, Field(ge=1, le=8)] = 1
-    negative_prompt: Annotated[str, Field(min_length=1), AfterValidator(_not_blank)] | None = None
+    seed: Annotated[int, _NOT_BOOL, Field(ge=0, le=2_147_483_647)] | None = None
+    num_images: Annotated[int, _NOT_BOOL, Field(ge=1, le=8)] = 1
+    negative_prompt: Annotated[str, Field(min_length=1), AfterValidator(_visible_text)] | None = None
     color_palette: Annotated[ColorPalette, BeforeValidator(_palette)] | None = None
     style_codes: Annotated[list[Annotated[str, AfterValidator(_style_code)]], Field(min_length=1)] | None = None
     style_references: list[Image] = Field(default_factory=list)

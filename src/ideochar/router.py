@@ -1,40 +1,39 @@
-"""Choosing providers and trying them, without knowing any vendor.
+"""Choosing providers and trying them, without knowing any vendor; and the billing rule, written once.
 
 :func:`plan` filters the configured providers by what they can do (saying why one is skipped), quotes
 each, applies the budget and the breakers, and orders them (as listed, cheapest, or fastest observed).
 Nothing is sent: an invalid request, one over budget, or one nobody can serve costs nothing.
 
-:func:`route` is an exchange that tries the candidates in order and decides, per error, between
-*retry here*, *fail over* and *stop*:
+:func:`route_part` is an exchange that serves one call of a job (a :class:`Part`), trying the candidates
+in order. It yields the providers' steps, the client's steps (:class:`~ideochar.limits.Acquire`) and
+**facts** (:class:`AttemptStarted`, :class:`SendIntent`, :class:`VendorAdmitted`, :class:`AttemptEnded`),
+which the job (:mod:`ideochar.job`) turns into journal writes and events. The router itself writes
+nothing and tells no one.
 
-* Retry the same provider only when the request provably did not start there: a connect error or a
-  vendor's ingress refusal (``sent=False``), or a 429 whose Retry-After is at most
-  ``FailurePolicy.max_retry_after_seconds`` (a longer one fails over instead of waiting).
-* Fail over on unavailability, timeouts before admission, auth and credit errors; never on an invalid
-  request or a content filter (another vendor would refuse it too, or charge again), and never after a
-  failure the vendor billed (the image was made but could not be fetched: running it elsewhere would
-  charge twice; the error carries the vendor id).
-* Once a vendor admitted the job (a ``submitted`` event gave its id), nothing is resubmitted there.
-  A lost answer after sending is :class:`~ideochar.errors.OutcomeUnknown` (possibly billed, carrying
-  the vendor id when known); the policy says whether to raise it (default: the job may still finish
-  and be billed, resume it by id) or fail over to the next provider.
-* Before each attempt: a provider whose breaker is open is skipped at once (:mod:`ideochar.breaker`);
-  one that would take the request over budget, counting what failed attempts may already have cost,
-  is skipped; where the provider has limits the router yields :class:`~ideochar.limits.Acquire` and
-  waits for a slot (the wait counts against the deadline; no slot in time fails over).
+**The billing rule** (:func:`settle`). Providers only report what happened on the wire: a request sent
+with ``admits=True`` (it may create a billable job), the answer's status, a ``submitted`` event with the
+vendor's id. :func:`run_provider` watches exactly that as it passes (:class:`Wire`) and :func:`settle`
+decides from it, for every vendor and every path (a first try, a resume, a reconciliation):
 
-**Fan-out.** A count a provider cannot make in one call is split into several calls (seeds ``seed``,
-``seed+1``, ...: each call's seed is the request's seed plus the number of images asked for before it;
-a seedless request stays seedless). Every call fails over on its own; the images that arrived are kept
-and the rest come back as typed :class:`~ideochar.result.ImageFailure` s, with a ``fanned_out``
-warning. The clients split the request by the first candidate (:func:`fan_out_parts`) and run the calls
-one after another (``Client``) or concurrently (``AsyncClient``), merging with :func:`merge_parts`; a
-fallback provider that makes fewer images per call than its part needs splits that part again itself.
-After a stopping error (content filter, rejected request) the remaining calls are not sent.
+* Once a billable admission may have happened (a vendor id came back; the answer to the admitting
+  request was a 2xx; it was sent and no answer came; the adapter or the driver said so), every failure
+  of the attempt is billed ``"yes"`` or ``"unknown"``, never ``"no"``, carries the vendor id, and does
+  **not** fail over unless :attr:`FailurePolicy.after_admission` says so: running it elsewhere could
+  charge twice. A lost connection after admission becomes :class:`~ideochar.errors.OutcomeUnknown`.
+* Before any admitting request was sent, nothing can have been billed: ``"no"``.
+* The vendor answered the admitting request with a refusal (non-2xx): the vendor's own word stands (the
+  adapter's error table says whether such a refusal bills).
 
-Events carry ``data["attempt"]`` (a key per attempt), ``data["part"]`` (which call), and on
-``attempt_started`` the call's ``num_images``, ``seed`` and ``quote_usd``, which is what the journal
-records.
+What happens next (:func:`next_move`) also reads only that ruling: retry the same provider only when the
+request provably did not start there (a connect error, a vendor's ingress refusal, a 429 whose Retry-After
+is at most ``FailurePolicy.max_retry_after_seconds``); fail over on unavailability, auth and credit
+errors; never on an invalid request or a content filter; never after admission (by default).
+
+Before each attempt: a provider whose breaker is open is skipped at once (:mod:`ideochar.breaker`); one
+that would take the job over budget, counting what failed attempts may already have cost, is skipped;
+where the provider has limits the router yields :class:`~ideochar.limits.Acquire` and waits for a slot
+(the wait counts against the deadline; no slot in time fails over). A fallback that makes fewer images
+per call than the part needs serves it in several calls of its own (:func:`split_request`).
 """
 
 from __future__ import annotations
@@ -46,13 +45,13 @@ from collections.abc import Callable, Collection, Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from ideochar._constants import MAX_RETRY_AFTER_SECONDS
 from ideochar.breaker import CircuitBreaker
 from ideochar.errors import (
     AllProvidersFailed,
-    GenerationFailed,
+    Billed,
     IdeocharError,
     InvalidRequest,
     MissingCredentials,
@@ -65,39 +64,48 @@ from ideochar.errors import (
     Unsupported,
 )
 from ideochar.events import Event
-from ideochar.exchange import Sleep
+from ideochar.exchange import Send, Sleep, relay
 from ideochar.limits import Acquire, Permit
 from ideochar.request import CharacterRequest
-from ideochar.result import Attempt, CharacterResult, CostSource, ImageFailure, RequestWarning
+from ideochar.result import Attempt, CostSource, RequestWarning
 from ideochar.retry import backoff_seconds
 from ideochar.spec import CallContext, Exchange, Provider, ProviderOutput, Quote
 
-if TYPE_CHECKING:
-    from ideochar.exchange import Step
-
 __all__ = [
     "MAX_SEED",
+    "AttemptEnded",
+    "AttemptStarted",
     "Candidate",
+    "Fact",
     "FailurePolicy",
     "ObservedLatency",
+    "Outcome",
+    "Part",
+    "PartSplit",
     "Plan",
+    "RouteContext",
+    "SendIntent",
+    "Served",
     "Spend",
     "Strategy",
-    "fan_out_parts",
-    "merge_parts",
+    "VendorAdmitted",
+    "Wire",
+    "next_move",
     "plan",
+    "provider_flow",
+    "reconcile_attempt",
     "resume_attempt",
-    "route",
+    "route_part",
     "run_provider",
+    "settle",
     "split_request",
-    "stops_fan_out",
 ]
 
 Strategy = Literal["as_listed", "cheapest", "fastest"]
 
 T = TypeVar("T")
-#: The router's own exchange: a provider's steps plus :class:`~ideochar.limits.Acquire`, which the clients answer.
-RouteExchange = Generator["Step | Acquire", Any, T]
+#: The router's exchange: a provider's steps, the client's Acquire steps, and facts for the job.
+RouteExchange = Generator[Any, Any, T]
 
 #: The largest seed every vendor accepts (Ideogram's range); fanned-out seeds wrap around past it.
 MAX_SEED = 2_147_483_647
@@ -112,8 +120,15 @@ class FailurePolicy:
     rate_limit_retries: int = 2
     max_retry_after_seconds: float = MAX_RETRY_AFTER_SECONDS
     """A 429 asking for a longer wait than this fails over instead of waiting."""
-    on_outcome_unknown: Literal["raise", "fail_over"] = "raise"
-    """After a lost answer the job may still run and bill: raise (default) or try the next provider."""
+    after_admission: Literal["raise", "fail_over"] = "raise"
+    """When an attempt fails after the vendor may have admitted (and billed) it: raise with its vendor id
+    (default: it may still finish, resume it by id) or try the next provider, which may charge again."""
+    on_outcome_unknown: Literal["raise", "fail_over"] | None = None
+    """The former name of ``after_admission``; when given, it wins."""
+
+    def __post_init__(self) -> None:
+        if self.on_outcome_unknown is not None:
+            object.__setattr__(self, "after_admission", self.on_outcome_unknown)
 
 
 @dataclass
@@ -171,7 +186,7 @@ class ObservedLatency:
 
 
 class Spend:
-    """Money one request has committed so far, shared by its calls so failover respects the budget."""
+    """Money one job has committed so far, shared by its calls so failover respects the budget."""
 
     def __init__(self) -> None:
         self.succeeded = Decimal(0)
@@ -214,20 +229,10 @@ def plan(
         name = provider.info.name
         quote = provider.quote(request, fan_out=fan_out)
         quotes.append(quote)
-        if not quote.supported:
-            skipped[name] = quote.reason or "cannot serve this request"
-            continue
-        if strict and quote.warnings:
-            skipped[name] = "strict: " + "; ".join(w.message for w in quote.warnings)
-            continue
-        if max_cost_usd is not None and quote.total_usd is not None and quote.total_usd > max_cost_usd:
-            skipped[name] = f"quote ${quote.total_usd} is over the budget of ${max_cost_usd}"
-            over_budget.append(name)
-            continue
-        why = breaker.why_skipped(name) if breaker is not None else None
+        why, kind = _unplannable(quote, strict, max_cost_usd, breaker)
         if why is not None:
             skipped[name] = why
-            paused.append(name)
+            {"budget": over_budget, "breaker": paused}.get(kind, []).append(name)
             continue
         try:
             ctx = context_for(provider)
@@ -237,31 +242,52 @@ def plan(
             continue
         candidates.append(Candidate(provider, ctx, quote, list(quote.warnings)))
     if not candidates:
-        reasons = "; ".join(f"{k}: {v}" for k, v in skipped.items())
-        if missing and len(missing) == len(skipped):
-            raise (
-                missing[0]
-                if len(missing) == 1
-                else MissingCredentials(
-                    ", ".join(m.provider or "" for m in missing), [v for m in missing for v in m.variables]
-                )
-            )
-        if paused:
-            raise ProviderUnavailable(
-                f"every provider that could serve this request is paused by its circuit breaker: {reasons}",
-                sent=False,
-            )
-        if over_budget:
-            raise OverBudget(
-                f"every provider that can serve this request is over the budget: {reasons}",
-                quotes={q.provider: str(q.total_usd) for q in quotes},
-            )
-        raise Unsupported(f"no configured provider can serve this request: {reasons}", reasons=skipped)
+        raise _nobody(skipped, quotes, missing, paused, over_budget)
     if strategy == "cheapest":
         candidates.sort(key=lambda c: c.quote.total_usd if c.quote.total_usd is not None else Decimal("Infinity"))
     elif strategy == "fastest" and latency:
         candidates.sort(key=lambda c: latency.get(c.name, float("inf")))
     return Plan(candidates, skipped, quotes)
+
+
+def _unplannable(
+    quote: Quote, strict: bool, max_cost_usd: Decimal | None, breaker: CircuitBreaker | None
+) -> tuple[str | None, str]:
+    """Why a provider will not be tried, and which kind of reason that is (None when it will be)."""
+    if not quote.supported:
+        return quote.reason or "cannot serve this request", "unsupported"
+    if strict and quote.warnings:
+        return "strict: " + "; ".join(w.message for w in quote.warnings), "strict"
+    if max_cost_usd is not None and quote.total_usd is not None and quote.total_usd > max_cost_usd:
+        return f"quote ${quote.total_usd} is over the budget of ${max_cost_usd}", "budget"
+    paused = breaker.why_skipped(quote.provider) if breaker is not None else None
+    return paused, "breaker"
+
+
+def _nobody(
+    skipped: dict[str, str],
+    quotes: list[Quote],
+    missing: list[MissingCredentials],
+    paused: list[str],
+    over_budget: list[str],
+) -> IdeocharError:
+    reasons = "; ".join(f"{k}: {v}" for k, v in skipped.items())
+    if missing and len(missing) == len(skipped):
+        if len(missing) == 1:
+            return missing[0]
+        return MissingCredentials(
+            ", ".join(m.provider or "" for m in missing), [v for m in missing for v in m.variables]
+        )
+    if paused:
+        return ProviderUnavailable(
+            f"every provider that could serve this request is paused by its circuit breaker: {reasons}", sent=False
+        )
+    if over_budget:
+        return OverBudget(
+            f"every provider that can serve this request is over the budget: {reasons}",
+            quotes={q.provider: str(q.total_usd) for q in quotes},
+        )
+    return Unsupported(f"no configured provider can serve this request: {reasons}", reasons=skipped)
 
 
 def split_request(request: CharacterRequest, per_call: int) -> list[CharacterRequest]:
@@ -278,378 +304,318 @@ def split_request(request: CharacterRequest, per_call: int) -> list[CharacterReq
     return parts
 
 
-def fan_out_parts(request: CharacterRequest, candidates: Sequence[Candidate]) -> list[CharacterRequest]:
-    """The calls the first candidate needs for ``request`` (one, unless it must fan out)."""
-    if not candidates:
-        return [request]
-    return split_request(request, candidates[0].provider.info.max_images_per_call)
+# -- what the router hands to the job ---------------------------------------------------------------------
 
 
-def stops_fan_out(error: BaseException) -> bool:
-    """After this error the remaining calls of a fan-out are not sent (they would be refused alike)."""
-    if isinstance(error, AllProvidersFailed):
-        return any(stops_fan_out(e) for e in error.errors)
-    return isinstance(error, ProviderError) and not error.fail_over and not isinstance(error, OutcomeUnknown)
+@dataclass(frozen=True)
+class Part:
+    """One call of a job: ``label`` is "0", "1", ... (and "1.0", "1.1" when a fallback split "1" again)."""
+
+    label: str
+    num_images: int
+    seed: int | None
+    request: CharacterRequest | None = None
+    """What to send; None for a part whose attempt is picked up by its vendor id (nothing is sent)."""
+
+    @classmethod
+    def of(cls, label: str, request: CharacterRequest) -> Part:
+        return cls(label, request.num_images, request.seed, request)
+
+    def split(self, per_call: int) -> list[Part]:
+        assert self.request is not None
+        return [Part.of(f"{self.label}.{i}", r) for i, r in enumerate(split_request(self.request, per_call))]
+
+
+@dataclass(frozen=True)
+class AttemptStarted:
+    """A provider is about to be tried for a part (nothing is sent before the job has recorded this)."""
+
+    key: str
+    provider: str
+    part: Part
+    try_number: int
+    quote_usd: Decimal | None
+    resumed: bool = False
+
+
+@dataclass(frozen=True)
+class SendIntent:
+    """An admitting request is about to leave. The job must record it durably first, or stop the attempt:
+    a journal that cannot say "this may have been sent" must not let it be sent."""
+
+    key: str
+    provider: str
+    part: Part
+    marker: Mapping[str, Any] | None
+    at: float
+
+
+@dataclass(frozen=True)
+class VendorAdmitted:
+    """The vendor gave the job an id (the provider's ``submitted`` event, stamped)."""
+
+    key: str
+    part: Part
+    event: Event
+
+
+@dataclass(frozen=True)
+class AttemptEnded:
+    """How an attempt ended, billing settled. ``output`` on success; ``error`` otherwise."""
+
+    key: str
+    part: Part
+    attempt: Attempt
+    admitted: bool
+    output: ProviderOutput | None = None
+    error: IdeocharError | None = None
+
+
+@dataclass(frozen=True)
+class PartSplit:
+    """A fallback makes fewer images per call: ``part`` is served as ``pieces`` (journaled before any is sent)."""
+
+    part: Part
+    pieces: tuple[Part, ...]
+
+
+Fact = AttemptStarted | SendIntent | VendorAdmitted | AttemptEnded | PartSplit
+
+
+@dataclass(frozen=True)
+class Served:
+    """A part served by one provider, priced."""
+
+    provider: str
+    output: ProviderOutput
+    cost_usd: Decimal | None
+    cost_source: CostSource
+    warnings: list[RequestWarning]
+    attempt: Attempt
+
+
+@dataclass
+class Outcome:
+    """What became of one part: served, failed (``error``), or neither (not sent)."""
+
+    part: Part
+    served: Served | None = None
+    error: IdeocharError | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+@dataclass
+class RouteContext:
+    """What the calls of one job share while the router works."""
+
+    policy: FailurePolicy = field(default_factory=FailurePolicy)
+    job_id: str | None = None
+    deadline: float | None = None
+    breaker: CircuitBreaker | None = None
+    latency: ObservedLatency | None = None
+    limited: Collection[str] = ()
+    max_cost_usd: Decimal | None = None
+    spend: Spend = field(default_factory=Spend)
+
+
+# -- the billing rule ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Wire:
+    """What one attempt did on the wire, as the router saw it pass: the only input to the billing rule."""
+
+    intent: bool = False
+    """A request that may create a billable job (``Send(admits=True)``) was handed to the driver."""
+    answer_status: int | None = None
+    """The HTTP status of the answer to that request, when one came."""
+    vendor_id: str | None = None
+    """The vendor's id for the job, from a ``submitted`` event (or the journal, when resuming)."""
+    resumed: bool = False
+    """The attempt picks up a job admitted earlier (or one that may have been)."""
+
+    def may_have_admitted(self, error: IdeocharError | None = None) -> bool:
+        """Could the vendor hold a billable job of this attempt now?"""
+        if self.vendor_id is not None or self.resumed:
+            return True
+        if isinstance(error, ProviderError) and (error.admitted or isinstance(error, OutcomeUnknown)):
+            return True
+        if not self.intent:
+            return False
+        if self.answer_status is None:  # sent, and no answer came: only a connect error proves it did not start
+            return not (isinstance(error, ProviderError) and not error.sent)
+        return 200 <= self.answer_status < 300
+
+
+def settle(error: IdeocharError, wire: Wire, provider: str) -> IdeocharError:
+    """Rule on an attempt's failure from its wire facts: who, which job, billed or not (module docstring)."""
+    if not isinstance(error, ProviderError):
+        return error
+    error.provider = error.provider or provider
+    if wire.may_have_admitted(error):
+        if type(error) is ProviderUnavailable:
+            error = _lost_after_admission(error, provider, wire.vendor_id)
+        error.admitted = True
+        error.vendor_request_id = error.vendor_request_id or wire.vendor_id
+        error.billed = "yes" if error.billed == "yes" else "unknown"
+    elif not wire.intent:
+        error.billed = "no"  # nothing that could bill has left
+    return error
+
+
+def billed_of(error: IdeocharError, wire: Wire) -> Billed:
+    """The attempt's billing after :func:`settle` (errors that are not the vendor's follow the wire)."""
+    if isinstance(error, ProviderError):
+        return error.billed
+    return "unknown" if wire.may_have_admitted(error) else "no"
+
+
+def _lost_after_admission(error: ProviderUnavailable, provider: str, vendor_id: str | None) -> OutcomeUnknown:
+    job = f"job {vendor_id}" if vendor_id else "the job"
+    unknown = OutcomeUnknown(
+        f"{provider} admitted {job} and then could not be reached: {error.message}. "
+        "It may still finish and be billed; resume it by its id.",
+        provider=provider,
+        vendor_request_id=vendor_id,
+        status=error.status,
+        admitted=True,
+    )
+    unknown.__cause__ = error
+    return unknown
+
+
+Move = Literal["retry", "fail_over", "stop"]
+
+
+def next_move(error: IdeocharError, tries: int, policy: FailurePolicy, deadline: float | None) -> tuple[Move, float]:
+    """After a settled failure: retry here (after the wait), try the next provider, or stop the part."""
+    if not isinstance(error, ProviderError):
+        return "stop", 0.0  # an invalid request, a journal that cannot record: no provider would do better
+    if error.admitted:
+        return ("fail_over" if policy.after_admission == "fail_over" and error.fail_over else "stop"), 0.0
+    wait = _retry_wait(error, tries, policy)
+    if wait is not None and (deadline is None or time.monotonic() + wait < deadline):
+        return "retry", wait
+    return ("fail_over" if error.fail_over else "stop"), 0.0
+
+
+def _retry_wait(error: ProviderError, tries: int, policy: FailurePolicy) -> float | None:
+    if not error.sent and tries <= policy.connect_retries:
+        return backoff_seconds(tries)
+    if (
+        isinstance(error, RateLimited)
+        and tries <= policy.rate_limit_retries
+        and error.retry_after is not None
+        and error.retry_after <= policy.max_retry_after_seconds
+    ):
+        return error.retry_after
+    return None
 
 
 # -- running one provider --------------------------------------------------------------------------------
 
 
 def run_provider(
-    provider: Provider,
-    flow: Exchange[ProviderOutput],
-    ctx: CallContext,
-    *,
-    attempt: str | None = None,
-    vendor_id: str | None = None,
-) -> Exchange[ProviderOutput]:
-    """Run one provider's exchange, stamping its events and errors with who, which job and which attempt.
+    provider: Provider, flow: Exchange[ProviderOutput], ctx: CallContext, *, key: str, part: Part, wire: Wire
+) -> RouteExchange[ProviderOutput]:
+    """Run one provider's exchange, watching its wire and stamping its events with who, which job and attempt.
 
-    After a ``submitted`` event (or from the start, when resuming a known ``vendor_id``) every error
-    carries the vendor id and ``admitted=True``, and a transport-level failure becomes OutcomeUnknown:
-    from then on the job exists at the vendor. Anything an adapter raises that is not an ideochar error
-    is reported as UnexpectedResponse.
+    Before an admitting request leaves, a :class:`SendIntent` fact goes out (the job journals it or stops
+    the attempt); a ``submitted`` event becomes a :class:`VendorAdmitted` fact. Anything an adapter
+    raises that is not an ideochar error is reported as UnexpectedResponse.
     """
     name = provider.info.name
-    answer: Any = None
-    failure: BaseException | None = None
+
+    def take(step: Any) -> Generator[Any, Any, Any] | None:
+        if isinstance(step, Send) and step.admits:
+            return _send_admitting(step, SendIntent(key, name, part, step.marker, time.time()), wire)
+        if isinstance(step, Event):
+            return _stamped_event(step, name, ctx.job_id, key, part, wire)
+        return None
+
     try:
-        while True:
-            try:
-                step = flow.throw(failure) if failure is not None else flow.send(answer)
-            except StopIteration as stop:
-                output: ProviderOutput = stop.value
-                if output.vendor_request_id is None:
-                    output.vendor_request_id = vendor_id
-                return output
-            except ProviderError as exc:
-                raise _stamped(exc, name, vendor_id) from exc.__cause__
-            except IdeocharError:
-                raise
-            except Exception as exc:
-                problem = f"the {name} adapter could not handle the vendor's answer: {type(exc).__name__}: {exc}"
-                raise _stamped(UnexpectedResponse(problem), name, vendor_id) from exc
-            if isinstance(step, Event):
-                if step.kind == "submitted" and step.vendor_request_id:
-                    vendor_id = step.vendor_request_id
-                data = {**step.data, "attempt": attempt} if attempt is not None else step.data
-                step = replace(step, provider=step.provider or name, job_id=step.job_id or ctx.job_id, data=data)
-            answer, failure = None, None
-            try:
-                answer = yield step
-            except BaseException as exc:  # thrown in by the driver: hand it to the provider
-                failure = exc
-    finally:
-        flow.close()
+        output: ProviderOutput = yield from relay(flow, take)
+    except IdeocharError:
+        raise
+    except Exception as exc:
+        problem = f"the {name} adapter could not handle the vendor's answer: {type(exc).__name__}: {exc}"
+        raise UnexpectedResponse(problem, provider=name) from exc
+    if output.vendor_request_id is None:
+        output.vendor_request_id = wire.vendor_id
+    return output
 
 
-def _stamped(exc: ProviderError, name: str, vendor_id: str | None) -> ProviderError:
-    exc.provider = exc.provider or name
-    if vendor_id is None:
-        return exc
-    exc.vendor_request_id = exc.vendor_request_id or vendor_id
-    exc.admitted = True
-    if type(exc) is ProviderUnavailable:
-        unknown = OutcomeUnknown(
-            f"{name} admitted job {vendor_id} and then could not be reached: {exc.message}. "
-            "It may still finish and be billed; resume it by its id.",
-            provider=name,
-            vendor_request_id=vendor_id,
-            status=exc.status,
-            admitted=True,
-        )
-        unknown.__cause__ = exc
-        return unknown
-    return exc
+def provider_flow(
+    provider: Provider, flow: Exchange[ProviderOutput], ctx: CallContext, *, vendor_id: str | None = None
+) -> Exchange[ProviderOutput]:
+    """One provider's exchange as the router runs it, outside a job: events stamped, facts turned into
+    plain events (there is no journal to write), the billing rule applied to its errors.
 
-
-def _retry_wait(exc: ProviderError, tries: int, policy: FailurePolicy, deadline: float | None) -> float | None:
-    """Seconds to wait before trying the same provider again, or None to move on."""
-    if exc.admitted:
-        return None
-    wait: float | None = None
-    if not exc.sent and tries <= policy.connect_retries:
-        wait = backoff_seconds(tries)
-    elif (
-        isinstance(exc, RateLimited)
-        and tries <= policy.rate_limit_retries
-        and exc.retry_after is not None
-        and exc.retry_after <= policy.max_retry_after_seconds
-    ):
-        wait = exc.retry_after
-    if wait is not None and deadline is not None and time.monotonic() + wait >= deadline:
-        return None
-    return wait
-
-
-def _may_fail_over(exc: ProviderError, policy: FailurePolicy) -> bool:
-    if exc.billed == "yes":
-        # The vendor was paid (e.g. the image was made but could not be downloaded): running it again
-        # elsewhere would charge twice, so the caller sees this error with its vendor id instead.
-        return False
-    if isinstance(exc, OutcomeUnknown):
-        return policy.on_outcome_unknown == "fail_over"
-    if exc.billed == "unknown" and not isinstance(exc, GenerationFailed):
-        # The vendor may have taken the job and we could not read how it ended (an unreadable answer to
-        # the billable request or to a poll): it may have charged. Like a lost answer, the policy decides;
-        # by default the caller gets the error (with the vendor id when there is one) instead of a second
-        # charge elsewhere. A failure the vendor itself reported (GenerationFailed) may still fail over.
-        return policy.on_outcome_unknown == "fail_over"
-    return exc.fail_over
-
-
-# -- routing ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Run:
-    """What the calls of one request share while the router works."""
-
-    policy: FailurePolicy
-    job_id: str | None
-    deadline: float | None
-    breaker: CircuitBreaker | None
-    latency: ObservedLatency | None
-    limited: Collection[str]
-    max_cost_usd: Decimal | None
-    spend: Spend
-
-
-def route(
-    request: CharacterRequest,
-    candidates: Sequence[Candidate],
-    *,
-    policy: FailurePolicy = FailurePolicy(),
-    job_id: str | None = None,
-    deadline: float | None = None,
-    breaker: CircuitBreaker | None = None,
-    latency: ObservedLatency | None = None,
-    limited: Collection[str] = (),
-    max_cost_usd: Decimal | None = None,
-    spend: Spend | None = None,
-    part: str = "0",
-) -> RouteExchange[CharacterResult]:
-    """Serve ``request`` with the candidates in order (see the module docstring).
-
-    ``limited`` names the providers whose attempts first wait for a slot (an ``Acquire`` step, answered
-    by the client's limiter). ``spend`` is shared by the calls of one fanned-out request; ``part``
-    labels this call in events and in the journal.
+    For picking a vendor job up by hand (``Client.resume_vendor``: pass its ``vendor_id``) and for tests
+    that drive an adapter alone.
     """
-    run = _Run(policy, job_id, deadline, breaker, latency, limited, max_cost_usd, spend or Spend())
-    return (yield from _serve(request, list(candidates), run, part))
+    wire = Wire(vendor_id=vendor_id, resumed=vendor_id is not None)
+    watched = run_provider(provider, flow, ctx, key="-", part=Part("0", 1, None), wire=wire)
+    try:
+        output: ProviderOutput = yield from relay(watched, _facts_as_events)
+    except IdeocharError as exc:
+        settled = settle(exc, wire, provider.info.name)
+        if settled is exc:
+            raise
+        raise settled from exc
+    return output
 
 
-def _serve(
-    request: CharacterRequest, candidates: list[Candidate], run: _Run, label: str
-) -> RouteExchange[CharacterResult]:
-    parts = fan_out_parts(request, candidates)
-    if len(parts) == 1:
-        return (yield from _one_call(request, candidates, run, label))
-    outcomes: list[CharacterResult | IdeocharError | None] = []
-    stop = False
-    for index, part in enumerate(parts):
-        if stop:
-            outcomes.append(None)
-            continue
-        try:
-            outcomes.append((yield from _one_call(part, candidates, run, f"{label}.{index}")))
-        except IdeocharError as exc:
-            outcomes.append(exc)
-            stop = stops_fan_out(exc)
-    return merge_parts(request, parts, outcomes, job_id=run.job_id)
+def _facts_as_events(step: Any) -> Generator[Any, Any, Any] | None:
+    if isinstance(step, VendorAdmitted):
+        return _just(step.event)
+    if isinstance(step, SendIntent):
+        return _just(None)
+    return None
 
 
-def _skipped(name: str, reason: str) -> Attempt:
-    return Attempt(provider=name, outcome="skipped", billed="no", message=reason)
+def _just(step: Any) -> Generator[Any, Any, None]:
+    if step is not None:
+        yield step
+
+
+def _send_admitting(step: Send, intent: SendIntent, wire: Wire) -> RouteExchange[Any]:
+    yield intent  # raises (JournalUnavailable) when it cannot be recorded: then nothing is sent
+    wire.intent = True
+    response = yield step
+    wire.answer_status = response.status_code
+    return response
+
+
+def _stamped_event(
+    event: Event, provider: str, job_id: str | None, key: str, part: Part, wire: Wire
+) -> RouteExchange[None]:
+    stamped = replace(
+        event, provider=event.provider or provider, job_id=event.job_id or job_id, attempt=key, part=part.label
+    )
+    if stamped.kind == "submitted" and stamped.vendor_request_id:
+        wire.vendor_id = stamped.vendor_request_id
+        yield VendorAdmitted(key, part, stamped)
+    else:
+        yield stamped
 
 
 def _attempt_key() -> str:
     return uuid.uuid4().hex[:16]
 
 
-def _part_quote(candidate: Candidate, request: CharacterRequest) -> Decimal | None:
-    unit = candidate.quote.unit_price_usd
-    return None if unit is None else unit * request.num_images
-
-
-def _over_budget(candidate: Candidate, request: CharacterRequest, run: _Run) -> str | None:
-    quote = _part_quote(candidate, request)
-    if run.max_cost_usd is None or quote is None:
-        return None
-    if run.spend.total + quote <= run.max_cost_usd:
-        return None
-    return (
-        f"${quote} more would take this request over its budget of ${run.max_cost_usd} "
-        f"(${run.spend.total} already spent or possibly billed)"
-    )
-
-
-def _one_call(
-    request: CharacterRequest, candidates: list[Candidate], run: _Run, label: str
-) -> RouteExchange[CharacterResult]:
-    """One call's worth of images, failing over along ``candidates``."""
-    attempts: list[Attempt] = []
-    errors: list[ProviderError] = []
-    skipped_reasons: dict[str, str] = {}
-    over_budget: set[str] = set()
-    for position, candidate in enumerate(candidates):
-        name = candidate.name
-        if run.deadline is not None and time.monotonic() >= run.deadline and (attempts or errors):
-            skipped_reasons[name] = "the job's deadline passed"
-            break
-        if request.num_images > candidate.provider.info.max_images_per_call:
-            # A fallback that makes fewer images per call: it serves this call in several of its own.
-            try:
-                result = yield from _serve(request, candidates[position:], run, label)
-            except IdeocharError as exc:
-                _prepend_attempts(exc, attempts)
-                raise
-            return result.model_copy(update={"attempts": [*attempts, *result.attempts]})
-        reason = _over_budget(candidate, request, run)
-        if reason is not None:
-            over_budget.add(name)
-        elif run.breaker is not None:
-            allowed, why = run.breaker.acquire(name)
-            reason = None if allowed else why
-        if reason is not None:
-            attempts.append(_skipped(name, reason))
-            skipped_reasons[name] = reason
-            continue
-        tries = 0
-        while True:
-            tries += 1
-            permit: Permit | None = None
-            if name in run.limited:
-                try:
-                    permit = yield Acquire(name, request.num_images, run.deadline)
-                except ProviderUnavailable as exc:
-                    attempts.append(_skipped(name, exc.message))
-                    skipped_reasons[name] = exc.message
-                    break
-            key = _attempt_key()
-            quote = _part_quote(candidate, request)
-            started, t0 = time.time(), time.monotonic()
-            yield Event(
-                "attempt_started",
-                provider=name,
-                job_id=run.job_id,
-                data={
-                    "try": tries,
-                    "attempt": key,
-                    "part": label,
-                    "num_images": request.num_images,
-                    "seed": request.seed,
-                    "quote_usd": None if quote is None else str(quote),
-                },
-            )
-            try:
-                output = yield from run_provider(
-                    candidate.provider, candidate.provider.exchange(request, candidate.ctx), candidate.ctx, attempt=key
-                )
-            except ProviderError as exc:
-                attempts.append(_attempt(name, started, t0, error=exc))
-                if run.breaker is not None:
-                    run.breaker.record(name, exc)
-                if exc.billed != "no" and quote is not None:
-                    run.spend.at_risk += quote
-                yield Event(
-                    "attempt_failed",
-                    provider=name,
-                    job_id=run.job_id,
-                    vendor_request_id=exc.vendor_request_id,
-                    message=exc.message,
-                    data={
-                        "attempt": key,
-                        "part": label,
-                        "error": type(exc).__name__,
-                        "billed": exc.billed,
-                        "admitted": exc.admitted,
-                        "sent": exc.sent,
-                    },
-                )
-                wait = _retry_wait(exc, tries, run.policy, run.deadline)
-                if wait is not None and run.breaker is not None and run.breaker.state(name) == "open":
-                    wait = None
-                if wait is not None:
-                    yield Event(
-                        "retried",
-                        provider=name,
-                        job_id=run.job_id,
-                        message=f"retrying in {wait:.2f}s: {exc.message}",
-                        data={"part": label},
-                    )
-                    yield Sleep(wait)
-                    continue
-                errors.append(exc)
-                if not _may_fail_over(exc, run.policy):
-                    _prepend_attempts(exc, attempts, replace_all=True)
-                    raise
-                yield Event("failed_over", provider=name, job_id=run.job_id, message=exc.message, data={"part": label})
-                break
-            finally:
-                if permit is not None:
-                    permit.release()
-            elapsed = time.monotonic() - t0
-            if run.breaker is not None:
-                run.breaker.record(name, None)
-            if run.latency is not None:
-                run.latency.observe(name, elapsed)
-            result = _result(request, candidate, output, attempts, started, t0, run.job_id)
-            if result.cost_usd is not None:
-                run.spend.succeeded += result.cost_usd
-            yield Event(
-                "finished",
-                provider=name,
-                job_id=run.job_id,
-                vendor_request_id=result.vendor_request_id,
-                cost_usd=result.cost_usd,
-                data={"attempt": key, "part": label, "images": len(result.images)},
-            )
-            return result
-    if not errors:
-        summary = "; ".join(f"{k}: {v}" for k, v in skipped_reasons.items()) or "no candidates"
-        skipped_error: IdeocharError
-        if skipped_reasons and set(skipped_reasons) == over_budget:
-            skipped_error = OverBudget(f"no provider could be tried within the budget: {summary}")
-        else:
-            skipped_error = ProviderUnavailable(f"no provider could be tried: {summary}", sent=False)
-        _prepend_attempts(skipped_error, attempts, replace_all=True)
-        raise skipped_error
-    if len(errors) == 1:
-        _prepend_attempts(errors[0], attempts, replace_all=True)
-        raise errors[0]
-    raise AllProvidersFailed(
-        "every provider failed: " + "; ".join(f"{e.provider}: {e.message}" for e in errors),
-        errors=errors,
-        attempts=attempts,
-    )
-
-
-def _prepend_attempts(exc: BaseException, attempts: list[Attempt], *, replace_all: bool = False) -> None:
-    """Carry the attempts made so far on the error (``exc.attempts``), before those it already has."""
-    if isinstance(exc, IdeocharError):
-        exc.attempts = [*attempts, *([] if replace_all else exc.attempts)]
-
-
-def _attempt(
-    name: str,
-    started: float,
-    t0: float,
-    *,
-    error: ProviderError | None = None,
-    output: ProviderOutput | None = None,
-    cost: Decimal | None = None,
+def _attempt_record(
+    provider: str, started: float, t0: float, *, billed: Billed, error: IdeocharError | None = None, **fields: Any
 ) -> Attempt:
     return Attempt(
-        provider=name,
-        outcome="failed" if error else "succeeded",
-        billed=error.billed if error else "yes",
-        vendor_request_id=(error.vendor_request_id if error else output.vendor_request_id if output else None),
-        error_type=type(error).__name__ if error else None,
-        message=error.message if error else None,
+        provider=provider,
+        outcome="failed" if error is not None else "succeeded",
+        billed=billed,
+        error_type=type(error).__name__ if error is not None else None,
+        message=error.message if error is not None else None,
         started_at=datetime.fromtimestamp(started, timezone.utc),
         elapsed_seconds=time.monotonic() - t0,
-        cost_usd=cost,
+        **fields,
     )
 
 
@@ -661,248 +627,272 @@ def _cost(output: ProviderOutput, unit: Decimal | None, images: int) -> tuple[De
     return None, "unknown"
 
 
-def _result(
-    request: CharacterRequest,
-    candidate: Candidate,
-    output: ProviderOutput,
-    attempts: list[Attempt],
-    started: float,
-    t0: float,
-    job_id: str | None,
-) -> CharacterResult:
-    cost, source = _cost(output, candidate.quote.unit_price_usd, request.num_images)
-    attempts = [*attempts, _attempt(candidate.name, started, t0, output=output, cost=cost)]
-    return CharacterResult(
-        images=output.images,
-        provider=candidate.name,
-        vendor_request_id=output.vendor_request_id,
-        cost_usd=cost,
-        cost_source=source,
-        # The quote's fan-out note was about the whole request; a fan-out that happens says so itself.
-        warnings=[*(w for w in candidate.warnings if w.kind != "fanned_out"), *output.warnings],
-        failures=output.failures,
+@dataclass(frozen=True)
+class _Try:
+    """One attempt's inputs: which provider, its flow, and what the wire already knows (a resume)."""
+
+    provider: Provider
+    ctx: CallContext
+    flow: Exchange[ProviderOutput]
+    wire: Wire
+    unit_price_usd: Decimal | None
+    try_number: int = 1
+    key: str = field(default_factory=_attempt_key)
+
+
+def _attempt(attempt: _Try, part: Part, route: RouteContext) -> RouteExchange[Served | IdeocharError]:
+    """Run one attempt to its end and settle it. Every path (first try, resume, reconcile) passes here."""
+    name = attempt.provider.info.name
+    quote = None if attempt.unit_price_usd is None else attempt.unit_price_usd * part.num_images
+    started, t0 = time.time(), time.monotonic()
+    yield AttemptStarted(attempt.key, name, part, attempt.try_number, quote, resumed=attempt.wire.resumed)
+    try:
+        output = yield from run_provider(
+            attempt.provider, attempt.flow, attempt.ctx, key=attempt.key, part=part, wire=attempt.wire
+        )
+    except IdeocharError as exc:
+        error = settle(exc, attempt.wire, name)
+        billed = billed_of(error, attempt.wire)
+        if billed != "no" and quote is not None:
+            route.spend.at_risk += quote
+        vendor_id = error.vendor_request_id if isinstance(error, ProviderError) else attempt.wire.vendor_id
+        record = _attempt_record(name, started, t0, billed=billed, error=error, vendor_request_id=vendor_id)
+        error.attempts = [record]
+        yield AttemptEnded(attempt.key, part, record, attempt.wire.may_have_admitted(error), error=error)
+        return error
+    cost, source = _cost(output, attempt.unit_price_usd, part.num_images)
+    if cost is not None:
+        route.spend.succeeded += cost
+    record = _attempt_record(name, started, t0, billed="yes", vendor_request_id=output.vendor_request_id, cost_usd=cost)
+    yield AttemptEnded(attempt.key, part, record, True, output=output)
+    if route.latency is not None and not attempt.wire.resumed:
+        route.latency.observe(name, time.monotonic() - t0)
+    return Served(name, output, cost, source, list(output.warnings), record)
+
+
+# -- routing one part --------------------------------------------------------------------------------------
+
+
+def route_part(part: Part, candidates: Sequence[Candidate], route: RouteContext) -> RouteExchange[list[Outcome]]:
+    """Serve ``part`` with the candidates in order, failing over per :func:`next_move`.
+
+    Returns one :class:`Outcome` per call made (usually one; several when a fallback that makes fewer
+    images per call split the part). A failure is returned, not raised; only what is not an ideochar
+    error (a bug, a cancellation, an interrupt) propagates.
+    """
+    attempts: list[Attempt] = []
+    errors: list[IdeocharError] = []
+    skipped: dict[str, str] = {}
+    over_budget: set[str] = set()
+    for position, candidate in enumerate(candidates):
+        if route.deadline is not None and time.monotonic() >= route.deadline and (attempts or errors):
+            skipped[candidate.name] = "the job's deadline passed"
+            break
+        if part.num_images > candidate.provider.info.max_images_per_call:
+            return (yield from _resplit(part, candidates[position:], route, attempts))
+        reason, budget = _skip_reason(candidate, part, route)
+        if reason is not None:
+            attempts.append(Attempt(provider=candidate.name, outcome="skipped", billed="no", message=reason))
+            skipped[candidate.name] = reason
+            if budget:
+                over_budget.add(candidate.name)
+            continue
+        served, failure, move = yield from _serve_with(candidate, part, route, attempts)
+        if served is not None:
+            return [Outcome(part, served=served, attempts=attempts)]
+        if failure is None:  # no slot in time: skipped (the attempt list says why)
+            skipped[candidate.name] = attempts[-1].message or "no free slot in time"
+            continue
+        errors.append(failure)
+        if move == "stop":
+            return [Outcome(part, error=_with_attempts(failure, attempts), attempts=attempts)]
+        yield Event(
+            "failed_over", provider=candidate.name, job_id=route.job_id, message=failure.message, part=part.label
+        )
+    return [Outcome(part, error=_all_failed(errors, skipped, over_budget, attempts), attempts=attempts)]
+
+
+def _serve_with(
+    candidate: Candidate, part: Part, route: RouteContext, attempts: list[Attempt]
+) -> RouteExchange[tuple[Served | None, IdeocharError | None, Move]]:
+    """Try one candidate, retrying what provably did not start; the served part, or the last failure."""
+    name = candidate.name
+    tries = 0
+    while True:
+        tries += 1
+        permit: Permit | None = None
+        if name in route.limited:
+            try:
+                permit = yield Acquire(name, part.num_images, route.deadline)
+            except ProviderUnavailable as exc:
+                attempts.append(Attempt(provider=name, outcome="skipped", billed="no", message=exc.message))
+                return None, None, "fail_over"
+        assert part.request is not None, "a part picked up by vendor id is never routed"
+        flow = candidate.provider.exchange(part.request, candidate.ctx)
+        attempt = _Try(candidate.provider, candidate.ctx, flow, Wire(), candidate.quote.unit_price_usd, tries)
+        try:
+            outcome = yield from _attempt(attempt, part, route)
+        finally:
+            if permit is not None:
+                permit.release()
+        if route.breaker is not None:
+            route.breaker.record(name, None if isinstance(outcome, Served) else outcome)
+        if isinstance(outcome, Served):
+            attempts.append(outcome.attempt)
+            return replace(outcome, warnings=[*_call_warnings(candidate), *outcome.warnings]), None, "stop"
+        attempts.extend(outcome.attempts)
+        move, wait = next_move(outcome, tries, route.policy, route.deadline)
+        if move == "retry" and route.breaker is not None and route.breaker.state(name) == "open":
+            move = "fail_over" if isinstance(outcome, ProviderError) and outcome.fail_over else "stop"
+        if move != "retry":
+            return None, outcome, move
+        yield Event(
+            "retried",
+            provider=name,
+            job_id=route.job_id,
+            message=f"retrying in {wait:.2f}s: {outcome}",
+            part=part.label,
+        )
+        yield Sleep(wait)
+
+
+def _call_warnings(candidate: Candidate) -> list[RequestWarning]:
+    # The quote's fan-out note was about the whole request; a fan-out that happens says so itself.
+    return [w for w in candidate.warnings if w.kind != "fanned_out"]
+
+
+def _skip_reason(candidate: Candidate, part: Part, route: RouteContext) -> tuple[str | None, bool]:
+    """Why not to try ``candidate`` now (None: try it), and whether the reason is the budget."""
+    unit = candidate.quote.unit_price_usd
+    quote = None if unit is None else unit * part.num_images
+    if route.max_cost_usd is not None and quote is not None and route.spend.total + quote > route.max_cost_usd:
+        return (
+            f"${quote} more would take this request over its budget of ${route.max_cost_usd} "
+            f"(${route.spend.total} already spent or possibly billed)"
+        ), True
+    if route.breaker is not None:
+        allowed, why = route.breaker.acquire(candidate.name)
+        return (None if allowed else why), False
+    return None, False
+
+
+def _resplit(
+    part: Part, candidates: Sequence[Candidate], route: RouteContext, attempts: list[Attempt]
+) -> RouteExchange[list[Outcome]]:
+    """A fallback makes fewer images per call than ``part`` needs: serve it in several calls, in order."""
+    outcomes: list[Outcome] = []
+    stopped: IdeocharError | None = None
+    pieces = part.split(candidates[0].provider.info.max_images_per_call)
+    yield PartSplit(part, tuple(pieces))
+    for piece in pieces:
+        if stopped is not None:
+            outcomes.append(Outcome(piece))
+            continue
+        for outcome in (yield from route_part(piece, candidates, route)):
+            outcomes.append(outcome)
+            if outcome.error is not None and stops_fan_out(outcome.error):
+                stopped = outcome.error
+    if outcomes:
+        outcomes[0].attempts[:0] = attempts
+    return outcomes
+
+
+def stops_fan_out(error: IdeocharError) -> bool:
+    """After this error the remaining calls of a job are not sent (they would be refused alike, or the
+    journal cannot record them)."""
+    if isinstance(error, AllProvidersFailed):
+        return any(stops_fan_out(e) for e in error.errors)
+    if isinstance(error, ProviderError):
+        return not error.fail_over and not error.admitted
+    return True
+
+
+def _with_attempts(error: IdeocharError, attempts: list[Attempt]) -> IdeocharError:
+    error.attempts = list(attempts)
+    return error
+
+
+def _all_failed(
+    errors: list[IdeocharError], skipped: dict[str, str], over_budget: set[str], attempts: list[Attempt]
+) -> IdeocharError:
+    if not errors:
+        summary = "; ".join(f"{k}: {v}" for k, v in skipped.items()) or "no candidates"
+        error: IdeocharError
+        if skipped and set(skipped) == over_budget:
+            error = OverBudget(f"no provider could be tried within the budget: {summary}")
+        else:
+            error = ProviderUnavailable(f"no provider could be tried: {summary}", sent=False)
+        return _with_attempts(error, attempts)
+    if len(errors) == 1:
+        return _with_attempts(errors[0], attempts)
+    return AllProvidersFailed(
+        "every provider failed: " + "; ".join(f"{getattr(e, 'provider', '?')}: {e.message}" for e in errors),
+        errors=errors,
         attempts=attempts,
-        job_id=job_id,
-        vendor_metadata=output.metadata,
     )
 
 
-# -- resuming --------------------------------------------------------------------------------------------
+# -- picking up what a vendor admitted earlier -------------------------------------------------------------
 
 
 def resume_attempt(
     provider: Provider,
     ctx: CallContext,
     state: Mapping[str, Any],
+    part: Part,
+    route: RouteContext,
     *,
-    job_id: str | None,
-    attempt: str,
+    key: str,
     vendor_request_id: str | None,
-    num_images: int,
     unit_price_usd: Decimal | None,
-    part: str = "0",
-) -> RouteExchange[CharacterResult]:
-    """Pick up an attempt a vendor admitted earlier, by its resume data; never sends it again.
+) -> RouteExchange[list[Outcome]]:
+    """Fetch the result of an attempt a vendor admitted earlier, by its resume data; never sends it again.
 
-    Events keep the original attempt key, so the journal updates the same row (one vendor job, one row).
+    ``key`` is the original attempt's, so the journal updates the same row (one vendor job, one row).
     """
-    name = provider.info.name
-    started, t0 = time.time(), time.monotonic()
-    yield Event(
-        "attempt_started",
-        provider=name,
-        job_id=job_id,
-        vendor_request_id=vendor_request_id,
-        data={"attempt": attempt, "part": part, "resumed": True, "num_images": num_images},
-    )
-    try:
-        output = yield from run_provider(
-            provider, provider.resume(state, ctx), ctx, attempt=attempt, vendor_id=vendor_request_id
-        )
-    except ProviderError as exc:
-        exc.admitted = True
-        exc.vendor_request_id = exc.vendor_request_id or vendor_request_id
-        yield Event(
-            "attempt_failed",
-            provider=name,
-            job_id=job_id,
-            vendor_request_id=exc.vendor_request_id,
-            message=exc.message,
-            data={
-                "attempt": attempt,
-                "part": part,
-                "error": type(exc).__name__,
-                "billed": exc.billed,
-                "admitted": True,
-                "sent": True,
-            },
-        )
-        exc.attempts = [_attempt(name, started, t0, error=exc)]
-        raise
-    cost, source = _cost(output, unit_price_usd, num_images)
-    result = CharacterResult(
-        images=output.images,
-        provider=name,
-        vendor_request_id=output.vendor_request_id,
-        cost_usd=cost,
-        cost_source=source,
-        warnings=list(output.warnings),
-        failures=output.failures,
-        attempts=[_attempt(name, started, t0, output=output, cost=cost)],
-        job_id=job_id,
-        vendor_metadata=output.metadata,
-    )
-    yield Event(
-        "finished",
-        provider=name,
-        job_id=job_id,
-        vendor_request_id=result.vendor_request_id,
-        cost_usd=cost,
-        data={"attempt": attempt, "part": part, "images": len(result.images)},
-    )
-    return result
+    wire = Wire(vendor_id=vendor_request_id, resumed=True)
+    attempt = _Try(provider, ctx, provider.resume(state, ctx), wire, unit_price_usd, key=key)
+    return (yield from _resumed(attempt, part, route))
 
 
-# -- merging the calls of a fan-out ----------------------------------------------------------------------
-
-
-def merge_parts(
-    request: CharacterRequest,
-    parts: Sequence[CharacterRequest],
-    outcomes: Sequence[CharacterResult | BaseException | None],
+def reconcile_attempt(
+    provider: Provider,
+    ctx: CallContext,
+    marker: Mapping[str, Any],
+    part: Part,
+    route: RouteContext,
     *,
-    job_id: str | None,
-) -> CharacterResult:
-    """One result from the calls of a fan-out: every image that arrived, a typed failure for the rest.
+    key: str,
+    sent_at: float,
+    unit_price_usd: Decimal | None,
+) -> RouteExchange[list[Outcome]]:
+    """Find, in the vendor's listing, the job an attempt's admitting request may have created (its answer
+    was lost with its id), then pick it up by that id. Sends nothing that could create a job."""
+    wire = Wire(resumed=True)
+    flow = _reconciled(provider, ctx, marker, sent_at)
+    attempt = _Try(provider, ctx, flow, wire, unit_price_usd, key=key)
+    return (yield from _resumed(attempt, part, route))
 
-    ``outcomes[i]`` is call ``i``'s result, its error, or None when it was not sent (an earlier call
-    failed in a way that would repeat). Raises only when no call produced an image.
-    """
-    images: list[Any] = []
-    failures: list[ImageFailure] = []
-    attempts: list[Attempt] = []
-    warnings: list[RequestWarning] = []
-    errors: list[BaseException] = []
-    calls: list[dict[str, Any]] = []
-    served: list[CharacterResult] = []
-    offset = 0
-    first_error: BaseException | None = None
-    for index, (part, outcome) in enumerate(zip(parts, outcomes, strict=True)):
-        if isinstance(outcome, CharacterResult):
-            served.append(outcome)
-            images.extend(outcome.images)
-            attempts.extend(outcome.attempts)
-            warnings.extend(outcome.warnings)
-            failures.extend(f.model_copy(update={"index": offset + (f.index or 0)}) for f in outcome.failures)
-            missing = part.num_images - len(outcome.images) - len(outcome.failures)
-            failures.extend(
-                ImageFailure(
-                    index=offset + len(outcome.images) + len(outcome.failures) + k,
-                    reason=f"{outcome.provider} returned fewer images than asked for",
-                    billed="unknown",
-                    provider=outcome.provider,
-                )
-                for k in range(max(0, missing))
-            )
-            calls.append(
-                {
-                    "call": index,
-                    "provider": outcome.provider,
-                    "vendor_request_id": outcome.vendor_request_id,
-                    "images": len(outcome.images),
-                    "seed": part.seed,
-                    "cost_usd": None if outcome.cost_usd is None else str(outcome.cost_usd),
-                }
-            )
-        elif outcome is None:
-            why = f"not sent: an earlier call failed ({first_error})" if first_error else "not sent"
-            failures.extend(ImageFailure(index=offset + k, reason=why, billed="no") for k in range(part.num_images))
-            calls.append({"call": index, "provider": None, "images": 0, "seed": part.seed, "error": "not sent"})
-        else:
-            first_error = first_error or outcome
-            errors.append(outcome)
-            attempts.extend(getattr(outcome, "attempts", []) or [])
-            failures.extend(_failure(outcome, offset + k) for k in range(part.num_images))
-            calls.append(
-                {
-                    "call": index,
-                    "provider": getattr(outcome, "provider", None),
-                    "images": 0,
-                    "seed": part.seed,
-                    "error": type(outcome).__name__,
-                }
-            )
-        offset += part.num_images
-    if not served:
-        _raise_all(errors, attempts)
-    cost, source = _total_cost(served)
-    seeds = [p.seed for p in parts]
-    seed_note = f" (seeds {seeds[0]}..{seeds[-1]})" if seeds[0] is not None else ""
-    warnings.append(
-        RequestWarning(
-            kind="fanned_out",
-            field="num_images",
-            message=f"{request.num_images} images were asked for in {len(parts)} calls{seed_note}",
-            provider=served[0].provider,
+
+def _resumed(attempt: _Try, part: Part, route: RouteContext) -> RouteExchange[list[Outcome]]:
+    outcome = yield from _attempt(attempt, part, route)
+    if isinstance(outcome, Served):
+        return [Outcome(part, served=outcome, attempts=[outcome.attempt])]
+    return [Outcome(part, error=outcome, attempts=list(outcome.attempts))]
+
+
+def _reconciled(
+    provider: Provider, ctx: CallContext, marker: Mapping[str, Any], sent_at: float
+) -> Exchange[ProviderOutput]:
+    state = yield from provider.reconcile(marker, ctx, sent_at=sent_at)
+    name = provider.info.name
+    if state is None:
+        raise OutcomeUnknown(
+            f"{name}'s listing shows no job matching the request sent at "
+            f"{datetime.fromtimestamp(sent_at, timezone.utc):%Y-%m-%d %H:%M:%S} UTC whose answer was lost; "
+            "it was probably never created, but nothing proves it, so it is not sent again",
+            provider=name,
         )
-    )
-    first = served[0]
-    return CharacterResult(
-        images=images,
-        provider=first.provider,
-        vendor_request_id=first.vendor_request_id,
-        cost_usd=cost,
-        cost_source=source,
-        warnings=_unique(warnings),
-        failures=failures,
-        attempts=attempts,
-        job_id=job_id,
-        vendor_metadata={**first.vendor_metadata, "calls": calls},
-    )
-
-
-def _failure(error: BaseException, index: int) -> ImageFailure:
-    return ImageFailure(
-        index=index,
-        reason=str(error),
-        billed=getattr(error, "billed", "unknown"),
-        provider=getattr(error, "provider", None),
-        error_type=type(error).__name__,
-    )
-
-
-def _total_cost(served: Sequence[CharacterResult]) -> tuple[Decimal | None, CostSource]:
-    if any(r.cost_usd is None for r in served):
-        return None, "unknown"
-    total = sum((r.cost_usd for r in served if r.cost_usd is not None), Decimal(0))
-    return total, "vendor" if all(r.cost_source == "vendor" for r in served) else "price_table"
-
-
-def _unique(warnings: Sequence[RequestWarning]) -> list[RequestWarning]:
-    seen: set[tuple[Any, ...]] = set()
-    out: list[RequestWarning] = []
-    for warning in warnings:
-        key = (warning.kind, warning.field, warning.message, warning.provider)
-        if key not in seen:
-            seen.add(key)
-            out.append(warning)
-    return out
-
-
-def _raise_all(errors: Sequence[BaseException], attempts: list[Attempt]) -> None:
-    flat: list[IdeocharError] = []
-    for error in errors:
-        if isinstance(error, AllProvidersFailed):
-            flat.extend(error.errors)
-        elif isinstance(error, IdeocharError):
-            flat.append(error)
-        else:
-            raise error
-    if len(errors) == 1:
-        _prepend_attempts(errors[0], attempts, replace_all=True)
-        raise errors[0]
-    raise AllProvidersFailed(
-        f"every call of the fan-out failed: {errors[0]}",
-        errors=flat,
-        attempts=attempts,
-    )
+    vendor_id = str(state.get("id") or state.get("request_id") or "") or None
+    yield Event("submitted", vendor_request_id=vendor_id, resume=dict(state), message="found in the vendor's listing")
+    return (yield from provider.resume(state, ctx))

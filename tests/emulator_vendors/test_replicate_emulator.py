@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -436,3 +438,89 @@ async def test_a_lost_create_answer_can_be_found_in_the_accounts_list(client: ht
     listed = (await client.get("/replicate/v1/predictions", headers=AUTH)).json()
     assert [p["input"]["prompt"] for p in listed["results"]] == ["the lost one"]
     assert listed["results"][0]["id"] == emu.ledger()[0].job_id
+
+
+# -- the list of predictions ----------------------------------------------------------------------------------
+
+LIST = "/replicate/v1/predictions"
+
+
+async def _walk(client: httpx.AsyncClient, url: str, key: str = "next") -> list[dict[str, Any]]:
+    """Every page from ``url`` on, following ``next`` (or ``previous``)."""
+    pages = []
+    next_url: str | None = url
+    while next_url:
+        response = await client.get(next_url, headers=AUTH)
+        assert response.status_code == 200, response.text
+        pages.append(response.json())
+        next_url = pages[-1][key]
+    return pages
+
+
+async def test_the_list_pages_newest_first_with_next_and_previous_cursors(
+    timed: httpx.AsyncClient, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(replicate_emulator, "LIST_PAGE_SIZE", 2)
+    made = []
+    for i in range(5):
+        made.append((await create(timed, prompt=f"knight {i}")).json()["id"])
+        clock.now += 1 if i != 2 else 0  # two share a creation time: the id orders them
+    pages = await _walk(timed, LIST)
+    assert [len(p["results"]) for p in pages] == [2, 2, 1]
+    listed = [item["id"] for p in pages for item in p["results"]]
+    assert sorted(listed) == sorted(made) and len(set(listed)) == 5
+    times = [item["created_at"] for p in pages for item in p["results"]]
+    assert times == sorted(times, reverse=True)
+    assert pages[0]["previous"] is None and pages[-1]["next"] is None
+    assert pages[1]["next"].startswith("http://emulator.test/replicate/v1/predictions?cursor=")
+    back = (await timed.get(pages[1]["previous"], headers=AUTH)).json()
+    assert [item["id"] for item in back["results"]] == [item["id"] for item in pages[0]["results"]]
+
+
+async def test_a_cursor_is_a_boundary_so_new_predictions_shift_nothing(
+    timed: httpx.AsyncClient, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(replicate_emulator, "LIST_PAGE_SIZE", 2)
+    for i in range(4):
+        await create(timed, prompt=f"knight {i}")
+        clock.now += 1
+    first = (await timed.get(LIST, headers=AUTH)).json()
+    await create(timed, prompt="a newcomer")
+    second = (await timed.get(first["next"], headers=AUTH)).json()
+    assert [item["input"]["prompt"] for item in second["results"]] == ["knight 1", "knight 0"]
+
+
+async def test_created_after_and_before_bound_the_list_and_stay_on_the_next_page(
+    timed: httpx.AsyncClient, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(replicate_emulator, "LIST_PAGE_SIZE", 1)
+    start = clock.now
+    for i in range(4):
+        await create(timed, prompt=f"knight {i}")
+        clock.now += 10
+    after = datetime.fromtimestamp(start + 10, timezone.utc).isoformat().replace("+00:00", "Z")
+    before = datetime.fromtimestamp(start + 30, timezone.utc).isoformat().replace("+00:00", "Z")
+    pages = await _walk(timed, f"{LIST}?{urlencode({'created_after': after, 'created_before': before})}")
+    assert [p["results"][0]["input"]["prompt"] for p in pages] == ["knight 2", "knight 1"]
+    assert "created_after=" in pages[0]["next"]
+
+
+async def test_the_list_holds_only_the_tokens_predictions_with_their_input_as_received(
+    client: httpx.AsyncClient,
+) -> None:
+    await create(client, {"Authorization": "Bearer r8_someone_else"}, prompt="not mine")
+    mine = (await create(client, seed=5)).json()
+    listed = (await client.get(LIST, headers=AUTH)).json()["results"]
+    assert [item["id"] for item in listed] == [mine["id"]]
+    assert listed[0]["input"] == {"prompt": "a knight", "character_reference_image": REF_URI, "seed": 5}
+
+
+@pytest.mark.parametrize("query", ["cursor=bm90LWpzb24", "created_after=yesterday"])
+async def test_a_malformed_cursor_or_time_is_refused(client: httpx.AsyncClient, query: str) -> None:
+    assert_problem(await client.get(f"{LIST}?{query}", headers=AUTH), 400)
+
+
+async def test_faults_apply_to_the_list_by_its_route_name(client: httpx.AsyncClient, emu: Emulated) -> None:
+    emu.faults({"route": "list", "kind": "status", "status": 503})
+    assert_problem(await client.get(LIST, headers=AUTH), 503)
+    assert (await client.get(LIST, headers=AUTH)).status_code == 200

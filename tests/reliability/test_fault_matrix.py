@@ -78,6 +78,11 @@ OVERRIDES: dict[tuple[str, str], Expect] = {
         why="inferred in the Replicate provider: a gateway 502 on a request held up to 60 s may hide a created "
         "prediction, so it is not failed over",
     ),
+    ("replicate", "reset_mid_body"): _expect(
+        "self",
+        why="the answer to the create was cut after the prediction was created: the provider finds it in "
+        "Replicate's list of predictions by its input and follows it (no second prediction)",
+    ),
     ("segmind", "expired"): _expect("self", why="Segmind v1 returns the image in the answer: no URL to expire"),
 }
 #: Cells that fail today because of code another helper is still writing (see the report).

@@ -33,8 +33,9 @@ from hypothesis import strategies as st
 from conftest import CANARY_KEY
 from ideochar.errors import IdeocharError, ProviderError
 from ideochar.exchange import adrive, drive, image_complete
+from ideochar.job import Job
 from ideochar.media import sniff_format
-from ideochar.router import FailurePolicy, plan, route
+from ideochar.router import FailurePolicy, RouteContext, plan
 from ideochar.spec import Provider, ProviderOutput
 from reliability.harness import FuzzServer, TooManyRequests, VendorCase, Watch, big_png, cases, flatten, providers
 from reliability.known_issues import known
@@ -82,6 +83,14 @@ def _check_output(output: Any, server: FuzzServer) -> None:
         assert image.sha256 == hashlib.sha256(image.data).hexdigest()
 
 
+def _whole(job: Job) -> Generator[Any, Any, Any]:
+    """A journal-less job as one flow: its calls in order, then its result (what ``Client`` does)."""
+    yield from job.begin()
+    for call in job.calls():
+        yield from call
+    return (yield from job.end())
+
+
 def _run_sync(case: VendorCase, draw: Any, *, through_router: bool) -> FuzzServer:
     provider = _provider(case.provider)
     request = case.request()
@@ -91,7 +100,8 @@ def _run_sync(case: VendorCase, draw: Any, *, through_router: bool) -> FuzzServe
     flow: Generator[Any, Any, Any]
     if through_router:
         chosen = plan(request, [provider], context_for=lambda p: ctx)
-        flow = watch.wrap(route(request, chosen.candidates, policy=FailurePolicy(), job_id="job-fuzz"))
+        job = Job.new("job-fuzz", request, chosen, RouteContext(FailurePolicy(), "job-fuzz"), journal=None)
+        flow = watch.wrap(_whole(job))
     else:
         flow = watch.wrap(provider.exchange(request, ctx))
     with httpx.Client(transport=httpx.MockTransport(server)) as http:

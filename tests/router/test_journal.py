@@ -42,7 +42,9 @@ def test_the_job_is_recorded_before_anything_is_sent(
     result = client.generate("a knight", reference, seed=4)
     job, attempt = seen
     assert job["id"] == result.job_id and job["status"] == "running" and job["prompt"] == "a knight"
-    assert (attempt["provider"], attempt["status"], attempt["seed"]) == ("alpha", "started", 4)
+    # The intent to send is committed before the billable request leaves (the journal fails closed).
+    assert (attempt["provider"], attempt["status"], attempt["seed"]) == ("alpha", "sending", 4)
+    assert attempt["intent_at"] is not None
 
 
 def test_the_vendor_id_is_committed_before_the_next_request(

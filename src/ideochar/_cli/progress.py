@@ -115,7 +115,7 @@ class Progress:
         self.job_id = self.job_id or event.job_id
         provider = event.provider or state.provider or "?"
         if event.kind == "attempt_started":
-            tries = int(event.data.get("try", 1) or 1)
+            tries = event.try_number or 1
             self._state = _State(provider=provider, status="starting" if tries == 1 else f"try {tries}")
         elif event.kind == "submitted":
             state.provider = provider
@@ -133,9 +133,9 @@ class Progress:
         elif event.kind == "retried":
             self._note(f"{provider}: {event.message or 'retrying'}")
         elif event.kind == "attempt_failed":
-            billed = event.data.get("billed")
+            billed = event.billed
             suffix = f" (billed: {billed})" if billed else ""
-            self._note(f"{provider} failed: {event.message or event.data.get('error', 'error')}{suffix}")
+            self._note(f"{provider} failed: {event.message or event.error_type or 'error'}{suffix}")
         elif event.kind == "failed_over":
             self._note(f"{provider}: failing over to the next provider")
         elif event.kind == "finished":

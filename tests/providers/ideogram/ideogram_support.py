@@ -21,7 +21,7 @@ from PIL import Image
 from ideochar._secrets import Secret
 from ideochar.events import Event
 from ideochar.exchange import adrive, drive
-from ideochar.router import run_provider
+from ideochar.router import provider_flow
 from ideochar.spec import CallContext, Exchange, ProviderOutput
 from ideochar_ideogram.provider import INFO, IdeogramOptions, IdeogramProvider
 
@@ -74,7 +74,7 @@ def exchange_flow(request: Any, ctx: CallContext | None = None) -> Exchange[Prov
     """The provider's exchange as the router runs it (events and errors stamped with the provider)."""
     provider = IdeogramProvider()
     ctx = ctx or context()
-    return run_provider(provider, provider.exchange(request, ctx), ctx)
+    return provider_flow(provider, provider.exchange(request, ctx), ctx)
 
 
 # -- a multipart parser ------------------------------------------------------------------------------

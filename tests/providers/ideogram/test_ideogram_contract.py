@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from ideogram_contract import PACKAGED, SHARED, openapi, openapi_path, problems, request_schema, resolve
 from ideogram_support import IMAGE_URL, FakeIdeogram, Form, FormPart, context, form_of, make_image, run
 
-from ideochar.request import ASPECT_RATIOS, RESOLUTIONS, CharacterRequest, Edit, Remix
+from ideochar.request import ASPECT_RATIOS, RESOLUTIONS, CharacterRequest, Edit, Remix, is_visible
 from ideochar_ideogram import mapping
 from ideochar_ideogram.provider import IdeogramProvider
 
@@ -160,7 +160,7 @@ def _requests(draw: st.DrawFn) -> CharacterRequest:
     fields: dict[str, Any] = {
         "prompt": draw(
             st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=40).filter(
-                str.strip  # a blank prompt is refused locally (InvalidRequest), before any form is built
+                is_visible  # a prompt that draws nothing is refused locally (InvalidRequest), before any form
             )
         ),
         "reference": REFERENCE,

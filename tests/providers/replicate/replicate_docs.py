@@ -6,8 +6,9 @@ Each body follows a documented source; ids, timestamps and output URLs are illus
   its input (prompt, reference URL, ``Auto``/``1:1``/``Auto``), its logs ("Using seed: 144578042",
   "Prompt used: ...") and its metrics (predict_time 14.48 s).
 * The prediction object and statuses of replicate.com/docs/topics/predictions/create-a-prediction and
-  /lifecycle: a held request (``Prefer: wait``) that times out returns the prediction ``starting`` or
-  ``processing``; a finished one returns it terminal with ``output`` set; ``urls.get``/``urls.cancel``.
+  /lifecycle: a request that is not held returns the prediction ``starting`` at once, as does a held one
+  (``Prefer: wait``) that times out; a finished one returns it terminal with ``output`` set;
+  ``urls.get``/``urls.cancel``.
 * The file object of ``POST /v1/files`` (replicate.com/docs/topics/predictions/input-files; the
   official Python client's ``File``: id, name, content_type, size, etag, checksums, metadata,
   created_at, expires_at, urls.get).
@@ -75,7 +76,7 @@ def _prediction(
 
 
 class DocsGenerate:
-    """Held create request returns ``starting``; polls see ``processing`` then ``succeeded``."""
+    """The create request (not held) returns ``starting`` at once; polls see ``processing`` then ``succeeded``."""
 
     def __init__(self) -> None:
         self.polls = 0
@@ -111,7 +112,8 @@ class DocsGenerate:
 
 
 class DocsEdit:
-    """Both local images are uploaded to ``/v1/files``; the held create request answers finished."""
+    """Both local images are uploaded to ``/v1/files``; the create request, held (``Prefer: wait=60``),
+    answers finished."""
 
     def __init__(self) -> None:
         self.uploads = 0

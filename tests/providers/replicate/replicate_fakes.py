@@ -1,8 +1,9 @@
 """A scripted Replicate for ``httpx.MockTransport``, and a runner over both drivers.
 
 The fake answers the create request with the first scripted prediction status and each later
-``GET /v1/predictions/{id}`` with the next one; it records every request so tests can assert what
-went on the wire (and what did not: a second POST, a token sent elsewhere).
+``GET /v1/predictions/{id}`` with the next one, and ``GET /v1/predictions`` (the list) with its
+``listing`` answers in turn (an empty page by default); it records every request so tests can assert
+what went on the wire (and what did not: a second POST, a token sent elsewhere).
 """
 
 from __future__ import annotations
@@ -91,8 +92,10 @@ class FakeReplicate:
     image: bytes = field(default_factory=png_bytes)
     upload: Answer | None = None
     cancel: Answer = field(default_factory=lambda: httpx.Response(200, json=prediction("canceled")))
+    listing: Sequence[Answer] = (lambda request: page(),)
     requests: list[httpx.Request] = field(default_factory=list)
     _poll_index: int = 0
+    _list_index: int = 0
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -103,6 +106,10 @@ class FakeReplicate:
             return self._answer(self.upload or _upload_answer, request)
         if request.method == "POST" and path.endswith("/cancel"):
             return self._answer(self.cancel, request)
+        if request.method == "GET" and path == "/v1/predictions":
+            answer = self.listing[min(self._list_index, len(self.listing) - 1)]
+            self._list_index += 1
+            return self._answer(answer, request)
         if request.method == "GET" and path.startswith("/v1/predictions/"):
             answer = self.polls[min(self._poll_index, len(self.polls) - 1)]
             self._poll_index += 1
@@ -129,6 +136,15 @@ class FakeReplicate:
     def create_body(self) -> dict[str, Any]:
         (request,) = self.creates
         return json.loads(request.content)  # type: ignore[no-any-return]
+
+    @property
+    def lists(self) -> list[httpx.Request]:
+        return [r for r in self.requests if r.method == "GET" and r.url.path == "/v1/predictions"]
+
+
+def page(*items: dict[str, Any], next_url: str | None = None) -> httpx.Response:
+    """One page of ``GET /v1/predictions`` [V shape: ``next``, ``previous``, ``results``]."""
+    return httpx.Response(200, json={"next": next_url, "previous": None, "results": list(items)})
 
 
 def _upload_answer(request: httpx.Request) -> httpx.Response:

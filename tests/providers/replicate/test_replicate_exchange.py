@@ -43,8 +43,9 @@ from ideochar.exchange import Send, Sleep
 from ideochar.hookspecs import hookimpl
 from ideochar.plugins import plugin_manager
 from ideochar.request import CharacterRequest, Edit
-from ideochar.router import run_provider
+from ideochar.router import provider_flow
 from ideochar_replicate import provider as provider_module
+from ideochar_replicate import reconcile
 from ideochar_replicate.provider import ReplicateProvider
 
 REF_URL = "https://example.com/face.png"
@@ -58,8 +59,10 @@ def driver(request: pytest.FixtureRequest) -> Driver:
 
 @pytest.fixture(autouse=True)
 def _no_poll_wait(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Poll spacing is tested on its own below; here it would only slow the suite down."""
+    """Poll spacing is tested on its own below, and the looks at the list after a lost answer in
+    test_replicate_reconcile.py; here they would only slow the suite down."""
     monkeypatch.setattr(provider_module, "_poll_delay", lambda polls: 0.0)
+    monkeypatch.setattr(reconcile, "LOST_ANSWER_LOOKS_SECONDS", (0.0, 0.0))
 
 
 def _generate(fake: FakeReplicate, driver: Driver, events: list[Event] | None = None, **fields: Any) -> Any:
@@ -78,7 +81,7 @@ def _fail(fake: FakeReplicate, driver: Driver, **options: Any) -> ProviderError:
 def test_terminal_answer_to_prefer_wait_needs_no_poll(driver: Driver) -> None:
     fake = FakeReplicate(image=png_bytes(64, 32))
     events: list[Event] = []
-    output = _generate(fake, driver, events)
+    output = _generate(fake, driver, events, options={"wait": 5})
 
     (create,) = fake.creates
     assert str(create.url) == CREATE_URL
@@ -338,7 +341,8 @@ def test_lost_answer_to_the_create_request_is_outcome_unknown_and_never_resent(d
     fake = FakeReplicate(create=httpx.ReadTimeout("the connection dropped"))
     error = _fail(fake, driver)
     assert type(error) is OutcomeUnknown
-    assert len(fake.creates) == 1
+    assert "did not show it" in str(error)  # it was looked for in the list, twice here
+    assert len(fake.creates) == 1 and len(fake.lists) == 2
 
 
 def test_unreadable_created_prediction_is_outcome_unknown(driver: Driver) -> None:
@@ -385,7 +389,7 @@ def test_polls_that_keep_failing_end_in_outcome_unknown_with_the_id(driver: Driv
     provider, ctx = ReplicateProvider(), context()
     request = CharacterRequest(prompt="p", reference=REF_URL)
     with pytest.raises(OutcomeUnknown) as caught:
-        run(driver, run_provider(provider, provider.exchange(request, ctx), ctx), fake)
+        run(driver, provider_flow(provider, provider.exchange(request, ctx), ctx), fake)
     assert caught.value.vendor_request_id == PREDICTION_ID and caught.value.admitted
     polls = fake.sent("GET", f"/v1/predictions/{PREDICTION_ID}")
     assert len(polls) == provider_module.POLL_FAILURES_TOLERATED + 1

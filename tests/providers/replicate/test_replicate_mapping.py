@@ -57,7 +57,10 @@ def test_generate_payload_is_exactly_the_documented_input_shape() -> None:
     }
 
 
-def test_minimal_generate_sends_speed_and_magic_prompt_explicitly_and_nothing_unset() -> None:
+def test_minimal_generate_sends_speed_magic_prompt_and_a_drawn_seed_and_nothing_unset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(mapping, "draw_seed", lambda: 90210)
     request = CharacterRequest(prompt="a knight", reference=REF_URL)
     assert _body(request) == {
         "input": {
@@ -65,8 +68,21 @@ def test_minimal_generate_sends_speed_and_magic_prompt_explicitly_and_nothing_un
             "character_reference_image": REF_URL,
             "rendering_speed": "Default",
             "magic_prompt_option": "Auto",
+            "seed": 90210,
         }
     }
+
+
+def test_each_create_without_a_seed_gets_its_own_so_siblings_differ_in_the_list() -> None:
+    request = CharacterRequest(prompt="a knight", reference=REF_URL)
+    seeds = {_body(request)["input"]["seed"] for _ in range(20)}  # type: ignore[index]
+    assert len(seeds) == 20
+    assert all(0 <= seed <= mapping.MAX_SEED for seed in seeds)  # type: ignore[operator]
+
+
+def test_the_callers_seed_is_sent_as_given() -> None:
+    request = CharacterRequest(prompt="a knight", reference=REF_URL, seed=0)
+    assert {_body(request)["input"]["seed"] for _ in range(5)} == {0}  # type: ignore[index]
 
 
 def test_resolution_is_sent_as_wxh_without_an_aspect_ratio() -> None:
@@ -167,7 +183,8 @@ def test_cancel_after_rejects_what_is_not_a_positive_duration(given: object) -> 
 
 
 def test_prefer_header_follows_the_wait_option_and_zero_means_no_hold() -> None:
-    assert create_headers(ReplicateOptions()) == {"Prefer": f"wait={mapping.DEFAULT_WAIT_SECONDS}"}
+    assert create_headers(ReplicateOptions()) == {}  # not held: the id comes back at once
+    assert create_headers(ReplicateOptions(wait=5)) == {"Prefer": "wait=5"}
     assert create_headers(ReplicateOptions(wait=60)) == {"Prefer": "wait=60"}
     assert create_headers(ReplicateOptions(wait=0)) == {}
 

@@ -19,7 +19,7 @@ from PIL import Image
 from ideochar._secrets import Secret
 from ideochar.events import Event
 from ideochar.exchange import adrive, drive
-from ideochar.router import run_provider
+from ideochar.router import provider_flow
 from ideochar.spec import CallContext, Exchange, ProviderOutput
 from ideochar_segmind.provider import INFO, SegmindOptions, SegmindProvider
 
@@ -86,7 +86,7 @@ def run_flow(driver: str, flow: Exchange[ProviderOutput], handler: Handler, even
 
 def exchange_flow(provider: SegmindProvider, request: Any, ctx: CallContext) -> Exchange[ProviderOutput]:
     """The provider's exchange as the router runs it (events and errors stamped with the provider)."""
-    return run_provider(provider, provider.exchange(request, ctx), ctx)
+    return provider_flow(provider, provider.exchange(request, ctx), ctx)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import ideochar_segmind.provider as segmind_provider
 from ideochar import CharacterRequest, InvalidRequest, OutcomeUnknown, UnexpectedResponse
 from ideochar.errors import AuthenticationFailed, ContentFiltered, GenerationFailed
 from ideochar.events import Event
-from ideochar.router import run_provider
+from ideochar.router import provider_flow
 from ideochar_segmind.provider import SegmindProvider
 
 RID = "3f2b8c1e-9d4a-4e6f-8b7a-1c2d3e4f5a6b"
@@ -113,13 +113,14 @@ def test_a_job_is_submitted_polled_fetched_and_downloaded(driver: str) -> None:
     assert KEY not in json.dumps(resume)
 
 
-def test_a_failed_job_answered_with_422_is_generation_failed_and_not_billed(driver: str) -> None:
+def test_a_failed_job_answered_with_422_is_generation_failed_and_possibly_billed(driver: str) -> None:
     server = fake_segmind(["PROCESSING", httpx.Response(422, json=FAILED)])
     with pytest.raises(GenerationFailed) as caught:
         go(driver, server)
     error = caught.value
     assert "could not process the input image" in error.message
-    assert (error.billed, error.admitted, error.vendor_request_id, error.provider) == ("no", True, RID, "segmind")
+    # Segmind admitted the task (it has an id): whatever happens after, the router never calls it unbilled.
+    assert (error.billed, error.admitted, error.vendor_request_id, error.provider) == ("unknown", True, RID, "segmind")
     assert not [r for r in server.seen if str(r.url) == RESULT_URL], "a FAILED status needs no result fetch"
 
 
@@ -127,7 +128,7 @@ def test_a_failed_job_naming_a_safety_check_is_content_filtered(driver: str) -> 
     nsfw = {**FAILED, "error": "NSFW content detected in the generated image"}
     with pytest.raises(ContentFiltered) as caught:
         go(driver, fake_segmind([httpx.Response(422, json=nsfw)]))
-    assert caught.value.billed == "no"
+    assert caught.value.billed == "unknown" and caught.value.admitted  # refused after admission: maybe billed
 
 
 def test_a_result_served_failed_after_a_completed_status_is_still_read_as_the_answer(driver: str) -> None:
@@ -147,7 +148,7 @@ def test_a_job_is_resumed_by_its_id_without_resubmitting(driver: str) -> None:
 
     later = fake_segmind(["COMPLETED"])
     provider, ctx = SegmindProvider(), fast_v2()
-    out = run_flow(driver, run_provider(provider, provider.resume(state, ctx), ctx), later)
+    out = run_flow(driver, provider_flow(provider, provider.resume(state, ctx), ctx, vendor_id="resumed"), later)
     assert out.images[0].data == JPEG and out.vendor_request_id == RID and out.images[0].seed == 11
     assert [r.method for r in later.seen] == ["GET", "GET", "GET"], "resume sends no POST"
 
