@@ -19,6 +19,8 @@ from ideochar.errors import (
     IdeocharError,
     InsufficientCredits,
     InvalidRequest,
+    JobBusy,
+    JournalUnavailable,
     MissingCredentials,
     OutcomeUnknown,
     OverBudget,
@@ -31,8 +33,8 @@ from ideochar.errors import (
 )
 from ideochar.events import Event
 from ideochar.hookspecs import hookimpl
-from ideochar.media import ImageInput
-from ideochar.request import CharacterRequest, ColorPalette, Edit, Generate, PaletteMember, Remix
+from ideochar.media import SERVER_INPUTS, ImageInput, InputKinds
+from ideochar.request import CharacterRequest, ColorPalette, Edit, Generate, PaletteMember, Remix, is_visible
 from ideochar.result import Attempt, CharacterResult, GeneratedImage, ImageFailure, RequestWarning
 from ideochar.router import FailurePolicy
 from ideochar.spec import CallContext, Provider, ProviderInfo, ProviderOutput, Quote
@@ -43,6 +45,7 @@ except PackageNotFoundError:  # running from a source tree without an install
     __version__ = "0.0.0"
 
 __all__ = [
+    "SERVER_INPUTS",
     "AllProvidersFailed",
     "AsyncClient",
     "Attempt",
@@ -62,8 +65,11 @@ __all__ = [
     "IdeocharError",
     "ImageFailure",
     "ImageInput",
+    "InputKinds",
     "InsufficientCredits",
     "InvalidRequest",
+    "JobBusy",
+    "JournalUnavailable",
     "MissingCredentials",
     "OutcomeUnknown",
     "OverBudget",
@@ -83,4 +89,5 @@ __all__ = [
     "Unsupported",
     "__version__",
     "hookimpl",
+    "is_visible",
 ]

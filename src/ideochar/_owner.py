@@ -10,6 +10,7 @@ slot, polling a queue) would send it twice.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import threading
@@ -33,6 +34,7 @@ def _start_time(pid: int) -> str | None:
     return fields[19] if len(fields) > 19 else None
 
 
+@functools.lru_cache(maxsize=1)
 def _machine() -> str:
     """This machine's name, with its machine id where there is one (containers often share a hostname)."""
     host = socket.gethostname()
@@ -42,6 +44,12 @@ def _machine() -> str:
         except OSError:
             continue
     return host
+
+
+@functools.lru_cache(maxsize=4)
+def _own_start_time(pid: int) -> str | None:
+    """This process's start time, read once per pid (a fork gets its own)."""
+    return _start_time(pid)
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,7 @@ class Owner:
     @classmethod
     def current(cls) -> Owner:
         pid = os.getpid()
-        return cls(host=_machine(), pid=pid, started=_start_time(pid), token=uuid.uuid4().hex)
+        return cls(host=_machine(), pid=pid, started=_own_start_time(pid), token=uuid.uuid4().hex)
 
     def describe(self) -> str:
         return f"process {self.pid} on {self.host.split('/')[0]}"

@@ -16,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 
-from ideochar._secrets import redact_any
+from ideochar._secrets import redact_any, redact_url
 from ideochar.errors import InvalidRequest
 from ideochar.request import CharacterRequest
 from ideochar.result import GeneratedImage
@@ -249,7 +249,12 @@ def describe_request(request: CharacterRequest) -> dict[str, Any]:
     for name, image in request.images():
         entry: dict[str, Any] = {"kind": image.kind}
         if image.kind == "url":
-            entry["url"] = image.url
+            # A signed or password-bearing URL is a secret: the journal keeps it without its secrets,
+            # and a resume that would need it whole asks for the request again (rebuild_request).
+            shown = redact_url(image.url or "")
+            entry["url"] = shown
+            if shown != image.url:
+                entry["redacted"] = True
         else:
             entry["sha256"] = image.sha256
             entry["size"] = image.size
@@ -285,6 +290,10 @@ def rebuild_request(document: Mapping[str, Any]) -> CharacterRequest:
     data = json.loads(json.dumps(data))
     for name, entry in dict(document.get("inputs") or {}).items():
         kind = entry.get("kind")
+        if kind == "url" and entry.get("redacted"):
+            raise InvalidRequest.for_field(
+                name, "was a URL with a signature or a password, which the journal does not keep; run the request again"
+            )
         if kind == "url":
             continue
         path = entry.get("path")

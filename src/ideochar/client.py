@@ -748,6 +748,8 @@ class AsyncClient(_Base):
         return await self._run(request, strict=strict)
 
     async def _run(self, request: CharacterRequest, *, strict: bool | None) -> CharacterResult:
+        if not self._journal_opened:  # opening may wait for a lock another process holds: not on the loop
+            await self._off_loop(lambda: self.journal)
         return await self._drive_job(self._new_job(request, strict))
 
     async def _drive_job(self, job: Job) -> CharacterResult:
