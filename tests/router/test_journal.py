@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ideochar import AuthenticationFailed, IdeocharError
+from ideochar import AuthenticationFailed, IdeocharError, JournalUnavailable
 from ideochar.journal import SCHEMA_VERSION, JobNotFound, Journal
 
 from .conftest import MakeClient
@@ -183,3 +183,53 @@ def test_a_failed_job_records_its_error(make_client: MakeClient, vendors: FakeVe
     [job] = client.journal.jobs()
     assert (job.status, job.error_type) == ("failed", "AuthenticationFailed")
     assert job.request["inputs"]["reference"]["path"] == str(reference.resolve())
+
+
+# -- the journal fails closed ------------------------------------------------------------------------------
+
+
+class LockedAfterCreate(Journal):
+    """A journal another process locks right after the job is created, past a short busy timeout."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, busy_timeout_seconds=0.1)
+        self.holder: sqlite3.Connection | None = None
+
+    def create_job(self, *args: object, **kwargs: object) -> None:
+        super().create_job(*args, **kwargs)  # type: ignore[arg-type]
+        self.holder = sqlite3.connect(str(self.path), timeout=0.1, isolation_level=None)
+        self.holder.execute("BEGIN EXCLUSIVE")
+
+
+@pytest.mark.parametrize("fails", ["start_attempt", "intend"])
+def test_a_journal_that_cannot_record_the_attempt_stops_the_job_before_anything_is_sent(
+    make_client: MakeClient, vendors: FakeVendors, reference: Path, journal_path: Path, fails: str
+) -> None:
+    journal = Journal(journal_path)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    setattr(journal, fails, broken)
+    client = make_client(FakeProvider("alpha"), FakeProvider("beta"), journal=journal)
+    with pytest.raises(JournalUnavailable) as caught:
+        client.generate("a knight", reference)
+    assert vendors["alpha"].posts == 0 and vendors["beta"].posts == 0, "nothing may be sent, to anyone"
+    assert [a.billed for a in caught.value.attempts] in ([], ["no"])
+    job = Journal(journal_path).job(caught.value.job_id or "")
+    assert job.parts[0].state == "planned"  # the positive record that nothing was sent
+    delattr(journal, fails)  # the disk has room again: resume sends it, once
+    result = make_client(FakeProvider("alpha"), journal=journal).resume(job.id)
+    assert vendors["alpha"].posts == 1 and result.images
+
+
+def test_a_journal_locked_by_another_process_past_its_busy_timeout_sends_nothing(
+    make_client: MakeClient, vendors: FakeVendors, reference: Path, journal_path: Path
+) -> None:
+    journal = LockedAfterCreate(journal_path)
+    client = make_client(FakeProvider("alpha"), journal=journal)
+    with pytest.raises(JournalUnavailable, match="nothing was sent"):
+        client.generate("a knight", reference)
+    assert vendors["alpha"].posts == 0
+    assert journal.holder is not None
+    journal.holder.execute("ROLLBACK")
