@@ -23,17 +23,14 @@ Bodies are read without assuming JSON (an nginx 502 page is HTML). Choices made 
 
 from __future__ import annotations
 
-import html
-import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import dataclasses
 from typing import Any
 
 import httpx
 
+from ideochar._secrets import redact_any
 from ideochar.errors import (
     AuthenticationFailed,
-    Billed,
     ContentFiltered,
     GenerationFailed,
     InsufficientCredits,
@@ -41,9 +38,19 @@ from ideochar.errors import (
     ProviderUnavailable,
     RateLimited,
     RequestRejected,
-    UnexpectedResponse,
 )
-from ideochar.retry import parse_retry_after
+from ideochar.toolkit import (
+    CLIENT_ERRORS,
+    SERVER_ERRORS,
+    Condition,
+    ErrorRule,
+    Failure,
+    clip,
+    error_for,
+    mentions,
+    statuses,
+)
+from ideochar.toolkit import read_failure as read_any_failure
 from ideochar_fal.wire import HEADER_ERROR_TYPE, HEADER_REQUEST_ID, HEADER_TIMEOUT_TYPE
 
 __all__ = [
@@ -51,8 +58,6 @@ __all__ = [
     "CONTENT_POLICY_WORDS",
     "CREDIT_WORDS",
     "RULES",
-    "Failure",
-    "Rule",
     "completed_error",
     "error_from_response",
     "read_failure",
@@ -79,116 +84,68 @@ UNAVAILABLE_TYPES: frozenset[str] = frozenset(
     }
 )
 
-_MAX_DETAIL_CHARS = 600
-_MAX_KEPT_BODY = 2000
+CONTENT_POLICY = Condition(
+    "content policy", lambda f: bool(f.codes & CONTENT_POLICY_TYPES) or f.mentions(CONTENT_POLICY_WORDS)
+)
+USER_TIMEOUT = Condition("user timeout", lambda f: f.headers.get(HEADER_TIMEOUT_TYPE, "").strip().lower() == "user")
+NO_REQUEST_ID = Condition("no request id", lambda f: f.request_id is None)
+RUNNER_TYPE = Condition("runner type", lambda f: bool(f.codes & UNAVAILABLE_TYPES))
 
-
-@dataclass(frozen=True)
-class Failure:
-    """Everything an error answer says, read once, whatever its shape."""
-
-    status: int
-    detail: str
-    """A readable summary: the flat ``detail``, or ``loc: msg`` lines joined with ``; ``."""
-    problems: tuple[tuple[str, str], ...] = ()
-    """``(field, message)`` for each ``detail[]`` item (``loc`` without the leading ``body``)."""
-    types: frozenset[str] = frozenset()
-    """Every ``type``/``error_type``, from the items, the body and ``X-Fal-Error-Type``."""
-    request_id: str | None = None
-    """``x-fal-request-id``: present when fal itself (not its edge) answered."""
-    timeout_type: str | None = None
-    retry_after: float | None = None
-    body: Any = field(default=None, repr=False)
-
-    def mentions(self, words: Sequence[str]) -> bool:
-        text = self.detail.lower()
-        return any(word in text for word in words)
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One row of the table: when ``applies`` holds, raise ``error`` with ``message``."""
-
-    name: str
-    error: type[ProviderError]
-    message: str
-    """A sentence; ``{detail}`` is the vendor's message, ``{status}`` the HTTP status."""
-    statuses: frozenset[int] | None = None
-    """None: any status."""
-    when: str = "always"
-    """A named condition from ``_CONDITIONS`` (kept as data so the table prints and tests cleanly)."""
-    billed: Billed = "no"
-    sent: bool = True
-
-    def matches(self, failure: Failure) -> bool:
-        if self.statuses is not None and failure.status not in self.statuses:
-            return False
-        return _CONDITIONS[self.when](failure)
-
-
-_CONDITIONS: dict[str, Callable[[Failure], bool]] = {
-    "always": lambda f: True,
-    "content_policy": lambda f: bool(f.types & CONTENT_POLICY_TYPES) or f.mentions(CONTENT_POLICY_WORDS),
-    "credit_words": lambda f: f.mentions(CREDIT_WORDS),
-    "user_timeout": lambda f: (f.timeout_type or "").lower() == "user",
-    "no_request_id": lambda f: f.request_id is None,
-    "runner_type": lambda f: bool(f.types & UNAVAILABLE_TYPES),
-}
-
-_5XX = frozenset(range(500, 600))
-_BUSY = frozenset({408, 409})
 _KEY_HINT = "check FAL_KEY, or FAL_KEY_ID and FAL_KEY_SECRET"
 
-RULES: tuple[Rule, ...] = (
-    Rule(
+RULES: tuple[ErrorRule, ...] = (
+    ErrorRule(
         "content policy",
         ContentFiltered,
         "fal's content checker refused the request: {detail}",
-        frozenset({400, 403, 422, 500}),
-        "content_policy",
+        statuses(400, 403, 422, 500),
+        CONTENT_POLICY,
     ),
-    Rule("auth", AuthenticationFailed, "fal refused the API key ({hint}): {detail}", frozenset({401})),
-    Rule(
+    ErrorRule("auth", AuthenticationFailed, "fal refused the API key ({hint}): {detail}", statuses(401)),
+    ErrorRule(
         "out of credit",
         InsufficientCredits,
         "the fal account cannot pay for this request (balance exhausted or account locked): {detail}",
-        frozenset({402, 403}),
-        "credit_words",
+        statuses(402, 403),
+        mentions("credit words", CREDIT_WORDS),
     ),
-    Rule("payment required", InsufficientCredits, "fal asks for payment (HTTP 402): {detail}", frozenset({402})),
-    Rule("forbidden", AuthenticationFailed, "fal refused access to this endpoint ({hint}): {detail}", frozenset({403})),
-    Rule("rate limit", RateLimited, "fal's rate limit was reached: {detail}", frozenset({429})),
-    Rule(
+    ErrorRule("payment required", InsufficientCredits, "fal asks for payment (HTTP 402): {detail}", statuses(402)),
+    ErrorRule(
+        "forbidden", AuthenticationFailed, "fal refused access to this endpoint ({hint}): {detail}", statuses(403)
+    ),
+    ErrorRule("rate limit", RateLimited, "fal's rate limit was reached: {detail}", statuses(429)),
+    ErrorRule(
         "time to start",
         ProviderUnavailable,
         "fal could not start the job within the X-Fal-Request-Timeout given: {detail}",
-        frozenset({504}),
-        "user_timeout",
+        statuses(504),
+        USER_TIMEOUT,
     ),
-    Rule(
+    ErrorRule(
         "ingress",
         ProviderUnavailable,
         "fal's edge answered HTTP {status} before any app saw the request (no x-fal-request-id): {detail}",
-        frozenset({502, 503, 504}),
-        "no_request_id",
+        statuses(502, 503, 504),
+        NO_REQUEST_ID,
         sent=False,
     ),
-    Rule(
-        "validation",
-        RequestRejected,
-        "fal rejected the request (HTTP {status}): {detail}",
-        frozenset({400, 413, 422}),
+    ErrorRule(
+        "validation", RequestRejected, "fal rejected the request (HTTP {status}): {detail}", statuses(400, 413, 422)
     ),
-    Rule(
+    ErrorRule(
         "no endpoint",
         ProviderUnavailable,
         "fal has no such endpoint or request (HTTP 404: {detail}); check the base URL",
-        frozenset({404, 405}),
+        statuses(404, 405),
     ),
-    Rule("busy", ProviderUnavailable, "fal could not take the request (HTTP {status}): {detail}", _BUSY),
-    Rule("runner", ProviderUnavailable, "fal could not run the job (HTTP {status}): {detail}", _5XX, "runner_type"),
-    Rule("server", ProviderUnavailable, "fal is unavailable (HTTP {status}): {detail}", _5XX),
-    Rule("other 4xx", RequestRejected, "fal refused the request (HTTP {status}): {detail}", frozenset(range(400, 500))),
+    ErrorRule(
+        "busy", ProviderUnavailable, "fal could not take the request (HTTP {status}): {detail}", statuses(408, 409)
+    ),
+    ErrorRule(
+        "runner", ProviderUnavailable, "fal could not run the job (HTTP {status}): {detail}", SERVER_ERRORS, RUNNER_TYPE
+    ),
+    ErrorRule("server", ProviderUnavailable, "fal is unavailable (HTTP {status}): {detail}", SERVER_ERRORS),
+    ErrorRule("other 4xx", RequestRejected, "fal refused the request (HTTP {status}): {detail}", CLIENT_ERRORS),
 )
 
 
@@ -196,40 +153,21 @@ RULES: tuple[Rule, ...] = (
 
 
 def read_failure(response: httpx.Response) -> Failure:
-    """A :class:`Failure` from any error answer: JSON (either shape), plain text, HTML, or nothing."""
-    text = response.text if response.content else ""
-    content_type = response.headers.get("content-type", "").lower()
-    body: Any = None
-    if "json" in content_type or text.lstrip().startswith(("{", "[")):
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+    """A :class:`~ideochar.toolkit.Failure` from any error answer, with fal's detail lists made into
+    ``field: message`` sentences and every ``type`` (items, body, ``X-Fal-Error-Type``) as a code."""
+    failure = read_any_failure(response, request_id_header=HEADER_REQUEST_ID)
     types: set[str] = set()
-    if header_type := response.headers.get(HEADER_ERROR_TYPE):
-        types.add(header_type.strip())
+    if header_type := response.headers.get(HEADER_ERROR_TYPE, "").strip():
+        types.add(header_type)
     problems: list[tuple[str, str]] = []
-    if body is not None:
-        detail, problems = _json_detail(body, types)
-        kept: Any = body
-    elif "html" in content_type or text.lstrip()[:15].lower().startswith(("<!doctype", "<html")):
-        detail, kept = _html_detail(text), text[:_MAX_KEPT_BODY]
-    else:
-        detail, kept = (" ".join(text.split())[:_MAX_DETAIL_CHARS] or "no message"), (text[:_MAX_KEPT_BODY] or None)
-    return Failure(
-        status=response.status_code,
-        detail=detail,
-        problems=tuple(problems),
-        types=frozenset(t for t in types if t),
-        request_id=response.headers.get(HEADER_REQUEST_ID) or None,
-        timeout_type=response.headers.get(HEADER_TIMEOUT_TYPE) or None,
-        retry_after=parse_retry_after(response.headers),
-        body=kept,
-    )
+    detail = failure.detail
+    if isinstance(failure.body, (dict, list)):
+        detail, problems = _json_detail(failure.body, types)
+    return dataclasses.replace(failure, detail=detail, problems=tuple(problems), codes=frozenset(types))
 
 
 def _json_detail(body: Any, types: set[str]) -> tuple[str, list[tuple[str, str]]]:
-    """The readable detail of a JSON error body; collects every ``type`` into ``types``."""
+    """The readable detail of a JSON error body (already redacted); collects every ``type`` into ``types``."""
     if isinstance(body, dict):
         if isinstance(body.get("error_type"), str):
             types.add(body["error_type"])
@@ -239,19 +177,19 @@ def _json_detail(body: Any, types: set[str]) -> tuple[str, list[tuple[str, str]]
     if isinstance(detail, list):
         problems = [_problem(item, types) for item in detail]
         text = "; ".join(f"{where}: {what}" if where else what for where, what in problems)
-        return (text[:_MAX_DETAIL_CHARS] or "no message"), problems
+        return (clip(text) or "no message"), problems
     if isinstance(detail, dict):
         where, what = _problem(detail, types)
-        return (f"{where}: {what}" if where else what), [(where, what)]
+        return clip(f"{where}: {what}" if where else what), [(where, what)]
     if isinstance(detail, (str, int, float)) and str(detail).strip():
-        return str(detail).strip()[:_MAX_DETAIL_CHARS], []
-    return (" ".join(str(body).split())[:_MAX_DETAIL_CHARS] or "no message"), []
+        return clip(str(detail)), []
+    return (clip(str(body)) or "no message"), []
 
 
 def _problem(item: Any, types: set[str]) -> tuple[str, str]:
     """``(field, message)`` of one ``detail[]`` item: ``loc`` joined with dots, ``body`` dropped."""
     if not isinstance(item, dict):
-        return "", " ".join(str(item).split())
+        return "", clip(str(item))
     loc = item.get("loc")
     parts = [str(p) for p in loc] if isinstance(loc, list) else ([str(loc)] if loc else [])
     if parts and parts[0] == "body":
@@ -265,42 +203,12 @@ def _problem(item: Any, types: set[str]) -> tuple[str, str]:
     return ".".join(parts), message
 
 
-def _html_detail(text: str) -> str:
-    match = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
-    if match and match.group(1).strip():
-        return f"an HTML page titled {html.unescape(' '.join(match.group(1).split()))!r}"
-    return "an HTML page"
-
-
 # -- building the error ----------------------------------------------------------------------------------
 
 
 def error_from_response(response: httpx.Response, *, admitted: bool = False) -> ProviderError:
     """The ideochar error for a non-2xx answer from fal (see ``RULES``)."""
-    failure = read_failure(response)
-    rule = next((r for r in RULES if r.matches(failure)), None)
-    if rule is None:
-        error: ProviderError = UnexpectedResponse(
-            f"fal answered HTTP {failure.status}, which ideochar does not expect: {failure.detail}",
-            provider=PROVIDER,
-            status=failure.status,
-            vendor_request_id=failure.request_id,
-            body=failure.body,
-            admitted=admitted,
-        )
-        return error
-    message = rule.message.format(detail=failure.detail, status=failure.status, hint=_KEY_HINT)
-    return rule.error(
-        message,
-        provider=PROVIDER,
-        status=failure.status,
-        vendor_request_id=failure.request_id,
-        billed=rule.billed,
-        body=failure.body,
-        retry_after=failure.retry_after,
-        admitted=admitted,
-        sent=rule.sent or admitted,
-    )
+    return error_for(read_failure(response), RULES, provider=PROVIDER, title="fal", admitted=admitted, hint=_KEY_HINT)
 
 
 def completed_error(error: Any, error_type: str | None, *, request_id: str, body: Any = None) -> ProviderError:
@@ -309,13 +217,13 @@ def completed_error(error: Any, error_type: str | None, *, request_id: str, body
     Billing is unknown: fal does not bill 5xx failures, but a COMPLETED status does not say which it was.
     """
     types: set[str] = {error_type} if error_type else set()
+    error = redact_any(error)  # before any cut: a key cut in half would no longer be recognised
     if isinstance(error, (list, dict)):
         detail, _ = _json_detail({"detail": error}, types)
     else:
-        detail = " ".join(str(error).split())[:_MAX_DETAIL_CHARS] or "no message"
-    failure = Failure(status=200, detail=detail, types=frozenset(types))
+        detail = clip(str(error)) or "no message"
     kind = f" ({error_type})" if error_type else ""
-    if _CONDITIONS["content_policy"](failure):
+    if CONTENT_POLICY(Failure(status=200, detail=detail, codes=frozenset(types))):
         return ContentFiltered(
             f"fal's content checker stopped job {request_id}{kind}: {detail}",
             provider=PROVIDER,

@@ -22,9 +22,7 @@ Choices made here:
 
 from __future__ import annotations
 
-import html
-import re
-from dataclasses import dataclass
+import dataclasses
 from typing import Any
 
 import httpx
@@ -32,7 +30,6 @@ from pydantic import ValidationError
 
 from ideochar.errors import (
     AuthenticationFailed,
-    Billed,
     ContentFiltered,
     InsufficientCredits,
     OutcomeUnknown,
@@ -40,104 +37,108 @@ from ideochar.errors import (
     ProviderUnavailable,
     RateLimited,
     RequestRejected,
-    UnexpectedResponse,
 )
-from ideochar.retry import parse_retry_after
+from ideochar.toolkit import (
+    CLIENT_ERRORS,
+    SERVER_ERRORS,
+    ErrorRule,
+    Failure,
+    error_for,
+    has_code,
+    read_body,
+    read_failure,
+    statuses,
+)
 from ideochar_ideogram.wire import ErrorBody
 
-__all__ = ["PROVIDER", "RULES", "Rule", "error_from_response", "vendor_detail"]
+__all__ = ["PROVIDER", "RULES", "error_from_response", "vendor_detail"]
 
 PROVIDER = "ideogram"
-_MAX_KEPT_BODY = 1000
-_ANY: frozenset[str] = frozenset()
+#: Where Ideogram's words are in a JSON error body.
+DETAIL_KEYS: tuple[str, ...] = ("error", "message", "detail", "reject_reason")
 
-
-@dataclass(frozen=True)
-class Rule:
-    """One row: these statuses (and, if given, one of these ``reject_reason`` values) -> this error."""
-
-    statuses: frozenset[int]
-    error: type[ProviderError]
-    message: str
-    """A sentence; ``{detail}`` is the vendor's message, ``{status}`` the HTTP status."""
-    reasons: frozenset[str] = _ANY
-    billed: Billed = "no"
-
-    def matches(self, status: int, reason: str | None) -> bool:
-        return status in self.statuses and (not self.reasons or reason in self.reasons)
-
-
-def _s(*statuses: int) -> frozenset[int]:
-    return frozenset(statuses)
-
-
-_5XX = frozenset(range(500, 600))
-
-RULES: tuple[Rule, ...] = (
-    Rule(_s(400, 413), RequestRejected, "Ideogram rejected the request as invalid (HTTP {status}): {detail}"),
-    Rule(
-        _s(401),
+RULES: tuple[ErrorRule, ...] = (
+    ErrorRule(
+        "invalid",
+        RequestRejected,
+        "Ideogram rejected the request as invalid (HTTP {status}): {detail}",
+        statuses(400, 413),
+    ),
+    ErrorRule(
+        "auth",
         AuthenticationFailed,
         "Ideogram refused the API key (sent as Api-Key; check IDEOGRAM_API_KEY): {detail}",
+        statuses(401),
     ),
-    Rule(_s(403), AuthenticationFailed, "this Ideogram key may not use this route or model (HTTP 403): {detail}"),
-    Rule(
-        _s(402),
+    ErrorRule(
+        "forbidden",
+        AuthenticationFailed,
+        "this Ideogram key may not use this route or model (HTTP 403): {detail}",
+        statuses(403),
+    ),
+    ErrorRule(
+        "out of funds",
         InsufficientCredits,
         "the Ideogram account is out of funds; top it up before retrying: {detail}",
-        frozenset({"insufficient_funds"}),
+        statuses(402),
+        has_code("insufficient_funds", ["insufficient_funds"]),
     ),
-    Rule(
-        _s(402),
+    ErrorRule(
+        "daily limit",
         InsufficientCredits,
         "the Ideogram account reached its daily spending limit; retrying today will not help: {detail}",
-        frozenset({"daily_limit"}),
+        statuses(402),
+        has_code("daily_limit", ["daily_limit"]),
     ),
-    Rule(_s(402), InsufficientCredits, "Ideogram refused to bill the account (HTTP 402): {detail}"),
-    Rule(
-        _s(422),
+    ErrorRule(
+        "payment", InsufficientCredits, "Ideogram refused to bill the account (HTTP 402): {detail}", statuses(402)
+    ),
+    ErrorRule(
+        "safety",
         ContentFiltered,
         "Ideogram's safety check refused the prompt or an input image (not billed): {detail}",
+        statuses(422),
     ),
-    Rule(
-        _s(429),
+    ErrorRule(
+        "in flight",
         RateLimited,
         "Ideogram's limit of images in progress per organisation (10) is reached; "
         "wait for running jobs to finish: {detail}",
-        frozenset({"inflight_limit"}),
+        statuses(429),
+        has_code("inflight_limit", ["inflight_limit"]),
     ),
-    Rule(_s(429), RateLimited, "Ideogram asked to slow down (HTTP 429): {detail}"),
-    Rule(_s(404), ProviderUnavailable, "Ideogram has no such route here (HTTP 404: {detail}); check the base URL"),
-    Rule(
-        _s(504, 524),
+    ErrorRule("rate limit", RateLimited, "Ideogram asked to slow down (HTTP 429): {detail}", statuses(429)),
+    ErrorRule(
+        "no route",
+        ProviderUnavailable,
+        "Ideogram has no such route here (HTTP 404: {detail}); check the base URL",
+        statuses(404),
+    ),
+    ErrorRule(
+        "gateway timeout",
         OutcomeUnknown,
         "a gateway in front of Ideogram gave up waiting (HTTP {status}: {detail}); the generation may "
         "still have run and been billed",
+        statuses(504, 524),
         billed="unknown",
     ),
-    Rule(_5XX, ProviderUnavailable, "Ideogram is unavailable (HTTP {status}): {detail}"),
+    ErrorRule("server", ProviderUnavailable, "Ideogram is unavailable (HTTP {status}): {detail}", SERVER_ERRORS),
+    ErrorRule("other 4xx", RequestRejected, "Ideogram refused the request (HTTP {status}): {detail}", CLIENT_ERRORS),
 )
+
+
+def _failure(response: httpx.Response) -> Failure:
+    """The answer read once, its ``reject_reason`` as the code the table looks at."""
+    failure = read_failure(response, detail_keys=DETAIL_KEYS)
+    reason = _reject_reason(failure.body)
+    return dataclasses.replace(failure, codes=frozenset({reason}) if reason else frozenset())
 
 
 def vendor_detail(response: httpx.Response) -> tuple[str, Any, str | None]:
     """``(a short message, the body to keep on the error, the reject_reason)``, whatever the body is:
     JSON ``{"error": ..., "reject_reason": ...}``, plain text, an HTML page (its title), or nothing."""
-    text = response.text if response.content else ""
-    content_type = response.headers.get("content-type", "").lower()
-    stripped = text.lstrip()
-    if "json" in content_type or stripped.startswith(("{", "[")):
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if body is not None:
-            return _json_detail(body), body, _reject_reason(body)
-    if "html" in content_type or stripped[:15].lower().startswith(("<!doctype", "<html")):
-        match = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
-        title = html.unescape(" ".join(match.group(1).split())) if match else ""
-        return (f"an HTML page titled {title!r}" if title else "an HTML page"), text[:_MAX_KEPT_BODY], None
-    snippet = " ".join(text.split())[:300]
-    return (snippet or "no message"), (text[:_MAX_KEPT_BODY] or None), None
+    body = read_body(response)
+    return body.summary(DETAIL_KEYS), body.kept(), _reject_reason(body.data)
 
 
 def _reject_reason(body: Any) -> str | None:
@@ -149,37 +150,6 @@ def _reject_reason(body: Any) -> str | None:
         return None
 
 
-def _json_detail(body: Any) -> str:
-    if isinstance(body, dict):
-        parts = [
-            str(body[key]).strip()
-            for key in ("error", "message", "detail", "reject_reason")
-            if isinstance(body.get(key), (str, int, float)) and str(body[key]).strip()
-        ]
-        if parts:
-            return " — ".join(dict.fromkeys(parts))[:300]
-    return " ".join(str(body).split())[:300] or "no message"
-
-
 def error_from_response(response: httpx.Response) -> ProviderError:
     """The ideochar error for a non-200 answer from an Ideogram v3 route (see ``RULES``)."""
-    status = response.status_code
-    detail, body, reason = vendor_detail(response)
-    rule = next((r for r in RULES if r.matches(status, reason)), None)
-    error_type: type[ProviderError]
-    billed: Billed
-    if rule is not None:
-        error_type, message, billed = rule.error, rule.message, rule.billed
-    elif 400 <= status < 500:
-        error_type, message, billed = RequestRejected, "Ideogram refused the request (HTTP {status}): {detail}", "no"
-    else:
-        error_type = UnexpectedResponse
-        message, billed = "Ideogram answered HTTP {status}, which ideochar does not expect: {detail}", "unknown"
-    return error_type(
-        message.format(detail=detail, status=status),
-        provider=PROVIDER,
-        status=status,
-        billed=billed,
-        body=body,
-        retry_after=parse_retry_after(response.headers) if error_type is RateLimited else None,
-    )
+    return error_for(_failure(response), RULES, provider=PROVIDER, title="Ideogram")

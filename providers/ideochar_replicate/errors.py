@@ -17,6 +17,7 @@ What each error says about billing matters as much as its class:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -36,14 +37,24 @@ from ideochar.errors import (
     RateLimited,
     RequestRejected,
 )
-from ideochar.retry import parse_retry_after
+from ideochar.toolkit import (
+    SERVER_ERRORS,
+    ErrorRule,
+    Failure,
+    VendorBody,
+    error_for,
+    on_phase,
+    read_body,
+    read_failure,
+    statuses,
+)
 from ideochar_replicate.wire import Prediction, Problem
 
 __all__ = [
     "AMBIGUOUS_CREATE_STATUSES",
     "BILLED_BY_OUTCOME",
+    "RULES",
     "SAFETY_PATTERN",
-    "STATUS_ERRORS",
     "Phase",
     "error_from_prediction",
     "error_from_response",
@@ -54,18 +65,6 @@ Phase = Literal["create", "upload", "poll", "cancel"]
 """Which request answered: the same status means different things on different routes."""
 
 PROVIDER = "replicate"
-
-#: HTTP status -> error class (5xx not listed: all ProviderUnavailable; other 4xx: RequestRejected).
-STATUS_ERRORS: Mapping[int, type[ProviderError]] = {
-    400: RequestRejected,
-    401: AuthenticationFailed,
-    402: InsufficientCredits,
-    403: AuthenticationFailed,
-    404: ProviderUnavailable,  # on create: the model route is gone or the base URL is wrong (see below)
-    413: RequestRejected,
-    422: RequestRejected,
-    429: RateLimited,
-}
 
 #: On the create request, a gateway that gave up waiting (the request is held up to 60 s with
 #: ``Prefer: wait``) may answer after the API created the prediction: the job may exist and bill,
@@ -91,25 +90,83 @@ SAFETY_PATTERN = re.compile(
 # Replicate's 429 detail says when the limit resets: "Your rate limit resets in ~30s." [V: rate-limits page]
 _RESETS_IN = re.compile(r"resets in ~?\s*(\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
 
+ON_CREATE = on_phase("create")
+#: Answers about a prediction that exists (it was created, so it may bill).
+ABOUT_A_PREDICTION = on_phase("poll", "cancel")
+_ANY_STATUS = frozenset(range(100, 600))
+_REFUSED_KEY_MESSAGE = "Replicate refused the API token (check REPLICATE_API_TOKEN) (HTTP {status}): {detail}"
+_NO_CREDIT_MESSAGE = "the Replicate account has no credit for this (HTTP {status}): {detail}"
+_REJECTED_MESSAGE = "Replicate rejected the request (HTTP {status}): {detail}"
+
+#: Read top to bottom, first match wins. The status decides the class; the route (``phase``) decides
+#: what a refusal says about a prediction that may exist.
+RULES: tuple[ErrorRule, ...] = (
+    ErrorRule(
+        "create answer lost",
+        OutcomeUnknown,
+        "Replicate's gateway answered {status} to the prediction request; the prediction may have been "
+        "created and may bill, but its id was not returned ({detail})",
+        AMBIGUOUS_CREATE_STATUSES,
+        ON_CREATE,
+        billed="unknown",
+    ),
+    ErrorRule("server", ProviderUnavailable, "Replicate is unavailable (HTTP {status}): {detail}", SERVER_ERRORS),
+    ErrorRule("rate limit", RateLimited, "Replicate is rate limiting requests: {detail}", statuses(429)),
+    ErrorRule(
+        "no model route",
+        ProviderUnavailable,
+        "Replicate has no route for the ideogram-character model here (HTTP 404: {detail}); "
+        "the model may have moved, or the base URL is wrong",
+        statuses(404),
+        ON_CREATE,
+    ),
+    ErrorRule(
+        "unknown prediction",
+        RequestRejected,
+        "Replicate knows no prediction {prediction} for this key (HTTP 404: {detail}); "
+        "was it created with another account's key?",
+        statuses(404),
+        ABOUT_A_PREDICTION,
+        billed="unknown",
+    ),
+    ErrorRule(
+        "token, prediction exists",
+        AuthenticationFailed,
+        _REFUSED_KEY_MESSAGE,
+        statuses(401, 403),
+        ABOUT_A_PREDICTION,
+        "unknown",
+    ),
+    ErrorRule("token", AuthenticationFailed, _REFUSED_KEY_MESSAGE, statuses(401, 403)),
+    ErrorRule(
+        "credit, prediction exists",
+        InsufficientCredits,
+        _NO_CREDIT_MESSAGE,
+        statuses(402),
+        ABOUT_A_PREDICTION,
+        "unknown",
+    ),
+    ErrorRule("credit", InsufficientCredits, _NO_CREDIT_MESSAGE, statuses(402)),
+    ErrorRule("not found", ProviderUnavailable, "Replicate answered an error (HTTP {status}): {detail}", statuses(404)),
+    ErrorRule(
+        "refused, prediction exists", RequestRejected, _REJECTED_MESSAGE, _ANY_STATUS, ABOUT_A_PREDICTION, "unknown"
+    ),
+    ErrorRule("refused", RequestRejected, _REJECTED_MESSAGE, _ANY_STATUS),
+)
+
 
 def problem_of(response: httpx.Response) -> Problem | None:
     """The RFC 7807 body, or None when the body is not one (HTML from a gateway, empty, garbage)."""
-    try:
-        data = response.json()
-    except ValueError:
+    return _problem(read_body(response))
+
+
+def _problem(body: VendorBody) -> Problem | None:
+    if not isinstance(body.data, dict):
         return None
-    if not isinstance(data, dict):
-        return None
     try:
-        return Problem.model_validate(data)
+        return Problem.model_validate(body.data)
     except ValidationError:
         return None
-
-
-def _body(response: httpx.Response, problem: Problem | None) -> object:
-    if problem is not None:
-        return problem.model_dump(exclude_none=True)
-    return response.text[:500] if response.content else None
 
 
 def _describe(response: httpx.Response, problem: Problem | None) -> str:
@@ -126,57 +183,30 @@ def _describe(response: httpx.Response, problem: Problem | None) -> str:
     return f"HTTP {response.status_code} with a {kind} body"
 
 
+def _failure(response: httpx.Response, phase: Phase, vendor_request_id: str | None) -> Failure:
+    """The answer read once: a problem body gives the words, the 429 detail a Retry-After if the header does not."""
+    body = read_body(response)
+    failure = read_failure(response, phase=phase, body=body)
+    problem = _problem(body)
+    retry_after = failure.retry_after
+    if retry_after is None and problem is not None and problem.detail:
+        match = _RESETS_IN.search(problem.detail)
+        retry_after = float(match.group(1)) if match else None
+    return dataclasses.replace(
+        failure,
+        detail=_describe(response, problem),
+        body=problem.model_dump(exclude_none=True) if problem is not None else body.excerpt(),
+        request_id=vendor_request_id,
+        retry_after=retry_after,
+    )
+
+
 def error_from_response(
     response: httpx.Response, *, phase: Phase, vendor_request_id: str | None = None
 ) -> ProviderError:
-    """The error for a non-2xx answer. Never raises: a body it cannot read still gives a class."""
-    status = response.status_code
-    problem = problem_of(response)
-    detail = _describe(response, problem)
-    body = _body(response, problem)
-    common: dict[str, Any] = {
-        "provider": PROVIDER,
-        "status": status,
-        "body": body,
-        "vendor_request_id": vendor_request_id,
-    }
-
-    if phase == "create" and status in AMBIGUOUS_CREATE_STATUSES:
-        return OutcomeUnknown(
-            f"Replicate's gateway answered {status} to the prediction request; the prediction may have been "
-            f"created and may bill, but its id was not returned ({detail})",
-            **common,
-        )
-    if status >= 500:
-        return ProviderUnavailable(f"Replicate is unavailable (HTTP {status}): {detail}", **common)
-    if status == 429:
-        retry_after = parse_retry_after(response.headers)
-        if retry_after is None and problem is not None and problem.detail:
-            match = _RESETS_IN.search(problem.detail)
-            retry_after = float(match.group(1)) if match else None
-        return RateLimited(f"Replicate is rate limiting requests: {detail}", retry_after=retry_after, **common)
-    if status == 404:
-        if phase == "create":
-            return ProviderUnavailable(
-                f"Replicate has no route for the ideogram-character model here (HTTP 404: {detail}); "
-                "the model may have moved, or the base URL is wrong",
-                **common,
-            )
-        if phase in ("poll", "cancel"):
-            return RequestRejected(
-                f"Replicate knows no prediction {vendor_request_id or ''} for this key (HTTP 404: {detail}); "
-                "was it created with another account's key?",
-                billed="unknown",
-                **common,
-            )
-    cls = STATUS_ERRORS.get(status, RequestRejected)
-    what = {
-        AuthenticationFailed: "Replicate refused the API token (check REPLICATE_API_TOKEN)",
-        InsufficientCredits: "the Replicate account has no credit for this",
-        RequestRejected: "Replicate rejected the request",
-    }.get(cls, "Replicate answered an error")
-    billed: Billed = "unknown" if phase in ("poll", "cancel") else "no"
-    return cls(f"{what} (HTTP {status}): {detail}", billed=billed, **common)
+    """The error for a non-2xx answer (see ``RULES``). Never raises: a body it cannot read still gives a class."""
+    failure = _failure(response, phase, vendor_request_id)
+    return error_for(failure, RULES, provider=PROVIDER, title="Replicate", prediction=vendor_request_id or "")
 
 
 def error_from_prediction(prediction: Prediction) -> ProviderError:

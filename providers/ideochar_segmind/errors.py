@@ -21,10 +21,8 @@ Choices made here:
 
 from __future__ import annotations
 
-import html
-import re
+import dataclasses
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -38,9 +36,19 @@ from ideochar.errors import (
     ProviderUnavailable,
     RateLimited,
     RequestRejected,
-    UnexpectedResponse,
 )
 from ideochar.retry import parse_retry_after
+from ideochar.toolkit import (
+    CLIENT_ERRORS,
+    SERVER_ERRORS,
+    ErrorRule,
+    Failure,
+    error_for,
+    mentions,
+    read_body,
+    read_failure,
+    statuses,
+)
 from ideochar_segmind.wire import HEADER_RATE_LIMIT_RESET, HEADER_REQUEST_ID
 
 __all__ = [
@@ -48,7 +56,6 @@ __all__ = [
     "CREDIT_WORDS",
     "RULES",
     "SAFETY_WORDS",
-    "Rule",
     "error_from_response",
     "failed_job_error",
     "retry_after_seconds",
@@ -63,152 +70,104 @@ SAFETY_WORDS: tuple[str, ...] = ("nsfw", "safety", "unsafe", "content policy", "
 CREDIT_WORDS: tuple[str, ...] = ("credit", "balance", "spend", "insufficient", "fund")
 #: A 406 about the request's Content-Type: a bug on our side, worth a precise message.
 CONTENT_TYPE_WORDS: tuple[str, ...] = ("content type", "content-type")
+#: Where Segmind's words are in a JSON error body (``{"error"}``, or OAuth's ``{"error", "error_description"}``).
+DETAIL_KEYS: tuple[str, ...] = ("error", "error_description", "message", "detail")
 
-_MAX_KEPT_BODY = 1000
+SAFETY = mentions("safety words", SAFETY_WORDS)
 
-
-@dataclass(frozen=True)
-class Rule:
-    """One row: these statuses (and, if given, one of these words in the message) -> this error."""
-
-    statuses: frozenset[int]
-    error: type[ProviderError]
-    message: str
-    """A sentence; ``{detail}`` is the vendor's message, ``{status}`` the HTTP status."""
-    words: tuple[str, ...] = ()
-
-    def matches(self, status: int, detail: str) -> bool:
-        if status not in self.statuses:
-            return False
-        lowered = detail.lower()
-        return not self.words or any(word in lowered for word in self.words)
-
-
-_5XX = frozenset(range(500, 600))
-
-RULES: tuple[Rule, ...] = (
-    Rule(
-        frozenset({400, 406, 422, 500}),
+RULES: tuple[ErrorRule, ...] = (
+    ErrorRule(
+        "safety",
         ContentFiltered,
         "Segmind's safety check refused the request: {detail}",
-        SAFETY_WORDS,
+        statuses(400, 406, 422, 500),
+        SAFETY,
     ),
-    Rule(
-        frozenset({401}),
+    ErrorRule(
+        "auth",
         AuthenticationFailed,
         "Segmind refused the API key (sent as x-api-key; check SEGMIND_API_KEY): {detail}",
+        statuses(401),
     ),
-    Rule(
-        frozenset({403}),
+    ErrorRule(
+        "forbidden",
         AuthenticationFailed,
         "this Segmind account or team is not allowed to use ideogram-character: {detail}",
+        statuses(403),
     ),
-    Rule(
-        frozenset({406}),
+    ErrorRule(
+        "content type",
         RequestRejected,
         "Segmind refused the request's Content-Type ({detail}); this is a bug in ideochar, please report it",
-        CONTENT_TYPE_WORDS,
+        statuses(406),
+        mentions("content-type words", CONTENT_TYPE_WORDS),
     ),
-    Rule(
-        frozenset({406}),
+    ErrorRule(
+        "credits",
         InsufficientCredits,
         "the Segmind account cannot pay for this request (credits or spend limit): {detail}",
-        CREDIT_WORDS,
+        statuses(406),
+        mentions("credit words", CREDIT_WORDS),
     ),
-    Rule(frozenset({406}), RequestRejected, "Segmind refused a parameter value before running the model: {detail}"),
-    Rule(frozenset({400, 413, 422}), RequestRejected, "Segmind rejected the request as invalid: {detail}"),
-    Rule(
-        frozenset({404}),
+    ErrorRule(
+        "parameter",
+        RequestRejected,
+        "Segmind refused a parameter value before running the model: {detail}",
+        statuses(406),
+    ),
+    ErrorRule("invalid", RequestRejected, "Segmind rejected the request as invalid: {detail}", statuses(400, 413, 422)),
+    ErrorRule(
+        "no route",
         ProviderUnavailable,
         "Segmind has no ideogram-character endpoint here (404: {detail}); check the base URL",
+        statuses(404),
     ),
-    Rule(
-        frozenset({405}),
+    ErrorRule(
+        "not the API",
         ProviderUnavailable,
         "Segmind answered 405 Method Not Allowed ({detail}); the base URL does not seem to point at its API",
+        statuses(405),
     ),
-    Rule(frozenset({410}), ProviderUnavailable, "Segmind has retired ideogram-character (410): {detail}"),
-    Rule(
-        frozenset({429}),
+    ErrorRule("retired", ProviderUnavailable, "Segmind has retired ideogram-character (410): {detail}", statuses(410)),
+    ErrorRule(
+        "rate limit",
         RateLimited,
         "Segmind's rate limit was reached (5 requests a minute on the free plan, 50 on Pro): {detail}",
+        statuses(429),
     ),
-    Rule(
-        frozenset({500}),
+    ErrorRule(
+        "500",
         ProviderUnavailable,
         "Segmind failed with HTTP 500 ({detail}); on Segmind this is often a parameter value the model "
         "refused, so check the request before assuming an outage",
+        statuses(500),
     ),
-    Rule(_5XX, ProviderUnavailable, "Segmind is unavailable (HTTP {status}): {detail}"),
+    ErrorRule("server", ProviderUnavailable, "Segmind is unavailable (HTTP {status}): {detail}", SERVER_ERRORS),
+    ErrorRule("other 4xx", RequestRejected, "Segmind refused the request (HTTP {status}): {detail}", CLIENT_ERRORS),
 )
 
 
 def vendor_detail(response: httpx.Response) -> tuple[str, Any]:
-    """``(a short message from the vendor, the body to keep on the error)``, whatever the body is.
-
+    """``(a short message from the vendor, the body to keep on the error)``, whatever the body is:
     JSON ``{"error": ...}`` (and the OAuth-style ``{"error", "error_description"}``), plain text, an
-    HTML page (its title), or nothing.
-    """
-    text = response.text if response.content else ""
-    content_type = response.headers.get("content-type", "").lower()
-    stripped = text.lstrip()
-    if "json" in content_type or stripped.startswith(("{", "[")):
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if body is not None:
-            return _json_detail(body), body
-    if "html" in content_type or stripped[:15].lower().startswith(("<!doctype", "<html")):
-        return _html_detail(text), text[:_MAX_KEPT_BODY]
-    snippet = " ".join(text.split())[:300]
-    return (snippet or "no message"), (text[:_MAX_KEPT_BODY] or None)
+    HTML page (its title), or nothing. Redacted before it is cut."""
+    body = read_body(response)
+    return body.summary(DETAIL_KEYS), body.kept()
 
 
-def _json_detail(body: Any) -> str:
-    if isinstance(body, dict):
-        parts = [
-            str(body[key]).strip()
-            for key in ("error", "error_description", "message", "detail")
-            if isinstance(body.get(key), (str, int, float)) and str(body[key]).strip()
-        ]
-        if parts:
-            return " — ".join(dict.fromkeys(parts))[:300]
-    return " ".join(str(body).split())[:300] or "no message"
-
-
-def _html_detail(text: str) -> str:
-    match = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
-    if match and match.group(1).strip():
-        return f"an HTML page titled {html.unescape(' '.join(match.group(1).split()))!r}"
-    return "an HTML page"
+def _failure(response: httpx.Response) -> Failure:
+    """The answer read once: Segmind's request id is in a header or the body, its Retry-After in a reset time."""
+    failure = read_failure(response, detail_keys=DETAIL_KEYS, request_id_header=HEADER_REQUEST_ID)
+    return dataclasses.replace(
+        failure,
+        request_id=failure.request_id or _body_request_id(failure.body),
+        retry_after=retry_after_seconds(response.headers),
+    )
 
 
 def error_from_response(response: httpx.Response, *, admitted: bool = False) -> ProviderError:
     """The ideochar error for a non-200 answer from Segmind (see ``RULES``)."""
-    status = response.status_code
-    detail, body = vendor_detail(response)
-    request_id = response.headers.get(HEADER_REQUEST_ID) or _body_request_id(body)
-    rule = next((r for r in RULES if r.matches(status, detail)), None)
-    if rule is None:
-        error_type: type[ProviderError]
-        if 400 <= status < 500:
-            error_type, message = RequestRejected, "Segmind refused the request (HTTP {status}): {detail}"
-        else:
-            error_type = UnexpectedResponse
-            message = "Segmind answered HTTP {status}, which ideochar does not expect: {detail}"
-    else:
-        error_type, message = rule.error, rule.message
-    return _build(
-        error_type,
-        message.format(detail=detail, status=status),
-        status=status,
-        request_id=request_id,
-        body=body,
-        retry_after=retry_after_seconds(response.headers) if error_type is RateLimited else None,
-        billed="no" if error_type is not UnexpectedResponse else "unknown",
-        admitted=admitted,
-    )
+    return error_for(_failure(response), RULES, provider=PROVIDER, title="Segmind", admitted=admitted)
 
 
 def retry_after_seconds(headers: httpx.Headers, *, now: float | None = None) -> float | None:
@@ -236,41 +195,25 @@ def failed_job_error(
 ) -> ProviderError:
     """A v2 job that ran and ended FAILED: a safety refusal or a generation failure, never billed."""
     text = (detail or "no reason given").strip()
-    lowered = text.lower()
-    safety = any(word in lowered for word in SAFETY_WORDS)
+    safety = SAFETY(Failure(status=status or 200, detail=text))
     error_type: type[ProviderError] = ContentFiltered if safety else GenerationFailed
     message = (
         f"Segmind's safety check refused job {request_id}: {text}"
         if safety
         else f"Segmind job {request_id} failed: {text}"
     )
-    return _build(error_type, message, status=status, request_id=request_id, body=body, billed="no", admitted=True)
+    return error_type(
+        message,
+        provider=PROVIDER,
+        status=status,
+        vendor_request_id=request_id,
+        billed="no",
+        body=body,
+        admitted=True,
+    )
 
 
 def _body_request_id(body: Any) -> str | None:
     if isinstance(body, dict) and isinstance(body.get("request_id"), str):
         return str(body["request_id"])
     return None
-
-
-def _build(
-    error_type: type[ProviderError],
-    message: str,
-    *,
-    status: int | None,
-    request_id: str | None,
-    body: Any,
-    billed: Any,
-    admitted: bool,
-    retry_after: float | None = None,
-) -> ProviderError:
-    return error_type(
-        message,
-        provider=PROVIDER,
-        status=status,
-        vendor_request_id=request_id,
-        billed=billed,
-        body=body,
-        retry_after=retry_after,
-        admitted=admitted,
-    )

@@ -20,7 +20,6 @@ from ideochar.errors import (
     RequestRejected,
 )
 from ideochar_replicate.errors import (
-    STATUS_ERRORS,
     Phase,
     error_from_prediction,
     error_from_response,
@@ -34,6 +33,18 @@ def _response(status: int, body: Any = None, **headers: str) -> httpx.Response:
     if isinstance(body, (dict, list)):
         return httpx.Response(status, json=body, headers=headers, request=request)
     return httpx.Response(status, text=body or "", headers=headers, request=request)
+
+
+STATUS_ERRORS: dict[int, type[ProviderError]] = {
+    400: RequestRejected,
+    401: AuthenticationFailed,
+    402: InsufficientCredits,
+    403: AuthenticationFailed,
+    404: ProviderUnavailable,
+    413: RequestRejected,
+    422: RequestRejected,
+    429: RateLimited,
+}
 
 
 @pytest.mark.parametrize("status", sorted(STATUS_ERRORS))
