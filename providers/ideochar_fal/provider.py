@@ -22,18 +22,18 @@ hosts or the configured base URL's host, never to a CDN or to a URL a reply name
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from typing_extensions import Self
 
-from ideochar._constants import MAX_RETRY_AFTER_SECONDS, POLL_INITIAL_SECONDS, POLL_MAX_SECONDS
+from ideochar._constants import POLL_INITIAL_SECONDS, POLL_MAX_SECONDS
 from ideochar.errors import (
     GenerationFailed,
     InvalidRequest,
@@ -42,11 +42,24 @@ from ideochar.errors import (
     UnexpectedResponse,
 )
 from ideochar.events import Event
-from ideochar.exchange import ChunkReader, NextEvent, ReaderStream, Send, ServerSentEvent, Sleep, download_image
+from ideochar.exchange import ChunkReader, NextEvent, ReaderStream, Send, ServerSentEvent
 from ideochar.request import CharacterRequest, OperationName, Speed
-from ideochar.result import GeneratedImage, ImageFailure
-from ideochar.retry import backoff_seconds
 from ideochar.spec import CallContext, Exchange, Provider, ProviderInfo, ProviderOutput
+from ideochar.toolkit import (
+    Collected,
+    Done,
+    NamedImage,
+    Pending,
+    PollSchedule,
+    Retry,
+    TrustedOrigins,
+    Unreadable,
+    collect_images,
+    json_or_none,
+    parse_reply,
+    poll,
+    read_body,
+)
 from ideochar_fal.errors import completed_error, error_from_response
 from ideochar_fal.mapping import MASK_POLARITY_INFERRED, Payload, to_payload
 from ideochar_fal.wire import (
@@ -202,7 +215,8 @@ class FalProvider(Provider):
         assert job.cancel_url is not None
         _require_trusted(job.cancel_url, ctx)
         response = yield Send(httpx.Request("PUT", job.cancel_url, headers=_headers(ctx)), timeout=POLL_TIMEOUT_SECONDS)
-        outcome = _json_field(response, "status")
+        answer = json_or_none(response)
+        outcome = answer.get("status") if isinstance(answer, dict) else None
         if isinstance(outcome, str) and outcome.upper() in _CANCEL_OUTCOMES:
             return outcome.lower()
         if response.is_success:
@@ -218,17 +232,16 @@ class FalProvider(Provider):
         response = yield Send(_post(url, payload, ctx, options), admits=True, timeout=SUBMIT_TIMEOUT_SECONDS)
         if not response.is_success:
             raise error_from_response(response)
-        try:
-            submitted = Submitted.model_validate(_json_or_none(response))
-        except ValidationError:
+        submitted = parse_reply(response, Submitted)
+        if isinstance(submitted, Unreadable):
             raise UnexpectedResponse(
                 f"fal accepted the submit (HTTP {response.status_code}) but gave no request_id; the job may run "
-                "and be billed, and cannot be followed",
+                f"and be billed, and cannot be followed ({submitted.reason})",
                 provider=PROVIDER,
                 status=response.status_code,
                 billed="unknown",
-                body=response.text[:1000],
-            ) from None
+                body=submitted.body,
+            )
         try:
             status_url, response_url, cancel_url = request_urls(ctx.url("queue"), submitted.request_id)
             job = ResumeState(
@@ -249,7 +262,7 @@ class FalProvider(Provider):
                 status=response.status_code,
                 billed="unknown",
                 admitted=True,
-                body=response.text[:1000],
+                body=read_body(response).kept(),
             ) from None
         yield Event(
             "submitted",
@@ -348,25 +361,8 @@ def _post(url: str, payload: Payload, ctx: CallContext, options: FalOptions) -> 
 
 
 def _require_trusted(url: str, ctx: CallContext) -> None:
-    """The key goes only to fal's hosts or to a configured base URL's host (emulator, proxy)."""
-    try:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        _ = parts.port  # raises for a port out of range
-    except ValueError:
-        raise UnexpectedResponse(
-            f"fal named a job URL that cannot be parsed ({url[:100]!r})", provider=PROVIDER, billed="unknown"
-        ) from None
-    configured = {(urlsplit(base).hostname or "").lower() for base in ctx.base_urls.values()}
-    if host and host in configured and parts.scheme in ("http", "https"):
-        return
-    if parts.scheme == "https" and any(host == d or host.endswith("." + d) for d in TRUSTED_DOMAINS):
-        return
-    raise UnexpectedResponse(
-        f"fal named a job URL on an unexpected host ({parts.scheme}://{host}); ideochar will not send the key there",
-        provider=PROVIDER,
-        billed="unknown",
-    )
+    """The key goes only to a configured base URL's origin (emulator, proxy) or to fal's own hosts over https."""
+    TrustedOrigins.of(ctx.base_urls.values(), TRUSTED_DOMAINS).require(url, provider=PROVIDER, title="fal")
 
 
 def _resume_state(state: Mapping[str, Any], ctx: CallContext) -> ResumeState:
@@ -410,7 +406,7 @@ def _stream_status(job: ResumeState, ctx: CallContext) -> Exchange[QueueStatus |
         return None
     if response.status_code != 200:
         return None  # polling reads the same error with its body, or succeeds
-    last: tuple[str, int | None] | None = None
+    last: object = None
     while True:
         try:
             event = yield NextEvent(response)
@@ -423,7 +419,10 @@ def _stream_status(job: ResumeState, ctx: CallContext) -> Exchange[QueueStatus |
             continue
         if document.status == "COMPLETED":
             return document
-        last = yield from _progress(job, document, last)
+        pending = _pending(job, document)
+        if pending.key != last and pending.event is not None:
+            yield pending.event
+        last = pending.key
 
 
 def _event_document(event: ServerSentEvent) -> QueueStatus | None:
@@ -435,185 +434,141 @@ def _event_document(event: ServerSentEvent) -> QueueStatus | None:
         return None  # a log line or an event we do not know: not a status
 
 
-def _progress(
-    job: ResumeState, document: QueueStatus, last: tuple[str, int | None] | None
-) -> Exchange[tuple[str, int | None]]:
-    """A ``progress`` event when the status or the queue position changed."""
-    current = (document.status, document.queue_position)
-    if current != last:
-        yield Event(
-            "progress",
-            vendor_request_id=job.request_id,
-            status=_NEUTRAL_STATUS.get(document.status, "running"),
-            queue_position=document.queue_position,
-            message=None if document.status in _NEUTRAL_STATUS else f"fal status {document.status}",
-        )
-    return current
+def _pending(job: ResumeState, document: QueueStatus) -> Pending:
+    """A job still queued or running; its ``progress`` event is sent when the status or the position changes."""
+    event = Event(
+        "progress",
+        vendor_request_id=job.request_id,
+        status=_NEUTRAL_STATUS.get(document.status, "running"),
+        queue_position=document.queue_position,
+        message=None if document.status in _NEUTRAL_STATUS else f"fal status {document.status}",
+    )
+    return Pending((document.status, document.queue_position), event)
+
+
+def _poll_schedule() -> PollSchedule:
+    return PollSchedule(POLL_INITIAL_SECONDS, POLL_MAX_SECONDS, POLL_GROWTH, POLL_RETRIES)
 
 
 def _poll_status(job: ResumeState, ctx: CallContext, *, first_wait: float) -> Exchange[QueueStatus]:
     """Poll ``status_url`` until COMPLETED: fast at first, slower for a long queue. GETs are repeated
-    on transport errors, 429 (honouring Retry-After) and 5xx, up to POLL_RETRIES in a row."""
+    on transport errors, 429 (honouring Retry-After), 5xx and unreadable answers, up to POLL_RETRIES in a row."""
     assert job.status_url is not None
     url = str(httpx.URL(job.status_url).copy_merge_params({"logs": "0"}))
-    wait, failures = first_wait, 0
-    last: tuple[str, int | None] | None = None
-    while True:
-        if wait > 0:
-            yield Sleep(wait)
-        try:
-            response = yield Send(httpx.Request("GET", url, headers=_headers(ctx)), timeout=POLL_TIMEOUT_SECONDS)
-        except ProviderUnavailable:
-            failures += 1
-            if failures > POLL_RETRIES:
-                raise
-            wait = backoff_seconds(failures)
-            continue
-        if response.status_code in (200, 202):
-            try:
-                document = QueueStatus.model_validate(_json_or_none(response))
-            except ValidationError:
-                # A status GET is safe to repeat: an unreadable answer (a proxy's page, a cut body) is
-                # retried like a 5xx; only a run of them ends the wait, with the job's id to resume by.
-                failures += 1
-                if failures > POLL_RETRIES:
-                    raise UnexpectedResponse(
-                        f"fal's status for job {job.request_id} is not a status document "
-                        f"(HTTP {response.status_code}, {failures} times in a row)",
-                        provider=PROVIDER,
-                        status=response.status_code,
-                        body=response.text[:1000],
-                        admitted=True,
-                    ) from None
-                wait = backoff_seconds(failures)
-                continue
-            if document.status == "COMPLETED":
-                return document
-            failures = 0
-            last = yield from _progress(job, document, last)
-            wait = min(max(wait, POLL_INITIAL_SECONDS) * POLL_GROWTH, POLL_MAX_SECONDS)
-            continue
-        error = error_from_response(response, admitted=True)
-        if response.status_code != 429 and response.status_code < 500:
-            raise error
-        failures += 1
-        if failures > POLL_RETRIES:
-            raise error
-        wait = _retry_wait(error, failures)
+
+    def send() -> Send:
+        return Send(httpx.Request("GET", url, headers=_headers(ctx)), timeout=POLL_TIMEOUT_SECONDS)
+
+    read = functools.partial(_read_status, job)
+    return (yield from poll(send, read, _poll_schedule(), first_wait=first_wait))
 
 
-def _retry_wait(error: ProviderError, failures: int) -> float:
-    if error.retry_after is not None:
-        return min(error.retry_after, MAX_RETRY_AFTER_SECONDS)
-    return backoff_seconds(failures)
+def _read_status(job: ResumeState, response: httpx.Response) -> Done[QueueStatus] | Pending | Retry:
+    if response.status_code in (200, 202):
+        document = parse_reply(response, QueueStatus)
+        if isinstance(document, Unreadable):
+            # A status GET is safe to repeat: an unreadable answer (a proxy's page, a cut body) is retried
+            # like a 5xx; only a run of them ends the wait, with the job's id to resume by.
+            return Retry(
+                UnexpectedResponse(
+                    f"fal's status for job {job.request_id} is not a status document "
+                    f"(HTTP {response.status_code}: {document.reason})",
+                    provider=PROVIDER,
+                    status=response.status_code,
+                    body=document.body,
+                    admitted=True,
+                )
+            )
+        return Done(document) if document.status == "COMPLETED" else _pending(job, document)
+    error = error_from_response(response, admitted=True)
+    if response.status_code == 429 or response.status_code >= 500:
+        return Retry(error)
+    raise error
 
 
 def _fetch_result(job: ResumeState, ctx: CallContext) -> Exchange[Output]:
     """``GET response_url``: repeated on transport errors, 429, 5xx and a result not ready yet."""
     assert job.response_url is not None
-    last: ProviderError | None = None
-    for attempt in range(RESULT_ATTEMPTS):
-        if attempt:
-            yield Sleep(_retry_wait(last, attempt) if last is not None else backoff_seconds(attempt))
-        try:
-            response = yield Send(
-                httpx.Request("GET", job.response_url, headers=_headers(ctx)), timeout=RESULT_TIMEOUT_SECONDS
-            )
-        except ProviderUnavailable as exc:
-            last = exc
-            continue
-        if response.status_code == 200:
-            return _parse_output(response, job.request_id)
-        if response.status_code == 202 or (
-            response.status_code == 400 and "in progress" in response.text[:500].lower()
-        ):
-            last = ProviderUnavailable(
+    url = job.response_url
+
+    def send() -> Send:
+        return Send(httpx.Request("GET", url, headers=_headers(ctx)), timeout=RESULT_TIMEOUT_SECONDS)
+
+    schedule = PollSchedule(failures=RESULT_ATTEMPTS - 1)
+    return (yield from poll(send, functools.partial(_read_result, job), schedule))
+
+
+def _read_result(job: ResumeState, response: httpx.Response) -> Done[Output] | Pending | Retry:
+    if response.status_code == 200:
+        return Done(_parse_output(response, job.request_id))
+    if response.status_code == 202 or (
+        response.status_code == 400 and "in progress" in read_body(response).text[:500].lower()
+    ):
+        return Retry(
+            ProviderUnavailable(
                 f"fal's result for job {job.request_id} is not ready yet", provider=PROVIDER, status=202
             )
-            continue
-        error = error_from_response(response, admitted=True)
-        if response.status_code == 429 or response.status_code >= 500:
-            last = error
-            continue
-        raise error  # the job's own failure (a 422 from the model, a content refusal)
-    assert last is not None
-    raise last
+        )
+    error = error_from_response(response, admitted=True)
+    if response.status_code == 429 or response.status_code >= 500:
+        return Retry(error)
+    raise error  # the job's own failure (a 422 from the model, a content refusal)
 
 
 def _parse_output(response: httpx.Response, request_id: str | None) -> Output:
-    try:
-        return Output.model_validate(_json_or_none(response))
-    except ValidationError as exc:
-        where = ".".join(str(p) for p in exc.errors()[0]["loc"]) or "body"
+    output = parse_reply(response, Output)
+    if isinstance(output, Unreadable):
         raise UnexpectedResponse(
-            f"fal's output for job {request_id or '(no id)'} is unreadable ({where}: {exc.errors()[0]['msg']})",
+            f"fal's output for job {request_id or '(no id)'} is unreadable ({output.reason})",
             provider=PROVIDER,
             status=response.status_code,
             vendor_request_id=request_id,
             billed="yes",
-            body=response.text[:1000],
-        ) from None
+            body=output.body,
+        )
+    return output
 
 
 def _collect(
     output: Output, request_id: str | None, asked: int | None, seed: int | None, metadata: dict[str, Any]
 ) -> Exchange[ProviderOutput]:
-    """Download every image; keep those that arrived and report the others, never losing a paid one."""
-    images: list[GeneratedImage] = []
-    failures: list[ImageFailure] = []
+    """Download the images asked for; keep those that arrived and report the others, never losing a paid one."""
     used_seed = output.seed if output.seed is not None else seed
-    for index, file in enumerate(output.images):
-        try:
-            image = yield from download_image(file.url, seed=used_seed)
-        except ProviderError as exc:
-            failures.append(
-                ImageFailure(
-                    index=index,
-                    reason=f"image {index + 1} could not be downloaded: {exc.message}",
-                    billed="yes",
-                    provider=PROVIDER,
-                    error_type=type(exc).__name__,
-                )
-            )
-            continue
-        images.append(image)
-        yield Event("downloaded", vendor_request_id=request_id, data={"index": index, "sha256": image.sha256})
-    for index in range(len(output.images), asked or 0):
-        failures.append(
-            ImageFailure(
-                index=index,
-                reason=f"fal returned {len(output.images)} of the {asked} images asked for",
-                billed="unknown",
-                provider=PROVIDER,
-            )
-        )
-    if not images:
-        if output.images:
-            raise UnexpectedResponse(
-                f"none of the {len(output.images)} images of fal job {request_id} could be downloaded: "
-                + "; ".join(f.reason for f in failures[:3]),
-                provider=PROVIDER,
-                vendor_request_id=request_id,
-                billed="yes",
-            )
-        raise GenerationFailed(
-            f"fal job {request_id} completed without any image",
-            provider=PROVIDER,
-            vendor_request_id=request_id,
-            billed="unknown",
-        )
+    named = [NamedImage(file.url, seed=used_seed) for file in output.images]
+    collected = yield from collect_images(
+        named,
+        asked=asked,
+        most=INFO.max_images_per_call,
+        provider=PROVIDER,
+        title="fal",
+        vendor_request_id=request_id,
+        announce=True,
+    )
+    if not collected.images:
+        raise _nothing_arrived(collected, request_id)
     if output.seed is not None:
         metadata["seed"] = output.seed
-    return ProviderOutput(images=images, vendor_request_id=request_id, failures=failures, metadata=metadata)
+    return ProviderOutput(
+        images=collected.images,
+        vendor_request_id=request_id,
+        failures=collected.failures,
+        warnings=collected.warnings,
+        metadata=metadata,
+    )
 
 
-def _json_or_none(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _json_field(response: httpx.Response, name: str) -> Any:
-    body = _json_or_none(response)
-    return body.get(name) if isinstance(body, dict) else None
+def _nothing_arrived(collected: Collected, request_id: str | None) -> ProviderError:
+    if collected.tried:
+        return UnexpectedResponse(
+            f"none of the {collected.tried} images of fal job {request_id} could be downloaded: "
+            + "; ".join(f.reason for f in collected.failures[:3]),
+            provider=PROVIDER,
+            vendor_request_id=request_id,
+            billed="yes",
+        )
+    return GenerationFailed(
+        f"fal job {request_id} completed without any image",
+        provider=PROVIDER,
+        vendor_request_id=request_id,
+        billed="unknown",
+    )

@@ -42,11 +42,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ideochar._constants import MAX_REFERENCE_BYTES
 from ideochar.errors import ContentFiltered, InvalidRequest, ProviderError, UnexpectedResponse
 from ideochar.events import Event
-from ideochar.exchange import Send, download_image, fetch_input
+from ideochar.exchange import Send, fetch_input
 from ideochar.media import ImageInput, is_grayscale
 from ideochar.request import CharacterRequest, Speed
-from ideochar.result import GeneratedImage, ImageFailure, RequestWarning
 from ideochar.spec import CallContext, Exchange, Provider, ProviderInfo, ProviderOutput
+from ideochar.toolkit import Collected, NamedImage, Unreadable, collect_images, parse_reply
 from ideochar_ideogram.errors import PROVIDER, error_from_response
 from ideochar_ideogram.mapping import request_images, route_path, to_form
 from ideochar_ideogram.wire import HEADER_KEY, EditPath, GenerationResponse, ImageObject, MultipartBody
@@ -245,94 +245,48 @@ def _dimensions(field: str, image: ImageInput) -> tuple[int, int] | None:
 def _parse_answer(response: httpx.Response) -> GenerationResponse:
     """The 200 answer, read through the wire model. The request ran, so an unreadable answer may well
     have been billed: the error says so and keeps the body."""
-    try:
-        body: Any = response.json()
-    except ValueError:
-        snippet = response.text[:300] if response.content else "(empty)"
+    answer = parse_reply(response, GenerationResponse)
+    if isinstance(answer, Unreadable):
         raise UnexpectedResponse(
-            f"Ideogram answered 200 with a body that is not JSON ({snippet!r}); the images may have been billed",
+            f"Ideogram answered 200 with no usable image list ({answer.reason}); the images may have been billed",
             provider=PROVIDER,
             status=200,
             billed="unknown",
-            body=snippet,
+            body=answer.body,
             admitted=True,
-        ) from None
-    try:
-        return GenerationResponse.model_validate(body)
-    except ValidationError as exc:
-        problem = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in problem["loc"]) or "body"
-        raise UnexpectedResponse(
-            f"Ideogram's answer has no usable image list ({where}: {problem['msg']}); the images may have been billed",
-            provider=PROVIDER,
-            status=200,
-            billed="unknown",
-            body=body,
-            admitted=True,
-        ) from None
+        )
+    return answer
+
+
+#: Why an image has no URL: Ideogram's safety check kept it back after making it.
+WITHHELD = "withheld by Ideogram's safety check (billed; no image is given)"
 
 
 def _collect(answer: GenerationResponse, *, num_images: int) -> Exchange[ProviderOutput]:
-    """Download every image now; account for each one that cannot be had."""
-    images: list[GeneratedImage] = []
-    failures: list[ImageFailure] = []
-    warnings: list[RequestWarning] = []
-    download_errors: list[ProviderError] = []
-    for index, item in enumerate(answer.data):
-        if item.withheld:
-            reason = "withheld by Ideogram's safety check (billed; no image is given)"
-            failures.append(
-                ImageFailure(index=index, reason=reason, billed="yes", provider=PROVIDER, error_type="ContentFiltered")
-            )
-            warnings.append(
-                RequestWarning(kind="withheld", field=None, message=f"image {index + 1}: {reason}", provider=PROVIDER)
-            )
-            continue
-        assert item.url is not None
-        try:
-            image = yield from download_image(item.url, seed=item.seed, prompt=item.prompt)
-        except ProviderError as exc:
-            exc.provider, exc.billed, exc.admitted = exc.provider or PROVIDER, "yes", True
-            download_errors.append(exc)
-            failures.append(
-                ImageFailure(
-                    index=index,
-                    reason=f"could not be downloaded: {exc.message}",
-                    billed="yes",
-                    provider=PROVIDER,
-                    error_type=type(exc).__name__,
-                )
-            )
-            continue
-        images.append(image)
-    if len(answer.data) < num_images:
-        warnings.append(
-            RequestWarning(
-                kind="other",
-                field="num_images",
-                message=f"asked for {num_images} images, Ideogram returned {len(answer.data)}",
-                provider=PROVIDER,
-            )
-        )
-    if not images:
-        raise _nothing_delivered(answer, failures, download_errors)
+    """Download every image asked for now; account for each one that cannot be had."""
+    named = [
+        NamedImage(item.url, seed=item.seed, prompt=item.prompt, withheld=WITHHELD if item.withheld else None)
+        for item in answer.data
+    ]
+    collected = yield from collect_images(
+        named, asked=num_images, most=INFO.max_images_per_call, provider=PROVIDER, title="Ideogram"
+    )
+    if not collected.images:
+        raise _nothing_delivered(answer, collected)
     return ProviderOutput(
-        images=images,
-        failures=failures,
-        warnings=warnings,
+        images=collected.images,
+        failures=collected.failures,
+        warnings=collected.warnings,
         metadata={"created": answer.created, "images": [_item_metadata(i, item) for i, item in enumerate(answer.data)]},
     )
 
 
-def _nothing_delivered(
-    answer: GenerationResponse, failures: list[ImageFailure], download_errors: list[ProviderError]
-) -> ProviderError:
+def _nothing_delivered(answer: GenerationResponse, collected: Collected) -> ProviderError:
     """Why a paid call produced no image: every one withheld (ContentFiltered), or downloads failed."""
-    withheld = sum(1 for item in answer.data if item.withheld)
     body = {"data": [_item_metadata(i, item) for i, item in enumerate(answer.data)]}
-    if not download_errors:
+    if not collected.errors:
         return ContentFiltered(
-            f"Ideogram's safety check withheld all {withheld} image(s) after generating them; "
+            f"Ideogram's safety check withheld all {collected.withheld} image(s) after generating them; "
             "they are billed all the same",
             provider=PROVIDER,
             status=200,
@@ -340,11 +294,10 @@ def _nothing_delivered(
             body=body,
             admitted=True,
         )
-    first = download_errors[0]
-    note = f" ({withheld} more withheld by the safety check)" if withheld else ""
+    first = collected.errors[0]
+    note = f" ({collected.withheld} more withheld by the safety check)" if collected.withheld else ""
     error = type(first)(
-        f"none of the {len(answer.data)} generated image(s) could be downloaded{note}; they are billed: "
-        f"{first.message}",
+        f"none of the {collected.tried} generated image(s) could be downloaded{note}; they are billed: {first.message}",
         provider=PROVIDER,
         status=first.status,
         billed="yes",

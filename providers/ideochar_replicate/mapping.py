@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ideochar._constants import MAX_REFERENCE_BYTES
 from ideochar.media import ImageInput
 from ideochar.request import CharacterRequest, Edit
+from ideochar.toolkit import int_or_none
 from ideochar_replicate.wire import CreatePrediction, PredictionInput, WebhookEvent
 
 __all__ = [
@@ -207,7 +208,7 @@ _PROMPT_LINE = re.compile(r"Prompt used:\s*(.+)")
 def seed_from_logs(logs: str | None) -> int | None:
     """The seed the model used, from ``Using seed: N`` in the logs (Replicate returns no seed field)."""
     match = _SEED_LINE.search(logs or "")
-    return int(match.group(1)) if match else None
+    return int_or_none(match.group(1)) if match else None
 
 
 def prompt_from_logs(logs: str | None) -> str | None:

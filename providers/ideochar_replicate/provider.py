@@ -32,6 +32,8 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import functools
+import math
 import time
 from collections.abc import Mapping
 from decimal import Decimal
@@ -40,21 +42,32 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from ideochar._constants import MAX_RETRY_AFTER_SECONDS, POLL_INITIAL_SECONDS, POLL_MAX_SECONDS
+from ideochar._constants import POLL_INITIAL_SECONDS, POLL_MAX_SECONDS
 from ideochar.errors import (
     InvalidRequest,
     OutcomeUnknown,
     ProviderError,
-    ProviderUnavailable,
     UnexpectedResponse,
 )
 from ideochar.events import Event
-from ideochar.exchange import Send, Sleep, download_image, read_json
+from ideochar.exchange import Send
 from ideochar.media import ImageInput
 from ideochar.multipart import FilePart, MultipartBody
 from ideochar.request import CharacterRequest, Speed
-from ideochar.result import GeneratedImage
 from ideochar.spec import CallContext, Exchange, Provider, ProviderInfo, ProviderOutput
+from ideochar.toolkit import (
+    Done,
+    NamedImage,
+    Pending,
+    PollSchedule,
+    Retry,
+    TrustedOrigins,
+    Unreadable,
+    collect_images,
+    int_or_none,
+    parse_reply,
+    poll,
+)
 from ideochar_replicate.errors import PROVIDER, error_from_prediction, error_from_response
 from ideochar_replicate.mapping import (
     CREATE_PATH,
@@ -87,13 +100,10 @@ CREATE_ANSWER_MARGIN_SECONDS = 30.0
 #: Consecutive failed polls (transport errors, 5xx, 429, unreadable bodies) before giving up. The
 #: prediction keeps running; the error carries its id so the job can be resumed later.
 POLL_FAILURES_TOLERATED = 6
+#: Polls start fast and double up to a ceiling.
+POLL_SCHEDULE = PollSchedule(POLL_INITIAL_SECONDS, POLL_MAX_SECONDS, 2.0, POLL_FAILURES_TOLERATED)
 
 _PRICES: dict[Speed, Decimal] = {"turbo": Decimal("0.10"), "default": Decimal("0.15"), "quality": Decimal("0.20")}
-
-
-def _poll_delay(polls: int) -> float:
-    """Seconds before the next poll: doubling from ``POLL_INITIAL_SECONDS`` up to ``POLL_MAX_SECONDS``."""
-    return float(min(POLL_INITIAL_SECONDS * (2.0 ** min(polls, 30)), POLL_MAX_SECONDS))
 
 
 class ReplicateProvider(Provider):
@@ -188,10 +198,9 @@ class ReplicateProvider(Provider):
         response = yield Send(httpx.Request("POST", url, headers=_auth(ctx)))
         if not response.is_success:
             raise error_from_response(response, phase="cancel", vendor_request_id=prediction_id)
-        try:
-            return Prediction.model_validate(read_json(response)).status
-        except (ValidationError, UnexpectedResponse):
-            return "requested"  # accepted (2xx) but the body does not say the new status
+        answer = parse_reply(response, Prediction)
+        # Accepted (2xx) but the body may not say the new status.
+        return "requested" if isinstance(answer, Unreadable) else answer.status
 
     # -- steps -------------------------------------------------------------------------------------
 
@@ -224,15 +233,14 @@ class ReplicateProvider(Provider):
         response = yield Send(httpx.Request("POST", ctx.url("api", FILES_PATH), headers=headers, stream=body.stream()))
         if not response.is_success:
             raise error_from_response(response, phase="upload")
-        try:
-            uploaded = UploadedFile.model_validate(read_json(response))
-        except ValidationError as exc:
+        uploaded = parse_reply(response, UploadedFile)
+        if isinstance(uploaded, Unreadable):
             raise UnexpectedResponse(
-                f"Replicate's answer to the upload of {neutral_field} has no file URL: {_first_error(exc)}",
+                f"Replicate's answer to the upload of {neutral_field} has no file URL: {uploaded.reason}",
                 status=response.status_code,
-                body=response.text[:500],
+                body=uploaded.body,
                 billed="no",
-            ) from None
+            )
         return uploaded.urls.get
 
     def _follow(
@@ -241,61 +249,20 @@ class ReplicateProvider(Provider):
         """Poll until the prediction ends, then return its image. Errors carry the prediction id."""
         try:
             prediction = first
-            reported = first.status if first is not None else None  # the submitted event told it
-            polls = failures = 0
-            while prediction is None or not prediction.terminal:
-                if prediction is not None:
-                    if prediction.status != reported:
-                        reported = prediction.status
-                        yield Event(
-                            "progress",
-                            vendor_request_id=prediction_id,
-                            status=NEUTRAL_STATUS[prediction.status],
-                            message=f"Replicate prediction {prediction.status}",
-                        )
-                    yield Sleep(_poll_delay(polls))
-                    polls += 1
-                fetched = yield from self._poll(prediction_id, get_url, ctx)
-                if isinstance(fetched, ProviderError):
-                    failures += 1
-                    if failures > POLL_FAILURES_TOLERATED:
-                        raise fetched
-                    if fetched.retry_after:
-                        yield Sleep(min(fetched.retry_after, MAX_RETRY_AFTER_SECONDS))
-                    elif prediction is None:  # no status yet, so the loop will not wait: wait here
-                        yield Sleep(_poll_delay(failures))
-                    continue
-                failures = 0
-                prediction = fetched
+            if prediction is None or not prediction.terminal:
+                schedule = POLL_SCHEDULE
+                prediction = yield from poll(
+                    lambda: Send(httpx.Request("GET", get_url, headers=_auth(ctx))),
+                    functools.partial(_read_prediction, prediction_id),
+                    schedule,
+                    first_wait=0.0 if first is None else schedule.initial,
+                    reported=first.status if first is not None else None,  # the submitted event told it
+                )
             return (yield from self._finish(prediction, ctx))
         except ProviderError as exc:
             exc.vendor_request_id = exc.vendor_request_id or prediction_id
             exc.admitted = True
             raise
-
-    def _poll(self, prediction_id: str, get_url: str, ctx: CallContext) -> Exchange[Prediction | ProviderError]:
-        """One GET of the prediction: the prediction, or the error when repeating the GET may help."""
-        try:
-            response = yield Send(httpx.Request("GET", get_url, headers=_auth(ctx)))
-        except ProviderUnavailable as exc:
-            return exc
-        if response.status_code == 429 or response.status_code >= 500:
-            return error_from_response(response, phase="poll", vendor_request_id=prediction_id)
-        if not response.is_success:
-            raise error_from_response(response, phase="poll", vendor_request_id=prediction_id)
-        try:
-            fetched = Prediction.model_validate(read_json(response))
-        except (ValidationError, UnexpectedResponse) as exc:
-            text = _first_error(exc) if isinstance(exc, ValidationError) else exc.message
-        else:
-            if fetched.id == prediction_id:
-                return fetched
-            text = f"it describes prediction {fetched.id}"
-        return UnexpectedResponse(
-            f"Replicate's status answer for prediction {prediction_id} is unreadable: {text}",
-            status=response.status_code,
-            body=response.text[:500],
-        )
 
     def _finish(self, prediction: Prediction, ctx: CallContext) -> Exchange[ProviderOutput]:
         if prediction.status != "succeeded":
@@ -313,20 +280,26 @@ class ReplicateProvider(Provider):
                 billed="yes" if removed else "unknown",
                 body={"status": prediction.status, "output": prediction.output},
             )
-        seed = seed_from_logs(prediction.logs)
-        if seed is None and isinstance(prediction.input.get("seed"), int):
-            seed = prediction.input["seed"]
-        prompt = prompt_from_logs(prediction.logs)
-        images: list[GeneratedImage] = []
-        for url in urls:
-            headers = _auth(ctx) if _trusted(url, ctx) else None
-            images.append((yield from download_image(url, seed=seed, prompt=prompt, headers=headers)))
-        metadata: dict[str, Any] = {"model": MODEL}
-        if prediction.version:
-            metadata["version"] = prediction.version
-        if "predict_time" in prediction.metrics:
-            metadata["predict_time_seconds"] = prediction.metrics["predict_time"]
-        return ProviderOutput(images=images, vendor_request_id=prediction.id, metadata=metadata)
+        seed, prompt = _seed(prediction), prompt_from_logs(prediction.logs)
+        trusted = _trusted_origins(ctx)
+        collected = yield from collect_images(
+            [NamedImage(url, seed=seed, prompt=prompt) for url in urls],
+            asked=self.info.max_images_per_call,  # one image per prediction
+            most=self.info.max_images_per_call,
+            provider=PROVIDER,
+            title="Replicate",
+            vendor_request_id=prediction.id,
+            headers=lambda url: _auth(ctx) if trusted.trusts(url) else None,
+        )
+        if not collected.images:
+            raise collected.errors[0]
+        return ProviderOutput(
+            images=collected.images,
+            vendor_request_id=prediction.id,
+            failures=collected.failures,
+            warnings=collected.warnings,
+            metadata=_metadata(prediction),
+        )
 
 
 # -- helpers -----------------------------------------------------------------------------------------
@@ -342,12 +315,59 @@ def _auth(ctx: CallContext) -> dict[str, str]:
     return {"Authorization": f"Bearer {ctx.credentials.reveal()}", "User-Agent": ctx.user_agent}
 
 
+def _trusted_origins(ctx: CallContext) -> TrustedOrigins:
+    return TrustedOrigins.of(ctx.base_urls.values())
+
+
 def _trusted(url: object, ctx: CallContext) -> str | None:
-    """``url`` when it lies under the configured API base (so the token may go there), else None."""
-    if not isinstance(url, str) or not url:
-        return None
-    base = ctx.url("api").rstrip("/") + "/"
-    return url if url.startswith(base) else None
+    """``url`` when it is on the configured API origin (scheme, host and port), so the token may go there."""
+    return url if isinstance(url, str) and _trusted_origins(ctx).trusts(url) else None
+
+
+def _read_prediction(prediction_id: str, response: httpx.Response) -> Done[Prediction] | Pending | Retry:
+    """One GET of the prediction: done, still running, or worth another GET (429, 5xx, unreadable)."""
+    if response.status_code == 429 or response.status_code >= 500:
+        return Retry(error_from_response(response, phase="poll", vendor_request_id=prediction_id))
+    if not response.is_success:
+        raise error_from_response(response, phase="poll", vendor_request_id=prediction_id)
+    fetched = parse_reply(response, Prediction)
+    if isinstance(fetched, Unreadable):
+        text, body = fetched.reason, fetched.body
+    elif fetched.id != prediction_id:
+        text, body = f"it describes prediction {fetched.id}", None
+    elif fetched.terminal:
+        return Done(fetched)
+    else:
+        event = Event(
+            "progress",
+            vendor_request_id=prediction_id,
+            status=NEUTRAL_STATUS[fetched.status],
+            message=f"Replicate prediction {fetched.status}",
+        )
+        return Pending(fetched.status, event)
+    return Retry(
+        UnexpectedResponse(
+            f"Replicate's status answer for prediction {prediction_id} is unreadable: {text}",
+            status=response.status_code,
+            body=body,
+        )
+    )
+
+
+def _seed(prediction: Prediction) -> int | None:
+    """The seed used: from the logs, else the input (Replicate returns no seed field)."""
+    seed = seed_from_logs(prediction.logs)
+    return seed if seed is not None else int_or_none(prediction.input.get("seed"))
+
+
+def _metadata(prediction: Prediction) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"model": MODEL}
+    if prediction.version:
+        metadata["version"] = prediction.version
+    predict_time = prediction.metrics.get("predict_time")
+    if isinstance(predict_time, (int, float)) and not isinstance(predict_time, bool) and math.isfinite(predict_time):
+        metadata["predict_time_seconds"] = predict_time
+    return metadata
 
 
 def _listing(ctx: CallContext) -> Listing:
@@ -377,20 +397,13 @@ def _state_id(state: Mapping[str, Any]) -> str:
 
 def _created(response: httpx.Response) -> Prediction:
     """The prediction the create request returned. Unreadable means created-but-unknown, not failed."""
-    try:
-        return Prediction.model_validate(read_json(response))
-    except (ValidationError, UnexpectedResponse) as exc:
-        text = _first_error(exc) if isinstance(exc, ValidationError) else exc.message
+    prediction = parse_reply(response, Prediction)
+    if isinstance(prediction, Unreadable):
         raise OutcomeUnknown(
             f"Replicate answered {response.status_code} to the prediction request, but without a readable "
-            f"prediction ({text}); it may be running and billed",
+            f"prediction ({prediction.reason}); it may be running and billed",
             provider=PROVIDER,
             status=response.status_code,
-            body=response.text[:500],
-        ) from None
-
-
-def _first_error(exc: ValidationError) -> str:
-    first = exc.errors(include_url=False)[0]
-    where = ".".join(str(p) for p in first["loc"]) or "body"
-    return f"{where}: {first['msg']}"
+            body=prediction.body,
+        )
+    return prediction

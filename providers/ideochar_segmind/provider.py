@@ -30,34 +30,41 @@ flip ``DEFAULT_MODE``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from typing_extensions import Self
 
-from ideochar._constants import MAX_RETRY_AFTER_SECONDS
 from ideochar.errors import (
     ContentFiltered,
     GenerationFailed,
     InvalidRequest,
     OutcomeUnknown,
     ProviderError,
-    ProviderUnavailable,
     UnexpectedResponse,
 )
 from ideochar.events import Event
-from ideochar.exchange import Send, Sleep, decode_base64_image, download_image, image_complete, image_from_bytes
+from ideochar.exchange import Send, decode_base64_image, download_image, image_complete, image_from_bytes
 from ideochar.media import sniff_format
 from ideochar.request import CharacterRequest, Speed
 from ideochar.result import GeneratedImage
-from ideochar.retry import backoff_seconds
 from ideochar.spec import CallContext, Exchange, Provider, ProviderInfo, ProviderOutput
-from ideochar_segmind.errors import error_from_response, failed_job_error, vendor_detail
+from ideochar.toolkit import (
+    Done,
+    Pending,
+    PollSchedule,
+    Retry,
+    TrustedOrigins,
+    int_or_none,
+    json_or_none,
+    poll,
+)
+from ideochar_segmind.errors import PROVIDER, error_from_response, failed_job_error, vendor_detail
 from ideochar_segmind.mapping import MASK_POLARITY_INFERRED, to_wire
 from ideochar_segmind.wire import (
     HEADER_COST,
@@ -74,6 +81,7 @@ from ideochar_segmind.wire import (
     MultipartBody,
     ResumeState,
     Submitted,
+    V2Metrics,
     V2Status,
     decimal_or_none,
     output_reference,
@@ -198,7 +206,7 @@ class SegmindProvider(Provider):
         if request_id:
             # After the fact: v1 has no id before the image; the journal still learns which job paid.
             yield Event("submitted", vendor_request_id=request_id, status="completed")
-        seed = _int_or_none(response.headers.get(HEADER_SEED))
+        seed = int_or_none(response.headers.get(HEADER_SEED))
         image = yield from _v1_image(response, seed=seed if seed is not None else request.seed)
         metadata: dict[str, Any] = {"mode": "v1"}
         if (credits := decimal_or_none(response.headers.get(HEADER_REMAINING_CREDITS))) is not None:
@@ -219,7 +227,7 @@ class SegmindProvider(Provider):
     ) -> Exchange[ProviderOutput]:
         http_request = _post(ctx.url("api", V2_PATH), payload, ctx)
         response = yield Send(http_request, admits=True, timeout=V2_SUBMIT_TIMEOUT_SECONDS)
-        body = _json_or_none(response)
+        body = json_or_none(response)
         if response.status_code != 200:
             document = _status_document(body)
             if document is not None and document.status == "FAILED":
@@ -265,61 +273,34 @@ class SegmindProvider(Provider):
     ) -> Exchange[ProviderOutput]:
         for url in (job.status_url, job.response_url):
             _require_trusted(url, ctx)
-        wait, waited, last = first_wait, 0.0, None
-        while True:
-            if wait > 0:
-                yield Sleep(wait)
-                waited += wait
-            document = yield from _poll(job.status_url, ctx, job)
-            if document.status == "FAILED":
-                raise failed_job_error(document.error, request_id=job.request_id, body=document.model_dump(mode="json"))
-            if document.status == "COMPLETED" or (document.status is None and output_reference(document)):
-                break
-            if document.status != last:
-                last = document.status
-                yield Event(
-                    "progress",
-                    vendor_request_id=job.request_id,
-                    status=_NEUTRAL_STATUS.get(document.status or "", "running"),
-                )
-            if waited >= options.poll_timeout_seconds:
-                raise OutcomeUnknown(
-                    f"Segmind job {job.request_id} is still {document.status or 'running'} after "
-                    f"{waited:.0f} s; it may still finish and be billed: resume it by its id within the hour"
-                )
-            wait = min(max(wait, options.poll_interval_seconds) * V2_POLL_GROWTH, options.poll_max_interval_seconds)
+        schedule = PollSchedule(
+            options.poll_interval_seconds, options.poll_max_interval_seconds, V2_POLL_GROWTH, V2_POLL_RETRIES
+        )
+        document = yield from poll(
+            _getter(job.status_url, ctx),
+            functools.partial(_read_status, job),
+            schedule,
+            first_wait=first_wait,
+            give_up=functools.partial(_still_running, job, options.poll_timeout_seconds),
+        )
         result = document
-        for attempt in range(V2_RESULT_ATTEMPTS):
-            if output_reference(result):
-                break
-            if attempt:  # the result lagging behind a COMPLETED status: give it a moment
-                yield Sleep(options.poll_interval_seconds)
-            result = yield from _poll(job.response_url, ctx, job)
-            if result.status == "FAILED":
-                raise failed_job_error(result.error, request_id=job.request_id, body=result.model_dump(mode="json"))
-            if result.status == "COMPLETED":
-                break
+        if output_reference(document) is None:
+            result = yield from poll(
+                _getter(job.response_url, ctx),
+                functools.partial(_read_result, job),
+                schedule,
+                give_up=functools.partial(_result_lagging, job),
+            )
         reference = output_reference(result)
         if reference is None:
-            raise UnexpectedResponse(
-                f"Segmind job {job.request_id} completed without an image in its result",
-                billed="yes",
-                body=result.model_dump(mode="json"),
-            )
+            raise _no_image(job, result)
         image = yield from _image_from_reference(reference, seed=job.seed)
         metrics = result.metrics or document.metrics
-        metadata: dict[str, Any] = {"mode": "v2"}
-        if metrics is not None:
-            if metrics.remaining_credits is not None:
-                metadata["remaining_credits"] = metrics.remaining_credits
-            for name in ("inference_time", "queue_time", "total_time"):
-                if (value := getattr(metrics, name)) is not None:
-                    metadata[f"{name}_seconds"] = value
         return ProviderOutput(
             images=[image],
             vendor_request_id=job.request_id,
             cost_usd=metrics.cost if metrics is not None else None,
-            metadata=metadata,
+            metadata=_v2_metadata(metrics),
         )
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -350,40 +331,88 @@ def _post(url: str, payload: CharacterInput, ctx: CallContext) -> httpx.Request:
     return httpx.Request("POST", url, headers=headers, stream=body.stream())
 
 
-def _poll(url: str, ctx: CallContext, job: ResumeState) -> Exchange[V2Status]:
-    """GET a job document. A GET is safe to repeat: transport errors, 429 and 5xx are retried here."""
-    failures = 0
-    last: ProviderError | None = None
-    while True:
-        if failures:
-            if failures > V2_POLL_RETRIES:
-                assert last is not None
-                raise last
-            delay = last.retry_after if last is not None and last.retry_after is not None else None
-            yield Sleep(min(delay, MAX_RETRY_AFTER_SECONDS) if delay is not None else backoff_seconds(failures))
-        try:
-            response = yield Send(httpx.Request("GET", url, headers=_headers(ctx)), timeout=V2_POLL_TIMEOUT_SECONDS)
-        except ProviderUnavailable as exc:
-            failures, last = failures + 1, exc
-            continue
-        body = _json_or_none(response)
-        document = _status_document(body)
-        if document is not None and (document.terminal or response.status_code == 200):
-            return document  # a FAILED body comes with 422: it is the job's answer, not a refusal
-        if response.status_code == 404:
-            raise OutcomeUnknown(
-                f"Segmind no longer knows job {job.request_id} (its records are kept for an hour); it may have "
-                "run and been billed, and its image cannot be fetched through the API",
-                status=404,
-                body=body,
-            )
-        if response.status_code == 429 or response.status_code >= 500:
-            failures, last = failures + 1, error_from_response(response, admitted=True)
-            continue
-        if response.status_code == 200:
-            detail, kept = vendor_detail(response)
-            raise UnexpectedResponse(f"Segmind's job document is not readable JSON: {detail}", status=200, body=kept)
-        raise error_from_response(response, admitted=True)
+def _getter(url: str, ctx: CallContext) -> Callable[[], Send]:
+    """A job document's GET, built afresh for each poll (a GET is safe to repeat)."""
+    return lambda: Send(httpx.Request("GET", url, headers=_headers(ctx)), timeout=V2_POLL_TIMEOUT_SECONDS)
+
+
+def _document(job: ResumeState, response: httpx.Response) -> V2Status | Retry:
+    """A job document (FAILED ends the job here), or a Retry for what another GET may cure."""
+    body = json_or_none(response)
+    document = _status_document(body)
+    if document is not None and (document.terminal or response.status_code == 200):
+        if document.status == "FAILED":  # comes with 422: the job's answer, not a refusal
+            raise failed_job_error(document.error, request_id=job.request_id, body=document.model_dump(mode="json"))
+        return document
+    if response.status_code == 404:
+        raise OutcomeUnknown(
+            f"Segmind no longer knows job {job.request_id} (its records are kept for an hour); it may have "
+            "run and been billed, and its image cannot be fetched through the API",
+            provider=PROVIDER,
+            status=404,
+            body=body,
+        )
+    if response.status_code == 429 or response.status_code >= 500:
+        return Retry(error_from_response(response, admitted=True))
+    if response.status_code == 200:
+        detail, kept = vendor_detail(response)
+        raise UnexpectedResponse(f"Segmind's job document is not readable JSON: {detail}", status=200, body=kept)
+    raise error_from_response(response, admitted=True)
+
+
+def _read_status(job: ResumeState, response: httpx.Response) -> Done[V2Status] | Pending | Retry:
+    document = _document(job, response)
+    if isinstance(document, Retry):
+        return document
+    if document.status == "COMPLETED" or (document.status is None and output_reference(document)):
+        return Done(document)
+    status = _NEUTRAL_STATUS.get(document.status or "", "running")
+    return Pending(document.status, Event("progress", vendor_request_id=job.request_id, status=status))
+
+
+def _still_running(
+    job: ResumeState, timeout: float, pending: Pending, polls: int, waited: float
+) -> ProviderError | None:
+    if waited < timeout:
+        return None
+    return OutcomeUnknown(
+        f"Segmind job {job.request_id} is still {pending.key or 'running'} after {waited:.0f} s; it may still "
+        "finish and be billed: resume it by its id within the hour",
+        provider=PROVIDER,
+    )
+
+
+def _read_result(job: ResumeState, response: httpx.Response) -> Done[V2Status] | Pending | Retry:
+    document = _document(job, response)
+    if isinstance(document, Retry):
+        return document
+    if output_reference(document) or document.status == "COMPLETED":
+        return Done(document)
+    return Pending(document.status, body=document)  # the result lagging behind a COMPLETED status
+
+
+def _result_lagging(job: ResumeState, pending: Pending, polls: int, waited: float) -> ProviderError | None:
+    return _no_image(job, pending.body) if polls >= V2_RESULT_ATTEMPTS else None
+
+
+def _no_image(job: ResumeState, result: Any) -> ProviderError:
+    return UnexpectedResponse(
+        f"Segmind job {job.request_id} completed without an image in its result",
+        provider=PROVIDER,
+        billed="yes",
+        body=result.model_dump(mode="json") if isinstance(result, BaseModel) else None,
+    )
+
+
+def _v2_metadata(metrics: V2Metrics | None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"mode": "v2"}
+    if metrics is not None:
+        if metrics.remaining_credits is not None:
+            metadata["remaining_credits"] = metrics.remaining_credits
+        for name in ("inference_time", "queue_time", "total_time"):
+            if (value := getattr(metrics, name)) is not None:
+                metadata[f"{name}_seconds"] = value
+    return metadata
 
 
 def _v1_image(response: httpx.Response, *, seed: int | None) -> Exchange[GeneratedImage]:
@@ -396,7 +425,7 @@ def _v1_image(response: httpx.Response, *, seed: int | None) -> Exchange[Generat
     media = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     data = response.content
     if media.endswith("json") or (not media and data.lstrip()[:1] in (b"{", b"[")):
-        body = _json_or_none(response)
+        body = json_or_none(response)
         reference = output_reference(body)
         if reference is None:
             detail, kept = vendor_detail(response)
@@ -429,13 +458,6 @@ def _image_from_reference(reference: str, *, seed: int | None) -> Exchange[Gener
     return image_from_bytes(data, seed=seed)
 
 
-def _json_or_none(response: httpx.Response) -> Any:
-    try:
-        return response.json() if response.content else None
-    except ValueError:
-        return None
-
-
 def _status_document(body: Any) -> V2Status | None:
     if not isinstance(body, dict):
         return None
@@ -447,21 +469,7 @@ def _status_document(body: Any) -> V2Status | None:
 
 def _require_trusted(url: str, ctx: CallContext) -> None:
     """The key goes only to the configured API origin or to Segmind's own hosts over https."""
-    try:
-        urlsplit(url).port  # noqa: B018 - urlsplit and .port raise ValueError on a malformed URL
-        httpx.URL(url)  # and httpx refuses more (control characters): found by tests/reliability fuzzing
-    except (ValueError, httpx.InvalidURL):
-        raise UnexpectedResponse(f"Segmind named an unusable job URL ({url[:100]!r})", billed="unknown") from None
-    target, base = urlsplit(url), urlsplit(ctx.url("api"))
-    same_origin = (target.scheme, target.hostname, target.port) == (base.scheme, base.hostname, base.port)
-    host = (target.hostname or "").lower()
-    segmind_host = target.scheme == "https" and (host == TRUSTED_HOST or host.endswith("." + TRUSTED_HOST))
-    if not (same_origin or segmind_host):
-        raise UnexpectedResponse(
-            f"Segmind asked to follow the job at {target.scheme}://{target.netloc}, which is neither the "
-            "configured API nor a segmind.com host; the key is not sent there",
-            billed="unknown",
-        )
+    TrustedOrigins.of(ctx.base_urls.values(), (TRUSTED_HOST,)).require(url, provider=PROVIDER, title="Segmind")
 
 
 def _admitted(exc: ProviderError, job: ResumeState) -> ProviderError:
@@ -485,13 +493,6 @@ def _admitted(exc: ProviderError, job: ResumeState) -> ProviderError:
         body=exc.body,
         admitted=True,
     )
-
-
-def _int_or_none(value: str | None) -> int | None:
-    try:
-        return None if value is None else int(value.strip())
-    except ValueError:
-        return None
 
 
 def _float_or_none(value: str | None) -> float | None:

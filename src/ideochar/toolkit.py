@@ -89,6 +89,7 @@ __all__ = [
     "error_for",
     "first_problem",
     "has_code",
+    "int_or_none",
     "json_or_none",
     "json_summary",
     "mentions",
@@ -227,14 +228,14 @@ def parse_reply(response: httpx.Response, model: type[M]) -> M | Unreadable:
     (quoting its start, redacted first).
     """
     data = json_or_none(response)
-    body = read_body(response)
     if data is None:
+        body = read_body(response)
         snippet = body.excerpt(200) or "(empty)"
-        return Unreadable(f"the body is not JSON ({snippet!r})", body.excerpt(KEPT_BODY_CHARS))
+        return Unreadable(f"the body is not JSON ({snippet!r})", body.excerpt())
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        return Unreadable(first_problem(exc), body.kept())
+        return Unreadable(first_problem(exc), read_body(response).kept())
 
 
 def first_problem(exc: ValidationError) -> str:
@@ -598,6 +599,9 @@ class Collected:
     errors: list[ProviderError] = field(default_factory=list)
     """Why downloads failed, in order (the first explains an answer with no image at all)."""
     named: int = 0
+    """How many images the vendor's answer named."""
+    tried: int = 0
+    """How many of them were taken (at most the number asked)."""
     withheld: int = 0
 
 
@@ -620,7 +624,7 @@ def collect_images(
     trusted origin); ``announce`` yields a ``downloaded`` event per image.
     """
     limit = max(0, min(asked, most) if asked is not None else most)
-    collected = Collected(named=len(named))
+    collected = Collected(named=len(named), tried=min(len(named), limit))
     for index, item in enumerate(named[:limit]):
         image = yield from _one_image(index, item, collected, provider, headers)
         if image is not None and announce:
@@ -696,6 +700,21 @@ def _whole_number(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("a boolean is not a number")
     return value
+
+
+_WHOLE = re.compile(r"[+-]?[0-9]{1,20}")
+
+
+def int_or_none(text: object, *, low: int = INT64_MIN, high: int = INT64_MAX) -> int | None:
+    """A whole number from a header or a log line, or None when it is not one or lies outside
+    ``[low, high]`` (by default what the journal can store)."""
+    if isinstance(text, bool) or not isinstance(text, (str, int)):
+        return None
+    if isinstance(text, str):
+        if not _WHOLE.fullmatch(text.strip()):
+            return None
+        text = int(text.strip())
+    return text if low <= text <= high else None
 
 
 #: A seed a vendor reports: any whole number the journal can store.

@@ -13,6 +13,7 @@ import pytest
 from fal_fakes import CDN, QUEUE, RUNNERS, BrokenStream, FakeFal, Runner, context, run_sync, sse
 
 import ideochar.exchange
+import ideochar.toolkit
 import ideochar_fal.provider
 from conftest import CANARY_KEY, make_image
 from ideochar import Client
@@ -48,7 +49,7 @@ def fast_waits(monkeypatch: pytest.MonkeyPatch) -> None:
     """Real sleeps, but tiny: the tests exercise the waiting logic, not the clock."""
     monkeypatch.setattr(ideochar_fal.provider, "POLL_INITIAL_SECONDS", 0.001)
     monkeypatch.setattr(ideochar_fal.provider, "POLL_MAX_SECONDS", 0.002)
-    monkeypatch.setattr(ideochar_fal.provider, "backoff_seconds", lambda attempt: 0.001)
+    monkeypatch.setattr(ideochar.toolkit, "backoff_seconds", lambda attempt: 0.001)
     monkeypatch.setattr(ideochar.exchange, "backoff_seconds", lambda attempt: 0.001)
 
 

@@ -26,6 +26,7 @@ from replicate_fakes import (
 )
 from requests_toolbelt.multipart.decoder import MultipartDecoder
 
+import ideochar.toolkit
 from ideochar import Client
 from ideochar._constants import POLL_INITIAL_SECONDS, POLL_MAX_SECONDS
 from ideochar.errors import (
@@ -44,9 +45,10 @@ from ideochar.hookspecs import hookimpl
 from ideochar.plugins import plugin_manager
 from ideochar.request import CharacterRequest, Edit
 from ideochar.router import provider_flow
+from ideochar.toolkit import PollSchedule
 from ideochar_replicate import provider as provider_module
 from ideochar_replicate import reconcile
-from ideochar_replicate.provider import ReplicateProvider
+from ideochar_replicate.provider import POLL_FAILURES_TOLERATED, ReplicateProvider
 
 REF_URL = "https://example.com/face.png"
 
@@ -61,7 +63,8 @@ def driver(request: pytest.FixtureRequest) -> Driver:
 def _no_poll_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     """Poll spacing is tested on its own below, and the looks at the list after a lost answer in
     test_replicate_reconcile.py; here they would only slow the suite down."""
-    monkeypatch.setattr(provider_module, "_poll_delay", lambda polls: 0.0)
+    monkeypatch.setattr(provider_module, "POLL_SCHEDULE", PollSchedule(0.0, 0.0, failures=POLL_FAILURES_TOLERATED))
+    monkeypatch.setattr(ideochar.toolkit, "backoff_seconds", lambda failures: 0.0)
     monkeypatch.setattr(reconcile, "LOST_ANSWER_LOOKS_SECONDS", (0.0, 0.0))
 
 

@@ -33,6 +33,7 @@ from replicate_fakes import (
     run,
 )
 
+import ideochar.toolkit
 from conftest import CANARY_KEY
 from ideochar._secrets import Secret
 from ideochar.errors import AuthenticationFailed, OutcomeUnknown, ProviderUnavailable
@@ -40,10 +41,11 @@ from ideochar.events import Event
 from ideochar.exchange import Send, Sleep
 from ideochar.request import CharacterRequest, Edit
 from ideochar.spec import CallContext
+from ideochar.toolkit import PollSchedule
 from ideochar_replicate import provider as provider_module
 from ideochar_replicate import reconcile
 from ideochar_replicate.mapping import ReplicateOptions, create_body
-from ideochar_replicate.provider import CREATE_ANSWER_MARGIN_SECONDS, ReplicateProvider
+from ideochar_replicate.provider import CREATE_ANSWER_MARGIN_SECONDS, POLL_FAILURES_TOLERATED, ReplicateProvider
 from ideochar_replicate.reconcile import CLOCK_SKEW_SECONDS, create_marker, input_matches, parse_time
 
 REF_URL = "https://example.com/face.png"
@@ -58,7 +60,8 @@ def driver(request: pytest.FixtureRequest) -> Driver:
 @pytest.fixture(autouse=True)
 def _no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
     """The schedules are pinned by their own tests below; elsewhere they only slow the suite down."""
-    monkeypatch.setattr(provider_module, "_poll_delay", lambda polls: 0.0)
+    monkeypatch.setattr(provider_module, "POLL_SCHEDULE", PollSchedule(0.0, 0.0, failures=POLL_FAILURES_TOLERATED))
+    monkeypatch.setattr(ideochar.toolkit, "backoff_seconds", lambda failures: 0.0)
     monkeypatch.setattr(reconcile, "LOST_ANSWER_LOOKS_SECONDS", (0.0, 0.0))
     monkeypatch.setattr(reconcile, "backoff_seconds", lambda retry: 0.0)
 

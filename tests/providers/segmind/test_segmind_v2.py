@@ -11,6 +11,7 @@ import httpx
 import pytest
 from segmind_support import JPEG, KEY, Recorder, exchange_flow, fast_v2, make_image, parse_form, run_flow
 
+import ideochar.toolkit
 import ideochar_segmind.provider as segmind_provider
 from ideochar import CharacterRequest, InvalidRequest, OutcomeUnknown, UnexpectedResponse
 from ideochar.errors import AuthenticationFailed, ContentFiltered, GenerationFailed
@@ -49,7 +50,7 @@ def driver(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(autouse=True)
 def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """Retried polls wait ~0 s here; the waiting itself is the driver's business, tested elsewhere."""
-    monkeypatch.setattr(segmind_provider, "backoff_seconds", lambda attempt: 0.0)
+    monkeypatch.setattr(ideochar.toolkit, "backoff_seconds", lambda attempt: 0.0)
 
 
 def fake_segmind(
