@@ -30,6 +30,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ideochar.media import ImageInput
+from ideochar.toolkit import Count, QueuePosition, Seed, VendorModel
 
 __all__ = [
     "APP_ID",
@@ -164,8 +165,8 @@ class RemixInput(GenerateInput):
 # -- replies -----------------------------------------------------------------------------------------
 
 
-class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+class _Lenient(VendorModel):
+    """fal's documents: unknown keys ignored, a malformed optional field dropped (never the request id)."""
 
 
 class Submitted(_Lenient):
@@ -176,14 +177,14 @@ class Submitted(_Lenient):
     status_url: str | None = None
     cancel_url: str | None = None
     status: str | None = None
-    queue_position: int | None = None
+    queue_position: QueuePosition | None = None
 
 
 class QueueStatus(_Lenient):
     """One status document (a poll's body, or one server-sent event's data)."""
 
     status: str
-    queue_position: int | None = None
+    queue_position: QueuePosition | None = None
     response_url: str | None = None
     logs: list[Any] | None = None
     metrics: dict[str, Any] | None = None
@@ -201,12 +202,12 @@ class FalFile(_Lenient):
     url: Annotated[str, Field(min_length=1)]
     content_type: str | None = None
     file_name: str | None = None
-    file_size: int | None = None
+    file_size: Count | None = None
 
 
 class Output(_Lenient):
     images: list[FalFile]
-    seed: int | None = None
+    seed: Seed | None = None
 
 
 class ResumeState(_Lenient):
@@ -221,8 +222,8 @@ class ResumeState(_Lenient):
     status_url: str | None = None
     response_url: str | None = None
     cancel_url: str | None = None
-    seed: int | None = None
-    num_images: int | None = None
+    seed: Seed | None = None
+    num_images: Annotated[int, Field(ge=1, le=8)] | None = None
 
 
 # -- the streamed JSON body ----------------------------------------------------------------------------

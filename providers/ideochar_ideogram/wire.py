@@ -26,6 +26,7 @@ from ideochar.multipart import FilePart as FilePart  # the shared streamed body,
 from ideochar.multipart import MultipartBody as MultipartBody
 from ideochar.multipart import Part as Part
 from ideochar.multipart import TextPart as TextPart
+from ideochar.toolkit import Seed, VendorModel
 
 if TYPE_CHECKING:
     pass
@@ -97,9 +98,9 @@ class WireColorPalette(BaseModel):
 # -- the answer -----------------------------------------------------------------------------------------
 
 
-class _Lenient(BaseModel):
-    """Vendor documents: unknown keys are kept (Ideogram adds fields), known ones are typed. Built on
-    first use, not when the plugin loads."""
+class _Lenient(VendorModel):
+    """Vendor documents: unknown keys are kept (Ideogram adds fields), known ones are typed, a malformed
+    optional one is dropped (never a paid image's URL). Built on first use, not when the plugin loads."""
 
     model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
@@ -114,7 +115,7 @@ class ImageObject(_Lenient):
     prompt: str | None = None
     """The prompt Ideogram used (after MagicPrompt)."""
     resolution: str | None = None
-    seed: int | None = None
+    seed: Seed | None = None
     style_type: str | None = None
 
     @field_validator("url", mode="before")

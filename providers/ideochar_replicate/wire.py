@@ -16,6 +16,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ideochar.toolkit import Count, VendorModel
+
 __all__ = [
     "TERMINAL_STATUSES",
     "AspectRatio",
@@ -54,8 +56,8 @@ class _Sent(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class _Received(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+class _Received(VendorModel):
+    """Replicate's documents: unknown keys ignored, a malformed optional field dropped (never the id)."""
 
 
 class PredictionInput(_Sent):
@@ -182,7 +184,7 @@ class UploadedFile(_Received):
     urls: FileUrls
     name: str | None = None
     content_type: str | None = None
-    size: int | None = None
+    size: Count | None = None
     expires_at: str | None = None
 
 

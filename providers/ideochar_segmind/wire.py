@@ -30,6 +30,7 @@ from ideochar.multipart import FilePart as FilePart  # the shared streamed body,
 from ideochar.multipart import MultipartBody as MultipartBody
 from ideochar.multipart import Part as Part
 from ideochar.multipart import TextPart as TextPart
+from ideochar.toolkit import Seconds, Seed, VendorModel
 
 if TYPE_CHECKING:
     pass
@@ -165,8 +166,9 @@ def decimal_or_none(value: Any) -> Decimal | None:
     return amount if amount.is_finite() and amount >= 0 else None
 
 
-class _Lenient(BaseModel):
-    """Vendor documents: unknown keys are kept (Segmind adds fields), known ones are typed."""
+class _Lenient(VendorModel):
+    """Vendor documents: unknown keys are kept (Segmind adds fields), known ones are typed, a malformed
+    optional one is dropped (never the request id)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -186,22 +188,14 @@ class V2Metrics(_Lenient):
     cost: Decimal | None = None
     """USD (inferred: Segmind's credits are dollars); absent on failures, which are not charged."""
     remaining_credits: Decimal | None = None
-    inference_time: float | None = None
-    queue_time: float | None = None
-    total_time: float | None = None
+    inference_time: Seconds | None = None
+    queue_time: Seconds | None = None
+    total_time: Seconds | None = None
 
     @field_validator("cost", "remaining_credits", mode="before")
     @classmethod
     def _amount(cls, value: Any) -> Decimal | None:
         return decimal_or_none(value)
-
-    @field_validator("inference_time", "queue_time", "total_time", mode="before")
-    @classmethod
-    def _seconds(cls, value: Any) -> float | None:
-        try:
-            return None if value is None or isinstance(value, bool) else float(value)
-        except (TypeError, ValueError):
-            return None
 
 
 class V2Status(_Lenient):
@@ -269,14 +263,12 @@ def _first_string(value: Any, *, depth: int) -> str | None:
     return None
 
 
-class ResumeState(BaseModel):
+class ResumeState(VendorModel):
     """What a ``submitted`` event carries so a v2 job can be followed again (JSON-safe, no key)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
 
     mode: Literal["v2"] = "v2"
     request_id: str = Field(min_length=1)
     status_url: str = Field(min_length=1)
     response_url: str = Field(min_length=1)
-    seed: int | None = None
+    seed: Seed | None = None
     """The seed asked for, if any: v2 documents do not report the one used."""

@@ -78,6 +78,7 @@ __all__ = [
     "PollSchedule",
     "QueuePosition",
     "Retry",
+    "Seconds",
     "Seed",
     "TrustedOrigins",
     "Unreadable",
@@ -696,7 +697,7 @@ def _account(collected: Collected, *, asked: int | None, limit: int, provider: s
 
 
 def _whole_number(value: Any) -> Any:
-    """Booleans are not numbers (pydantic would read ``true`` as 1)."""
+    """Booleans are not numbers (pydantic would read ``true`` as 1 and ``false`` as 0.0)."""
     if isinstance(value, bool):
         raise ValueError("a boolean is not a number")
     return value
@@ -723,6 +724,8 @@ Seed = Annotated[int, BeforeValidator(_whole_number), Field(ge=INT64_MIN, le=INT
 QueuePosition = Annotated[int, BeforeValidator(_whole_number), Field(ge=0, le=MAX_QUEUE_POSITION)]
 #: A size or a count a vendor reports.
 Count = Annotated[int, BeforeValidator(_whole_number), Field(ge=0, le=INT64_MAX)]
+#: A duration a vendor reports: finite, not negative.
+Seconds = Annotated[float, BeforeValidator(_whole_number), Field(ge=0, allow_inf_nan=False)]
 
 
 class VendorModel(BaseModel):
@@ -735,7 +738,8 @@ class VendorModel(BaseModel):
     unreadable. Unknown fields are ignored unless a subclass says otherwise.
     """
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # Built on first use: a plugin's import stays cheap (the core does the same, docs/benchmarks.md).
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     @model_validator(mode="wrap")
     @classmethod
