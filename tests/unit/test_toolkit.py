@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 import ideochar.toolkit
 from conftest import CANARY_KEY, make_image
+from echoed_keys import CUTS, key_fragments, straddling
 from ideochar._constants import MAX_RETRY_AFTER_SECONDS
 from ideochar._secrets import Secret
 from ideochar.errors import (
@@ -31,7 +32,6 @@ from ideochar.toolkit import (
     CLIENT_ERRORS,
     DETAIL_CHARS,
     INT64_MAX,
-    KEPT_BODY_CHARS,
     SERVER_ERRORS,
     Collected,
     Condition,
@@ -69,24 +69,6 @@ Secret(CANARY_KEY)  # known to the redactor, as in every real call
 
 def answer(status: int = 200, **kwargs: Any) -> httpx.Response:
     return httpx.Response(status, request=httpx.Request("GET", "https://api.vendor.test/x"), **kwargs)
-
-
-def key_fragments(text: str, size: int = 8) -> list[str]:
-    """Every piece of the canary key of ``size`` characters that appears in ``text``."""
-    return [CANARY_KEY[i : i + size] for i in range(len(CANARY_KEY) - size + 1) if CANARY_KEY[i : i + size] in text]
-
-
-#: Where the adapters used to cut vendor text (200, 300, 500, 1000 characters) and where the toolkit cuts.
-CUTS = (200, 300, 500, 1000, DETAIL_CHARS, KEPT_BODY_CHARS)
-
-
-def straddling(cuts: tuple[int, ...] = CUTS, total: int = KEPT_BODY_CHARS + 600) -> str:
-    """Filler text with the key straddling each of ``cuts``: wherever a reader cuts, it cuts the key."""
-    text = ["."] * total
-    for cut in cuts:
-        start = cut - len(CANARY_KEY) // 2
-        text[start : start + len(CANARY_KEY)] = CANARY_KEY
-    return "".join(text)
 
 
 # -- reading bodies --------------------------------------------------------------------------------------
