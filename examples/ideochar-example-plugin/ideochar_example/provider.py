@@ -5,8 +5,8 @@
     401 -> {"message": "..."}   429 -> Retry-After   5xx -> unavailable
 
 It shows every part of the provider contract: declaring capabilities and prices, translating the neutral
-request with a pure function, yielding requests instead of doing I/O, mapping errors at one place, and
-downloading images with the shared helper.
+request with a pure function, yielding requests instead of doing I/O, an error table, reading answers through
+a wire model, and collecting images with the shared toolkit (``ideochar.toolkit``).
 """
 
 from __future__ import annotations
@@ -27,11 +27,25 @@ from ideochar import (
     ProviderUnavailable,
     RateLimited,
     RequestRejected,
+    UnexpectedResponse,
 )
 from ideochar.events import Event
-from ideochar.exchange import Send, download_image, read_json
-from ideochar.retry import parse_retry_after
+from ideochar.exchange import Send
 from ideochar.spec import Exchange, Provider
+from ideochar.toolkit import (
+    CLIENT_ERRORS,
+    SERVER_ERRORS,
+    ErrorRule,
+    NamedImage,
+    Seed,
+    Unreadable,
+    VendorModel,
+    collect_images,
+    error_for,
+    parse_reply,
+    read_failure,
+    statuses,
+)
 
 _SPEEDS = {"turbo": "fast", "default": "normal", "quality": "best"}
 
@@ -41,6 +55,18 @@ class ExampleOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     watermark: bool = False
+
+
+class ImageItem(VendorModel):
+    url: str
+    seed: Seed | None = None
+
+
+class Answer(VendorModel):
+    """The vendor's answer, read through a model: a malformed optional field is dropped, never the id."""
+
+    id: str
+    images: list[ImageItem]
 
 
 def to_wire(request: CharacterRequest, options: ExampleOptions) -> dict[str, Any]:
@@ -58,22 +84,17 @@ def to_wire(request: CharacterRequest, options: ExampleOptions) -> dict[str, Any
     return body
 
 
-def error_for(response: httpx.Response) -> ProviderError:
-    """The vendor's error answers -> ideochar's error classes, in one table."""
-    status = response.status_code
-    try:
-        message = str(response.json().get("message", response.text))
-    except ValueError:
-        message = response.text[:200]
-    if status in (401, 403):
-        return AuthenticationFailed(f"Example Images refused the key: {message}", status=status)
-    if status == 429:
-        return RateLimited(
-            "Example Images is rate limiting", status=status, retry_after=parse_retry_after(response.headers)
-        )
-    if status >= 500:
-        return ProviderUnavailable(f"Example Images failed ({status}): {message}", status=status)
-    return RequestRejected(f"Example Images rejected the request: {message}", status=status)
+#: The vendor's error answers -> ideochar's error classes: one table, read top to bottom.
+RULES = (
+    ErrorRule("key", AuthenticationFailed, "Example Images refused the key: {detail}", statuses(401, 403)),
+    ErrorRule("rate limit", RateLimited, "Example Images is rate limiting: {detail}", statuses(429)),
+    ErrorRule("server", ProviderUnavailable, "Example Images failed (HTTP {status}): {detail}", SERVER_ERRORS),
+    ErrorRule("refused", RequestRejected, "Example Images rejected the request: {detail}", CLIENT_ERRORS),
+)
+
+
+def error_from_response(response: httpx.Response) -> ProviderError:
+    return error_for(read_failure(response), RULES, provider="example", title="Example Images")
 
 
 class ExampleProvider(Provider):
@@ -100,10 +121,23 @@ class ExampleProvider(Provider):
             admits=True,  # a lost answer may still be a billed image: never sent twice
         )
         if response.status_code != 200:
-            raise error_for(response)
-        body = read_json(response)
-        yield Event("submitted", vendor_request_id=body["id"])
-        images = []
-        for item in body["images"]:
-            images.append((yield from download_image(item["url"], seed=item.get("seed"))))
-        return ProviderOutput(images=images, vendor_request_id=body["id"])
+            raise error_from_response(response)
+        answer = parse_reply(response, Answer)
+        if isinstance(answer, Unreadable):
+            raise UnexpectedResponse(f"Example Images' answer is unreadable ({answer.reason})", body=answer.body)
+        yield Event("submitted", vendor_request_id=answer.id)
+        collected = yield from collect_images(
+            [NamedImage(item.url, seed=item.seed) for item in answer.images],
+            asked=request.num_images,
+            most=self.info.max_images_per_call,
+            provider=self.info.name,
+            title=self.info.title,
+        )
+        if not collected.images:
+            raise collected.errors[0] if collected.errors else UnexpectedResponse("Example Images returned no image")
+        return ProviderOutput(
+            images=collected.images,
+            vendor_request_id=answer.id,
+            failures=collected.failures,
+            warnings=collected.warnings,
+        )
