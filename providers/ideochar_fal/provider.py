@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from typing_extensions import Self
 
 from ideochar._constants import POLL_INITIAL_SECONDS, POLL_MAX_SECONDS
+from ideochar._secrets import redact
 from ideochar.errors import (
     GenerationFailed,
     InvalidRequest,
@@ -255,7 +256,7 @@ class FalProvider(Provider):
             )
         except (ValidationError, ValueError):
             # Admitted, but with an id or URLs we cannot follow: record the id (it may be billed), then stop.
-            yield Event("submitted", vendor_request_id=submitted.request_id[:200], status="queued")
+            yield Event("submitted", vendor_request_id=redact(submitted.request_id)[:200], status="queued")
             raise UnexpectedResponse(
                 "fal admitted the job with a request id or URLs ideochar cannot follow; it may run and be billed",
                 provider=PROVIDER,

@@ -42,7 +42,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import ValidationError
 
-from ideochar._constants import MAX_RETRY_AFTER_SECONDS
+from ideochar._secrets import redact
 from ideochar.errors import (
     AuthenticationFailed,
     OutcomeUnknown,
@@ -51,9 +51,10 @@ from ideochar.errors import (
     RateLimited,
     UnexpectedResponse,
 )
-from ideochar.exchange import Send, Sleep, read_json
-from ideochar.retry import backoff_seconds, parse_retry_after
+from ideochar.exchange import Send, Sleep
+from ideochar.retry import parse_retry_after
 from ideochar.spec import Exchange
+from ideochar.toolkit import Done, PollSchedule, Retry, Unreadable, parse_reply, poll, read_body
 from ideochar_replicate.errors import PROVIDER, problem_of
 from ideochar_replicate.mapping import MODEL
 from ideochar_replicate.wire import ListedPrediction, PredictionPage
@@ -325,35 +326,27 @@ def _still_unknown(lost: OutcomeUnknown, note: str, body: Any = None) -> Outcome
 
 
 def _page(url: str, headers: Mapping[str, str]) -> Exchange[PredictionPage]:
-    """One page of the list, the GET repeated through transient failures."""
-    last: ProviderError | None = None
-    for attempt in range(1, LIST_ATTEMPTS + 1):
-        if last is not None:
-            yield Sleep(_retry_delay(last, attempt - 1))
-        try:
-            response = yield Send(httpx.Request("GET", url, headers=dict(headers)))
-        except ProviderUnavailable as exc:
-            last = exc
-            continue
-        if response.status_code == 429 or response.status_code >= 500:
-            last = _listing_error(response)
-            continue
-        if not response.is_success:
-            raise _listing_error(response)
-        try:
-            return PredictionPage.model_validate(read_json(response))
-        except (ValidationError, UnexpectedResponse):
-            last = UnexpectedResponse(
-                "Replicate's list of predictions is unreadable", status=response.status_code, body=response.text[:500]
+    """One page of the list, the GET repeated through transient failures (LIST_ATTEMPTS in all)."""
+
+    def send() -> Send:
+        return Send(httpx.Request("GET", url, headers=dict(headers)))
+
+    return (yield from poll(send, _read_page, PollSchedule(failures=LIST_ATTEMPTS - 1)))
+
+
+def _read_page(response: httpx.Response) -> Done[PredictionPage] | Retry:
+    if response.status_code == 429 or response.status_code >= 500:
+        return Retry(_listing_error(response))
+    if not response.is_success:
+        raise _listing_error(response)
+    page = parse_reply(response, PredictionPage)
+    if isinstance(page, Unreadable):
+        return Retry(
+            UnexpectedResponse(
+                "Replicate's list of predictions is unreadable", status=response.status_code, body=page.body
             )
-    assert last is not None
-    raise last
-
-
-def _retry_delay(error: ProviderError, retry: int) -> float:
-    if error.retry_after is not None:
-        return min(error.retry_after, MAX_RETRY_AFTER_SECONDS)
-    return backoff_seconds(retry)
+        )
+    return Done(page)
 
 
 def _listing_error(response: httpx.Response) -> ProviderError:
@@ -361,7 +354,7 @@ def _listing_error(response: httpx.Response) -> ProviderError:
     problem = problem_of(response)
     detail = (problem.detail or problem.title) if problem is not None else None
     text = f"Replicate's list of predictions answered HTTP {status}" + (f": {detail}" if detail else "")
-    body = problem.model_dump(exclude_none=True) if problem is not None else response.text[:500]
+    body = problem.model_dump(exclude_none=True) if problem is not None else read_body(response).excerpt()
     common: dict[str, Any] = {"provider": PROVIDER, "status": status, "body": body}
     if status in (401, 403):
         return AuthenticationFailed(text, **common)
@@ -378,5 +371,7 @@ def _next_url(next_url: str, listing: Listing) -> str:
     try:
         query = httpx.URL(next_url).query
     except httpx.InvalidURL:
-        raise UnexpectedResponse(f"Replicate's list of predictions gave an unusable next page: {next_url[:200]!r}")
+        raise UnexpectedResponse(
+            f"Replicate's list of predictions gave an unusable next page: {redact(next_url)[:200]!r}"
+        )
     return str(httpx.URL(listing.url).copy_with(query=query))

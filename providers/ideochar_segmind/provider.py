@@ -63,6 +63,7 @@ from ideochar.toolkit import (
     int_or_none,
     json_or_none,
     poll,
+    read_body,
 )
 from ideochar_segmind.errors import PROVIDER, error_from_response, failed_job_error, vendor_detail
 from ideochar_segmind.mapping import MASK_POLARITY_INFERRED, to_wire
@@ -441,7 +442,7 @@ def _v1_image(response: httpx.Response, *, seed: int | None) -> Exchange[Generat
     if sniff_format(data[:16]) is None:
         raise UnexpectedResponse(
             f"Segmind answered 200 with {media or 'no content type'} but the bytes are not JPEG, PNG or WebP "
-            f"({len(data)} bytes starting {data[:8]!r})",
+            f"({len(data)} bytes starting {read_body(response).text[:8]!r})",  # redacted, then cut
             status=200,
             billed="yes",
         )

@@ -19,7 +19,7 @@ redacted, a key sent to another port of a trusted host, 300 downloads for one im
   arrived and reports the rest as :class:`~ideochar.result.ImageFailure`;
 * **vendor numbers** -- :class:`VendorModel`, the base of every reply model: a malformed optional field is
   dropped (with a log line) instead of making the whole answer unreadable, and :data:`Seed`,
-  :data:`QueuePosition` and :data:`Count` keep integers inside what the journal can store.
+  :data:`QueuePosition`, :data:`Count` and :data:`Seconds` keep numbers inside what the journal can store.
 
 Nothing here decides billing: rules carry the vendor's *hint* (what its documentation says a refusal
 costs), and the router decides what an attempt was billed from what happened on the wire.
@@ -146,7 +146,7 @@ _DETAIL_KEYS = ("error", "message", "detail")
 
 @dataclass(frozen=True)
 class VendorBody:
-    """An error answer's body, read once, redacted whole: cutting it afterwards cannot halve a key."""
+    """A vendor answer's body, read once and redacted whole: cutting it afterwards cannot halve a key."""
 
     kind: Literal["json", "html", "text", "empty"]
     text: str
@@ -188,7 +188,7 @@ def json_summary(data: Any, keys: Sequence[str] = _DETAIL_KEYS, limit: int = DET
 
 
 def read_body(response: httpx.Response) -> VendorBody:
-    """Read any error body: JSON (by content type or by its first character), HTML, text, or nothing."""
+    """Read any answer's body: JSON (by content type or by its first character), HTML, text, or nothing."""
     text = redact(_decoded(response))
     content_type = response.headers.get("content-type", "").lower()
     stripped = text.lstrip()

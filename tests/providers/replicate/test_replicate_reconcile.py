@@ -63,7 +63,6 @@ def _no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(provider_module, "POLL_SCHEDULE", PollSchedule(0.0, 0.0, failures=POLL_FAILURES_TOLERATED))
     monkeypatch.setattr(ideochar.toolkit, "backoff_seconds", lambda failures: 0.0)
     monkeypatch.setattr(reconcile, "LOST_ANSWER_LOOKS_SECONDS", (0.0, 0.0))
-    monkeypatch.setattr(reconcile, "backoff_seconds", lambda retry: 0.0)
 
 
 def _iso(moment: float) -> str:
