@@ -277,30 +277,26 @@ class FalProvider(Provider):
     def _follow(
         self, job: ResumeState, ctx: CallContext, options: FalOptions, *, first_wait: float
     ) -> Exchange[ProviderOutput]:
-        """Wait for the job, fetch its output, download its images. Every error names the job."""
-        try:
-            for url in (job.status_url, job.response_url):
-                assert url is not None
-                _require_trusted(url, ctx)
-            done, transport = None, "poll"
-            if options.status == "stream":
-                done = yield from _stream_status(job, ctx)
-                transport = "stream" if done is not None else "poll"
-            if done is None:
-                done = yield from _poll_status(job, ctx, first_wait=first_wait)
-            if done.error is not None:
-                raise completed_error(
-                    done.error, done.error_type, request_id=job.request_id, body=done.model_dump(mode="json")
-                )
-            output = yield from _fetch_result(job, ctx)
-            metadata: dict[str, Any] = {"mode": "queue", "endpoint": job.endpoint, "status_via": transport}
-            if done.metrics and isinstance(done.metrics.get("inference_time"), (int, float)):
-                metadata["inference_seconds"] = float(done.metrics["inference_time"])
-            return (yield from _collect(output, job.request_id, job.num_images, job.seed, metadata))
-        except ProviderError as exc:
-            exc.vendor_request_id = exc.vendor_request_id or job.request_id
-            exc.admitted = True
-            raise
+        """Wait for the job, fetch its output, download its images. (The router stamps every error with the
+        job's id from the ``submitted`` event, and rules on its billing.)"""
+        for url in (job.status_url, job.response_url):
+            assert url is not None
+            _require_trusted(url, ctx)
+        done, transport = None, "poll"
+        if options.status == "stream":
+            done = yield from _stream_status(job, ctx)
+            transport = "stream" if done is not None else "poll"
+        if done is None:
+            done = yield from _poll_status(job, ctx, first_wait=first_wait)
+        if done.error is not None:
+            raise completed_error(
+                done.error, done.error_type, request_id=job.request_id, body=done.model_dump(mode="json")
+            )
+        output = yield from _fetch_result(job, ctx)
+        metadata: dict[str, Any] = {"mode": "queue", "endpoint": job.endpoint, "status_via": transport}
+        if done.metrics and isinstance(done.metrics.get("inference_time"), (int, float)):
+            metadata["inference_seconds"] = float(done.metrics["inference_time"])
+        return (yield from _collect(output, job.request_id, job.num_images, job.seed, metadata))
 
     # -- fal.run -----------------------------------------------------------------------------------
 

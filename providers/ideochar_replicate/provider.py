@@ -46,7 +46,6 @@ from ideochar._constants import POLL_INITIAL_SECONDS, POLL_MAX_SECONDS
 from ideochar.errors import (
     InvalidRequest,
     OutcomeUnknown,
-    ProviderError,
     UnexpectedResponse,
 )
 from ideochar.events import Event
@@ -246,23 +245,18 @@ class ReplicateProvider(Provider):
     def _follow(
         self, prediction_id: str, get_url: str, ctx: CallContext, *, first: Prediction | None
     ) -> Exchange[ProviderOutput]:
-        """Poll until the prediction ends, then return its image. Errors carry the prediction id."""
-        try:
-            prediction = first
-            if prediction is None or not prediction.terminal:
-                schedule = POLL_SCHEDULE
-                prediction = yield from poll(
-                    lambda: Send(httpx.Request("GET", get_url, headers=_auth(ctx))),
-                    functools.partial(_read_prediction, prediction_id),
-                    schedule,
-                    first_wait=0.0 if first is None else schedule.initial,
-                    reported=first.status if first is not None else None,  # the submitted event told it
-                )
-            return (yield from self._finish(prediction, ctx))
-        except ProviderError as exc:
-            exc.vendor_request_id = exc.vendor_request_id or prediction_id
-            exc.admitted = True
-            raise
+        """Poll until the prediction ends, then return its image (the router stamps errors with its id)."""
+        prediction = first
+        if prediction is None or not prediction.terminal:
+            schedule = POLL_SCHEDULE
+            prediction = yield from poll(
+                lambda: Send(httpx.Request("GET", get_url, headers=_auth(ctx))),
+                functools.partial(_read_prediction, prediction_id),
+                schedule,
+                first_wait=0.0 if first is None else schedule.initial,
+                reported=first.status if first is not None else None,  # the submitted event told it
+            )
+        return (yield from self._finish(prediction, ctx))
 
     def _finish(self, prediction: Prediction, ctx: CallContext) -> Exchange[ProviderOutput]:
         if prediction.status != "succeeded":

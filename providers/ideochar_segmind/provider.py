@@ -41,8 +41,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from typing_extensions import Self
 
 from ideochar.errors import (
-    ContentFiltered,
-    GenerationFailed,
     InvalidRequest,
     OutcomeUnknown,
     ProviderError,
@@ -260,18 +258,8 @@ class SegmindProvider(Provider):
     def _follow(
         self, job: ResumeState, ctx: CallContext, options: SegmindOptions, *, first_wait: float
     ) -> Exchange[ProviderOutput]:
-        """Poll until the job ends, fetch its result, download the image. Every error names the job."""
-        try:
-            return (yield from self._follow_unstamped(job, ctx, options, first_wait=first_wait))
-        except ProviderError as exc:
-            converted = _admitted(exc, job)
-            if converted is exc:
-                raise
-            raise converted from exc
-
-    def _follow_unstamped(
-        self, job: ResumeState, ctx: CallContext, options: SegmindOptions, *, first_wait: float
-    ) -> Exchange[ProviderOutput]:
+        """Poll until the job ends, fetch its result, download the image. (The router stamps every error
+        with the job's id from the ``submitted`` event, and rules on its billing.)"""
         for url in (job.status_url, job.response_url):
             _require_trusted(url, ctx)
         schedule = PollSchedule(
@@ -471,29 +459,6 @@ def _status_document(body: Any) -> V2Status | None:
 def _require_trusted(url: str, ctx: CallContext) -> None:
     """The key goes only to the configured API origin or to Segmind's own hosts over https."""
     TrustedOrigins.of(ctx.base_urls.values(), (TRUSTED_HOST,)).require(url, provider=PROVIDER, title="Segmind")
-
-
-def _admitted(exc: ProviderError, job: ResumeState) -> ProviderError:
-    """Stamp an error met while following an admitted job with its id.
-
-    Only a job's own end is final: FAILED (GenerationFailed, ContentFiltered), or a result that was
-    billed and unusable. Anything else met on the way (the vendor unreachable, rate limits, a refused
-    poll, a URL we will not follow) leaves a job that may still finish and bill, so it becomes
-    OutcomeUnknown: the router must not send the request elsewhere as if nothing had been spent.
-    """
-    exc.vendor_request_id = exc.vendor_request_id or job.request_id
-    exc.admitted = True
-    if isinstance(exc, (OutcomeUnknown, GenerationFailed, ContentFiltered)) or exc.billed == "yes":
-        return exc
-    return OutcomeUnknown(
-        f"Segmind admitted job {job.request_id}, then: {exc.message}. It may still finish and be billed; "
-        "resume it by its id within the hour",
-        provider=exc.provider,
-        status=exc.status,
-        vendor_request_id=job.request_id,
-        body=exc.body,
-        admitted=True,
-    )
 
 
 def _float_or_none(value: str | None) -> float | None:

@@ -33,6 +33,7 @@ from ideochar.errors import (
 from ideochar.events import Event
 from ideochar.plugins import plugin_manager
 from ideochar.request import CharacterRequest, Edit, Remix
+from ideochar.router import provider_flow
 from ideochar.spec import CallContext, Exchange, Provider, ProviderOutput
 from ideochar_fal.provider import INFO, FalOptions, FalProvider
 
@@ -61,7 +62,9 @@ def go(
     run: Runner, fake: FakeFal, request: CharacterRequest, options: FalOptions | None = None
 ) -> tuple[Any, list[Event]]:
     events: list[Event] = []
-    return run(FalProvider().exchange(request, context(options)), fake, events), events
+    provider, ctx = FalProvider(), context(options)
+    # As the router runs it: errors stamped with the job's id and ruled on for billing (router.settle).
+    return run(provider_flow(provider, provider.exchange(request, ctx), ctx), fake, events), events
 
 
 def kinds(events: list[Event]) -> list[str]:
@@ -179,9 +182,10 @@ def test_polls_are_repeated_through_5xx_429_and_transport_errors(run: Runner) ->
 
 def test_polling_gives_up_after_repeated_failures_naming_the_job(run: Runner) -> None:
     fake = FakeFal(stream=httpx.Response(404), polls=[httpx.Response(500, json={"detail": "down"})] * 20)
-    with pytest.raises(ProviderUnavailable) as caught:
+    with pytest.raises(OutcomeUnknown) as caught:  # fal holds the job: it may still finish and bill
         go(run, fake, generate())
     assert caught.value.vendor_request_id == fake.request_id and caught.value.admitted
+    assert caught.value.billed == "unknown" and isinstance(caught.value.__cause__, ProviderUnavailable)
     assert len(fake.sent("GET", "/status?")) == ideochar_fal.provider.POLL_RETRIES + 1
     assert len(fake.sent("POST")) == 1
 
@@ -508,7 +512,9 @@ def test_a_job_still_running_at_the_deadline_stops_polling_and_names_the_job() -
     fake = FakeFal(
         stream=[{"status": "IN_PROGRESS"}], polls=[httpx.Response(202, json={"status": "IN_PROGRESS"})] * 500
     )
-    with httpx.Client(transport=httpx.MockTransport(fake)) as http, pytest.raises(ProviderUnavailable) as caught:
-        drive(FalProvider().exchange(generate(), context()), http, deadline=time.monotonic() + 0.2, fetch=http)
+    provider, ctx = FalProvider(), context()
+    flow = provider_flow(provider, provider.exchange(generate(), ctx), ctx)
+    with httpx.Client(transport=httpx.MockTransport(fake)) as http, pytest.raises(OutcomeUnknown) as caught:
+        drive(flow, http, deadline=time.monotonic() + 0.2, fetch=http)
     assert caught.value.vendor_request_id == fake.request_id and caught.value.admitted
     assert len(fake.sent("POST")) == 1 and not [r for r in fake.requests if str(r.url) == fake.job]

@@ -17,6 +17,7 @@ from echoed_keys import error_fragments, straddling
 from ideochar.errors import ProviderError, UnexpectedResponse
 from ideochar.events import Event
 from ideochar.request import CharacterRequest
+from ideochar.router import provider_flow
 from ideochar_fal.provider import FalOptions, FalProvider
 
 REF_URL = "https://v3.fal.media/files/koala/reference.png"
@@ -38,7 +39,9 @@ def fast_waits(monkeypatch: pytest.MonkeyPatch) -> None:
 def go(run: Runner, fake: FakeFal, options: FalOptions | None = None, **fields: Any) -> tuple[Any, list[Event]]:
     events: list[Event] = []
     request = CharacterRequest(prompt="a knight", reference=REF_URL, **fields)
-    return run(FalProvider().exchange(request, context(options)), fake, events), events
+    provider, ctx = FalProvider(), context(options)
+    # As the router runs it: errors stamped with the job's id and ruled on for billing (router.settle).
+    return run(provider_flow(provider, provider.exchange(request, ctx), ctx), fake, events), events
 
 
 def fail(run: Runner, fake: FakeFal, options: FalOptions | None = None) -> ProviderError:

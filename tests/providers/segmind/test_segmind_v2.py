@@ -197,12 +197,13 @@ def test_polls_that_keep_failing_end_in_outcome_unknown_with_the_job_id(driver: 
     assert 2 <= len(server.seen) <= 1 + 1 + segmind_provider.V2_POLL_RETRIES
 
 
-def test_a_refused_poll_after_admission_is_outcome_unknown_not_a_reason_to_resubmit(driver: str) -> None:
+def test_a_refused_poll_after_admission_is_possibly_billed_and_never_a_reason_to_resubmit(driver: str) -> None:
     server = fake_segmind([httpx.Response(401, json={"error": "Unauthorized. API key is invalid or may have expired"})])
-    with pytest.raises(OutcomeUnknown) as caught:
+    with pytest.raises(AuthenticationFailed) as caught:
         go(driver, server)
-    assert isinstance(caught.value.__cause__, AuthenticationFailed)
-    assert caught.value.vendor_request_id == RID
+    # The router's rule (router.settle): Segmind holds the job, so the failure is billed "unknown", carries
+    # the id, and is marked admitted, which keeps it from failing over to another vendor.
+    assert (caught.value.vendor_request_id, caught.value.admitted, caught.value.billed) == (RID, True, "unknown")
 
 
 def test_an_expired_job_record_is_outcome_unknown(driver: str) -> None:
@@ -225,9 +226,10 @@ def test_a_job_still_running_past_the_poll_timeout_can_be_resumed_later(driver: 
 def test_the_key_is_never_sent_to_a_poll_url_off_segmind(driver: str) -> None:
     evil = {**SUBMITTED, "status_url": "https://collector.example/steal", "response_url": "https://collector.example/r"}
     server = fake_segmind(["COMPLETED"], submit=lambda: httpx.Response(200, json=evil))
-    with pytest.raises(OutcomeUnknown) as caught:
+    with pytest.raises(UnexpectedResponse) as caught:
         go(driver, server)
     assert "collector.example" in caught.value.message
+    assert (caught.value.vendor_request_id, caught.value.admitted, caught.value.billed) == (RID, True, "unknown")
     assert [r.url.host for r in server.seen] == ["api.segmind.com"]
 
 
