@@ -236,10 +236,10 @@ def effective_base_urls(
     """The base URLs one provider's calls use: where its key may go, and nowhere else.
 
     With the emulator (``emulated`` given) only the emulator's URLs, whatever is configured: an emulated
-    run never reaches a configured host or a vendor, and a provider no plugin emulates is refused. Otherwise the provider's declared URLs
-    with ``configured`` on top; a configured name the provider does not declare is refused (a typo would
-    otherwise leave traffic on the vendor's own host while you think it goes through your proxy).
-    Every URL is checked by :func:`check_base_url`.
+    run never reaches a configured host or a vendor, and a provider no plugin emulates is refused.
+    Otherwise the provider's declared URLs with ``configured`` on top; a configured name the provider
+    does not declare is refused (a typo would otherwise leave traffic on the vendor's own host while you
+    think it goes through your proxy). Every URL is checked by :func:`check_base_url`.
     """
     if emulated is not None:
         if info.base_urls and not emulated:
