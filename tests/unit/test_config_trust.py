@@ -313,3 +313,27 @@ def test_a_base_url_name_the_provider_does_not_have_is_refused() -> None:
     with pytest.raises(ConfigError) as caught:
         effective_base_urls(INFO, {"queeu": "https://proxy.example/q"})
     assert str(caught.value) == "base_urls.fal.queeu: fal has no base URL named 'queeu' (it has: queue, run)"
+
+
+# -- the docs ---------------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_row_of_the_keys_table_names_tests_that_exist() -> None:
+    """docs/security.md: "A row without a test is not a promise"; a renamed test must not leave one."""
+    text = (ROOT / "docs" / "security.md").read_text(encoding="utf-8")
+    section = text.split("## Keys and configuration", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| Threat")]
+    assert len(rows) >= 9
+    for row in rows:
+        named = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", row)
+        assert named, row[:80]
+        for path, name in named:
+            assert f"def {name}(" in (ROOT / path).read_text(encoding="utf-8"), f"{path}::{name}"
+
+
+def test_the_configuration_guide_lists_every_caller_only_setting() -> None:
+    guide = (ROOT / "docs" / "howto" / "switch-vendor.md").read_text(encoding="utf-8")
+    for name in CALLER_ONLY_SETTINGS:
+        assert f"| `{name}` |" in guide, f"docs/howto/switch-vendor.md: {name} is missing from the found-file table"
