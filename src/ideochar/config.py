@@ -65,8 +65,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
-from urllib.parse import urlsplit
 
+import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from ideochar._constants import DEFAULT_DEADLINE_SECONDS, MAX_RETRY_AFTER_SECONDS
@@ -154,6 +154,9 @@ _KEY_LIKE = re.compile(
     re.IGNORECASE,
 )
 
+#: A host as httpx hands it over: a name (IDNA already applied), an IPv4 address or an IPv6 one.
+_HOST = re.compile(r"[a-z0-9.-]+|[0-9a-f:.]+")
+
 #: Reserved names public DNS never answers (RFC 6761): the emulator's in-process roots use them.
 _RESERVED_SUFFIXES = (".localhost", ".test", ".invalid")
 
@@ -191,11 +194,12 @@ def plain_http_allowed(host: str) -> bool:
 def _shown(url: str) -> str:
     """``scheme://host[:port]`` of ``url`` for a message: never its user, password, path or query."""
     try:
-        parts = urlsplit(url)
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
+        parsed = httpx.URL(url)
+        port = f":{parsed.port}" if parsed.port else ""
+    except (httpx.InvalidURL, ValueError):
         return "it"
-    return f"{parts.scheme}://{parts.hostname}{port}" if parts.scheme and parts.hostname else "it"
+    host = parsed.raw_host.decode("ascii", "replace")
+    return f"{parsed.scheme}://{host}{port}" if parsed.scheme and host else "it"
 
 
 def check_base_url(url: str) -> str:
@@ -203,22 +207,26 @@ def check_base_url(url: str) -> str:
 
     A base URL receives the vendor's key and the caller's images: it must be absolute, ``https`` unless
     :func:`plain_http_allowed`, and carry no user, password, query or fragment (a secret there would be
-    logged and shown wherever the URL is).
+    logged and shown wherever the URL is). It is read with httpx's parser, the one the requests are sent
+    with, so the host judged here is the host connected to.
     """
     if not isinstance(url, str) or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
         raise ValueError("must be a URL without spaces or control characters")
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
+        parsed = httpx.URL(url)
+        port = parsed.port
+    except (httpx.InvalidURL, ValueError):  # IDNA errors are ValueErrors
         raise ValueError("is not a valid URL") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    host = parsed.raw_host.decode("ascii", "replace").lower()
+    if parsed.scheme not in ("http", "https") or not host:
         raise ValueError("must be an absolute http(s) URL, e.g. https://proxy.example/queue")
-    if parts.username is not None or parts.password is not None:
+    if parsed.userinfo:
         raise ValueError("must not carry a user or password (keys go in the provider's environment variable)")
-    if parts.query or parts.fragment or url.endswith(("?", "#")):
+    if not _HOST.fullmatch(host) or (port is not None and not 0 < port < 65536):
+        raise ValueError("is not a valid URL")
+    if parsed.query or parsed.fragment or url.endswith(("?", "#")):
         raise ValueError("must not have a query or fragment")
-    if parts.scheme == "http" and not plain_http_allowed(parts.hostname):
+    if parsed.scheme == "http" and not plain_http_allowed(host):
         raise ValueError(
             f"must be https: plain http to {_shown(url)} would send the key and images readable on the network "
             "(http is allowed only to this machine: 127.0.0.1, ::1, localhost)"
@@ -255,14 +263,19 @@ def effective_base_urls(
         problem = f"{info.name} has no base URL named {unknown[0]!r} (it has: {', '.join(sorted(info.base_urls))})"
         raise ConfigError(f"{key}: {problem}", problems=[(key, problem)])
     urls = {**info.base_urls, **configured}
-    return {name: _checked(url, f"base_urls.{info.name}.{name}") for name, url in urls.items()}
+    return {
+        name: _checked(
+            url, f"base_urls.{info.name}.{name}", "" if name in configured else " (declared by the provider)"
+        )
+        for name, url in urls.items()
+    }
 
 
-def _checked(url: str, key: str) -> str:
+def _checked(url: str, key: str, note: str = "") -> str:
     try:
         return check_base_url(url)
     except ValueError as exc:
-        raise ConfigError(f"{key}: {exc}", problems=[(key, str(exc))]) from None
+        raise ConfigError(f"{key}{note}: {exc}", problems=[(key, str(exc))]) from None
 
 
 # -- the settings -----------------------------------------------------------------------------------------

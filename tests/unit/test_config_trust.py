@@ -7,6 +7,7 @@ elsewhere or names files. Base URLs come only from the caller and are https unle
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from decimal import Decimal
@@ -148,6 +149,7 @@ def test_the_users_own_file_is_trusted_and_a_found_file_layers_on_top(
 ACCEPTED = [
     "https://proxy.example/queue",
     "https://proxy.example:8443",
+    "https://bücher.example/q",
     "http://127.0.0.1:8080/fal",
     "http://127.5.6.7/",
     "http://[::1]:9/x",
@@ -179,6 +181,10 @@ REFUSED = {
     "https://proxy.example:99999/": "not a valid URL",
     "https://proxy.example/a b": "spaces or control characters",
     "https://proxy.example/\r\nX-Injected: 1": "spaces or control characters",
+    "http://attacker.example\\.localhost/": "not a valid URL",  # a backslash in the host
+    "http://localhost\\@attacker.example/": "user or password",
+    "http://%31%32%37.0.0.1/": "not a valid URL",
+    "https://proxy.example:0/": "not a valid URL",
 }
 
 
@@ -313,6 +319,14 @@ def test_a_base_url_name_the_provider_does_not_have_is_refused() -> None:
     with pytest.raises(ConfigError) as caught:
         effective_base_urls(INFO, {"queeu": "https://proxy.example/q"})
     assert str(caught.value) == "base_urls.fal.queeu: fal has no base URL named 'queeu' (it has: queue, run)"
+
+
+def test_a_providers_own_base_url_obeys_the_same_rule() -> None:
+    # A plugin is trusted code, but its key must not travel in clear either.
+    careless = dataclasses.replace(INFO, base_urls={"queue": "http://queue.vendor.example"})
+    with pytest.raises(ConfigError, match=r"^base_urls.fal.queue \(declared by the provider\): must be https"):
+        effective_base_urls(careless, {})
+    assert effective_base_urls(careless, {"queue": "https://proxy.example"}) == {"queue": "https://proxy.example"}
 
 
 # -- the docs ---------------------------------------------------------------------------------------------
