@@ -14,7 +14,10 @@ Request options map one to one onto :class:`~ideochar.request.CharacterRequest` 
 checks them, so both reject the same things in the same words. Every error of ideochar ends the
 command with one readable message on stderr and the error class's ``exit_code`` (``--debug`` adds the
 traceback). Keys are read from the environment (or a credentials plugin) only: a ``--key`` flag would
-leave them in shell history. ``--emulator`` runs everything against the built-in emulator, with no key.
+leave them in shell history. ``--emulator`` runs everything against the built-in emulator, with no key,
+and replaces every configured base URL. ``--config FILE`` names the configuration file to trust; a file
+merely found above the working folder may not set base URLs, options or paths (each one it tries is a
+``warning:`` line on stderr), and every base URL that is not the vendor's own is named once on stderr.
 
 Plugins add subcommands through the ``ideochar_register_commands(cli)`` hook; they are loaded only when
 a command that is not built in is asked for (or the help lists them), so ``ideochar generate`` does not
