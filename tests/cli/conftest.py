@@ -144,12 +144,15 @@ class Vendors:
         return self.by_name[name]
 
     def handler(self, request: httpx.Request) -> httpx.Response:
-        host = request.url.host
-        if request.method == "GET" and not request.url.path.startswith("/jobs/"):  # an image, whatever its path
+        host, path = request.url.host, request.url.path
+        if host == "127.0.0.1":  # alpha under an emulator's root: http://127.0.0.1:PORT/alpha/jobs/...
+            _, name, path = path.split("/", 2)
+            path, origin = f"/{path}", f"http://{request.url.netloc.decode()}/{name}"
+        else:  # alpha.test
+            name, origin = host.split(".")[0], f"https://{host}"
+        if request.method == "GET" and not path.startswith("/jobs/"):  # an image, whatever its path
             name = request.url.params.get("v", "alpha")
             return httpx.Response(200, content=self.by_name[name].image, headers={"content-type": "image/png"})
-        # alpha.test, or alpha under an emulator's root (http://127.0.0.1:PORT/alpha/...)
-        name = request.url.path.split("/")[1] if host == "127.0.0.1" else host.split(".")[0]
         vendor = self.by_name[name]
         if request.method == "POST":
             if vendor.status != 200:
@@ -163,7 +166,7 @@ class Vendors:
         queue = self.polls.setdefault(name, [])
         if queue:
             return httpx.Response(200, json={"status": "queued", "position": queue.pop(0)})
-        url = f"https://{name}.test{vendor.image_url}" + ("&" if "?" in vendor.image_url else "?") + f"v={name}"
+        url = f"{origin}{vendor.image_url}" + ("&" if "?" in vendor.image_url else "?") + f"v={name}"
         return httpx.Response(200, json={"status": "done", "url": url})
 
 
