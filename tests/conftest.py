@@ -29,9 +29,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(autouse=True, scope="session")
 def _journal_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Clients journal by default into the user data folder; tests must not write to the real one."""
+    """Clients journal by default into the user data folder, and read the user's own configuration file:
+    tests must neither write to the real folder nor read the developer's configuration."""
     patch = pytest.MonkeyPatch()
     patch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("user-data")))
+    patch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("user-config")))
     yield
     patch.undo()
 

@@ -14,7 +14,10 @@ Request options map one to one onto :class:`~ideochar.request.CharacterRequest` 
 checks them, so both reject the same things in the same words. Every error of ideochar ends the
 command with one readable message on stderr and the error class's ``exit_code`` (``--debug`` adds the
 traceback). Keys are read from the environment (or a credentials plugin) only: a ``--key`` flag would
-leave them in shell history. ``--emulator`` runs everything against the built-in emulator, with no key.
+leave them in shell history. ``--emulator`` runs everything against the built-in emulator, with no key,
+and replaces every configured base URL. ``--config FILE`` names the configuration file to trust; a file
+merely found above the working folder may not set base URLs, options or paths (each one it tries is a
+``warning:`` line on stderr), and every base URL that is not the vendor's own is named once on stderr.
 
 Plugins add subcommands through the ``ideochar_register_commands(cli)`` hook; they are loaded only when
 a command that is not built in is asked for (or the help lists them), so ``ideochar generate`` does not
@@ -23,11 +26,13 @@ pay for them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sys
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -36,6 +41,7 @@ import click
 
 from ideochar._cli.options import (
     client_options,
+    config_option,
     emulator_options,
     output_options,
     provider_names,
@@ -147,7 +153,8 @@ class IdeocharGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with _config_warnings():
+                return super().invoke(ctx)
         except IdeocharError as exc:
             _report(ctx, exc)
             ctx.exit(exc.exit_code)
@@ -161,6 +168,29 @@ class IdeocharGroup(click.Group):
                 raise
             click.echo(redact(f"internal error: {type(exc).__name__}: {exc} (--debug shows the traceback)"), err=True)
             ctx.exit(1)
+
+
+class _EchoWarnings(logging.Handler):
+    """A configuration warning (a found file's ignored settings) as one ``warning:`` line on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(redact(f"warning: {record.getMessage()}"), err=True)
+
+
+@contextlib.contextmanager
+def _config_warnings() -> Iterator[None]:
+    """Show the configuration's warnings on stderr, once: the library logs them, the command prints them
+    (and stops them reaching Python's last-resort handler, which would print them a second time)."""
+    config_logger = logging.getLogger("ideochar.config")
+    handler = _EchoWarnings(logging.WARNING)
+    propagate = config_logger.propagate
+    config_logger.addHandler(handler)
+    config_logger.propagate = False
+    try:
+        yield
+    finally:
+        config_logger.removeHandler(handler)
+        config_logger.propagate = propagate
 
 
 def _journaled_job(ctx: click.Context, exc: BaseException | None = None) -> str | None:
@@ -242,6 +272,37 @@ def cli() -> None:
 # -- generate / edit / remix --------------------------------------------------------------------------------
 
 
+def _environ(state: CliState, config_file: Path | None) -> Mapping[str, str] | None:
+    """The environment the library reads, with ``--config`` standing in for ``IDEOCHAR_CONFIG``."""
+    if config_file is None:
+        return state.environ
+    return {**(os.environ if state.environ is None else state.environ), "IDEOCHAR_CONFIG": str(config_file)}
+
+
+def _announce_base_urls(client: Client, state: CliState, *, emulated: bool) -> None:
+    """Name every base URL that is not its provider's own, once, on stderr, with where it was set.
+
+    Traffic (and the key) going somewhere other than the vendor should never be a surprise. Only URLs
+    are shown: a configured URL cannot hold a key (no user, password or query is accepted).
+    """
+    settings = client.settings
+    infos = state.infos()
+    for provider, urls in sorted(settings.base_urls.items()):
+        if provider not in infos:
+            click.echo(f"warning: base_urls.{provider}: no provider named {provider!r} is installed", err=True)
+            continue
+        for name, url in sorted(urls.items()):
+            if infos[provider].base_urls.get(name) == url:
+                continue
+            source = settings.source_of(f"base_urls.{provider}.{name}") or "the configuration"
+            if emulated:
+                click.echo(
+                    f"note: {provider} {name} → {url} (from {source}) is not used: the emulator replaces it", err=True
+                )
+            else:
+                click.echo(f"{provider} {name} → {url} (from {source})", err=True)
+
+
 def _client(
     state: CliState,
     params: Mapping[str, Any],
@@ -259,7 +320,7 @@ def _client(
         journal = False  # the in-process emulator dies with this process: its jobs could never be resumed
     elif journal_obj is None and params.get("journal_path") is not None:
         journal = params["journal_path"]
-    return Client(
+    client = Client(
         provider_names(params.get("providers") or ()),
         strict=True if params.get("strict") else None,
         fan_out=False if params.get("no_fan_out") else None,
@@ -270,9 +331,11 @@ def _client(
         emulator=emulator,
         plugin_manager=state.pm,
         http=state.http,
-        environ=state.environ,
+        environ=_environ(state, params.get("config_file")),
         journal=journal,
     )
+    _announce_base_urls(client, state, emulated=bool(emulator))
+    return client
 
 
 def _request(params: Mapping[str, Any], operation: dict[str, Any]) -> CharacterRequest:
@@ -513,7 +576,7 @@ def providers(ctx: click.Context, as_json: bool) -> None:
 # -- the journal ---------------------------------------------------------------------------------------------
 
 
-def _open_journal(state: CliState, path: Path | None) -> Journal:
+def _open_journal(state: CliState, path: Path | None, config_file: Path | None) -> Journal:
     from ideochar.errors import InvalidRequest
     from ideochar.journal import Journal, default_journal
 
@@ -521,7 +584,7 @@ def _open_journal(state: CliState, path: Path | None) -> Journal:
         if not path.is_file():
             raise InvalidRequest.for_field("journal", f"no journal file at {path}")
         return Journal(path)
-    journal = default_journal(state.environ)
+    journal = default_journal(_environ(state, config_file))
     if journal is None:
         raise InvalidRequest.for_field(
             "journal",
@@ -548,16 +611,25 @@ def jobs() -> None:
 @click.option("-n", "--limit", type=int, default=20, show_default=True, help="How many jobs, newest first.")
 @click.option("--status", type=click.Choice(["running", "succeeded", "partial", "failed", "unknown"]))
 @_journal_file_option
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON on stdout.")
 @_debug_option
 @click.pass_context
-def jobs_list(ctx: click.Context, /, limit: int, status: str | None, journal_path: Path | None, as_json: bool) -> None:
+def jobs_list(
+    ctx: click.Context,
+    /,
+    limit: int,
+    status: str | None,
+    journal_path: Path | None,
+    config_file: Path | None,
+    as_json: bool,
+) -> None:
     """Recent jobs with their status, provider, images and spend."""
     from ideochar._cli.output import money
     from ideochar._cli.tables import JOB_HEADERS, JOB_RIGHT, job_rows, render
 
     ctx.meta[_JSON] = as_json
-    with _open_journal(_state(ctx), journal_path) as journal:
+    with _open_journal(_state(ctx), journal_path, config_file) as journal:
         found = journal.jobs(limit=limit, status=status)
         totals = journal.totals()
     if as_json:
@@ -586,15 +658,18 @@ def jobs_list(ctx: click.Context, /, limit: int, status: str | None, journal_pat
 @jobs.command("show")
 @click.argument("job_id")
 @_journal_file_option
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON on stdout.")
 @_debug_option
 @click.pass_context
-def jobs_show(ctx: click.Context, /, job_id: str, journal_path: Path | None, as_json: bool) -> None:
+def jobs_show(
+    ctx: click.Context, /, job_id: str, journal_path: Path | None, config_file: Path | None, as_json: bool
+) -> None:
     """One job (a unique prefix of its id is enough): attempts, vendor ids, costs, saved images."""
     from ideochar._cli.tables import job_lines
 
     ctx.meta[_JSON] = as_json
-    with _open_journal(_state(ctx), journal_path) as journal:
+    with _open_journal(_state(ctx), journal_path, config_file) as journal:
         job = journal.job(job_id)
     if as_json:
         click.echo(json.dumps(job.to_dict(), indent=2, ensure_ascii=False))
@@ -606,6 +681,7 @@ def jobs_show(ctx: click.Context, /, job_id: str, journal_path: Path | None, as_
 @jobs.command("resume")
 @click.argument("job_id")
 @_journal_file_option
+@config_option
 @emulator_options
 @output_options
 @_debug_option
@@ -620,7 +696,7 @@ def jobs_resume(ctx: click.Context, /, job_id: str, journal_path: Path | None, *
     state = _state(ctx)
     progress = _progress(ctx, params)
     with (
-        _open_journal(state, journal_path) as journal,
+        _open_journal(state, journal_path, params.get("config_file")) as journal,
         _client(state, params, on_event=progress, journal_obj=journal) as client,
     ):
         ctx.meta[_JOURNALED] = True

@@ -285,13 +285,21 @@ class _Base:
         )
 
     def _base_urls(self, provider: Provider) -> dict[str, str]:
-        """The base URLs this client sends ``provider``'s calls to: its own, the emulator's, the caller's."""
+        """The base URLs this client sends ``provider``'s calls to, where its key may go: under the emulator
+        the emulator's alone (it wins over every configured one), else its own with the caller's on top,
+        each checked (:func:`ideochar.config.effective_base_urls`; a refused one is a ``ConfigError``)."""
+        from ideochar.config import effective_base_urls
+
         name = provider.info.name
-        base_urls = dict(provider.info.base_urls)
-        if self._emulator:
-            base_urls.update(self._emulated_urls().get(name, {}))
-        base_urls.update(self._base_overrides.get(name, {}))
-        return base_urls
+        emulated = self._emulated_urls().get(name, {}) if self._emulator else None
+        return effective_base_urls(provider.info, self._base_overrides.get(name, {}), emulated)
+
+    def _trusted_base_urls(self, provider: Provider) -> list[str]:
+        """:meth:`_base_urls`, or none for a provider whose base URLs are refused (it sends nothing)."""
+        try:
+            return list(self._base_urls(provider).values())
+        except InvalidRequest:
+            return []
 
     def _on_configured_origin(self, url: httpx.URL) -> bool:
         """Whether ``url`` shares its origin with a base URL this client sends vendor calls to. Such a URL
@@ -302,7 +310,7 @@ class _Base:
         return any(
             origin_of(base) == origin
             for provider in self.available.values()
-            for base in self._base_urls(provider).values()
+            for base in self._trusted_base_urls(provider)
         )
 
     def _credentials(self, provider: Provider) -> Secret:

@@ -1,6 +1,7 @@
 """Two fake providers behind a MockTransport, so the command line runs end to end without a vendor.
 
-``alpha`` and ``beta`` speak a tiny queue protocol (POST a job, poll it, download the image). A test
+``alpha`` and ``beta`` speak a tiny queue protocol (POST a job, poll it, download the image); ``alpha``
+also claims an emulator at ``/alpha`` (served by the same handler), ``beta`` has none. A test
 says how each vendor answers through :class:`Vendors`, and every request the providers were given is
 kept, so a test can assert what the command line built.
 """
@@ -143,11 +144,15 @@ class Vendors:
         return self.by_name[name]
 
     def handler(self, request: httpx.Request) -> httpx.Response:
-        host = request.url.host
-        if request.method == "GET" and not request.url.path.startswith("/jobs/"):  # an image, whatever its path
+        host, path = request.url.host, request.url.path
+        if host == "127.0.0.1":  # alpha under an emulator's root: http://127.0.0.1:PORT/alpha/jobs/...
+            _, name, path = path.split("/", 2)
+            path, origin = f"/{path}", f"http://{request.url.netloc.decode()}/{name}"
+        else:  # alpha.test
+            name, origin = host.split(".")[0], f"https://{host}"
+        if request.method == "GET" and not path.startswith("/jobs/"):  # an image, whatever its path
             name = request.url.params.get("v", "alpha")
             return httpx.Response(200, content=self.by_name[name].image, headers={"content-type": "image/png"})
-        name = host.split(".")[0]
         vendor = self.by_name[name]
         if request.method == "POST":
             if vendor.status != 200:
@@ -161,7 +166,7 @@ class Vendors:
         queue = self.polls.setdefault(name, [])
         if queue:
             return httpx.Response(200, json={"status": "queued", "position": queue.pop(0)})
-        url = f"https://{name}.test{vendor.image_url}" + ("&" if "?" in vendor.image_url else "?") + f"v={name}"
+        url = f"{origin}{vendor.image_url}" + ("&" if "?" in vendor.image_url else "?") + f"v={name}"
         return httpx.Response(200, json={"status": "done", "url": url})
 
 
@@ -177,6 +182,10 @@ def state(vendors: Vendors, tmp_path: Path) -> CliState:
         def ideochar_register_providers(self, register: Callable[[Provider], None]) -> None:
             register(FakeProvider("alpha", "0.06", vendors["alpha"]))
             register(FakeProvider("beta", "0.04", vendors["beta"]))
+
+        @hookimpl
+        def ideochar_register_emulator(self, register: Callable[[str, Any, Mapping[str, str]], None]) -> None:
+            register("alpha", lambda kit: [], {"api": "/alpha"})  # only alpha: beta is a vendor nobody emulates
 
     pm = plugin_manager(load_entrypoints=False, plugins=[Plugin()])
     config = tmp_path / "ideochar.toml"

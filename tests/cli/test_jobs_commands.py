@@ -248,22 +248,22 @@ def test_the_human_summary_names_files_provider_cost_and_warnings(
 def test_emulator_flag_needs_no_key_and_reaches_the_client(
     invoke: Invoke, vendors: Vendors, reference: str, tmp_path: Path
 ) -> None:
-    # A running emulator is named by URL; the fake providers have no emulator routes, so their own URLs stay.
-    result = invoke(
-        "generate",
-        "x",
-        "-r",
-        reference,
-        "-p",
-        "alpha",
-        "--emulator-url",
-        "http://127.0.0.1:9",
-        "--out",
-        str(tmp_path),
-        "-q",
-    )
+    # A running emulator is named by URL; alpha's only base URL is under it.
+    args = ["generate", "x", "-r", reference, "-p", "alpha", "--emulator-url", "http://127.0.0.1:9"]
+    result = invoke(*args, "--out", str(tmp_path), "-q")
     assert result.exit_code == 0, result.output
     assert vendors["alpha"].keys_seen == ["ideochar-emulator-key"]
+
+
+def test_under_the_emulator_a_provider_nobody_emulates_sends_nothing(
+    invoke: Invoke, vendors: Vendors, reference: str, tmp_path: Path
+) -> None:
+    # beta has no emulator routes: its own host must not get the request (with the emulator's key) instead.
+    args = ["generate", "x", "-r", reference, "-p", "beta", "--emulator-url", "http://127.0.0.1:9"]
+    result = invoke(*args, "--out", str(tmp_path), "-q")
+    assert result.exit_code == 2, result.output
+    assert "emulator: no installed plugin emulates beta" in result.stderr
+    assert vendors["beta"].keys_seen == [] and vendors["beta"].requests == []
 
 
 def test_paid_images_are_kept_when_the_out_folder_cannot_be_written(

@@ -43,16 +43,24 @@ def write(folder: Path, name: str, text: str) -> Path:
     return path
 
 
-def test_the_file_is_found_from_a_subfolder_and_its_paths_are_relative_to_it(tmp_path: Path) -> None:
+def test_the_file_is_found_from_a_subfolder_and_its_harmless_settings_apply(tmp_path: Path) -> None:
     write(tmp_path, "ideochar.toml", FILE)
     settings = load_settings(environ={}, cwd=tmp_path / "a" / "b")
     assert settings.providers == ["alpha", "beta"]
     assert (settings.strategy, settings.max_cost_usd, settings.deadline_seconds) == ("cheapest", Decimal("0.5"), 120)
+    assert settings.breaker.failure_threshold == 2
+    assert settings.limits["beta"].requests_per_minute == 30
+    # found, not named: what sends keys or images elsewhere, or names files, is the caller's alone
+    assert settings.base_urls == {} and settings.options == {} and settings.journal is True
+
+
+def test_a_named_file_sets_everything_and_its_paths_are_relative_to_it(tmp_path: Path) -> None:
+    path = write(tmp_path, "ideochar.toml", FILE)
+    settings = load_settings(config=path, environ={}, cwd=tmp_path / "elsewhere")
     assert settings.journal_path == tmp_path / "state" / "journal.sqlite3"
     assert settings.outputs_path == tmp_path / "state" / "outputs"
-    assert settings.breaker.failure_threshold == 2
     assert settings.base_urls == {"alpha": {"api": "http://127.0.0.1:9/alpha"}}
-    assert settings.limits["beta"].requests_per_minute == 30
+    assert settings.options == {"alpha": {"tier": "gold"}}
 
 
 def test_pyproject_tool_table_is_read(tmp_path: Path) -> None:
@@ -81,10 +89,10 @@ def test_environment_overrides_the_file_and_arguments_override_both(tmp_path: Pa
     assert settings.providers == ["beta", "gamma"] and settings.strategy == "fastest"
     assert settings.max_cost_usd is None and settings.journal_path is None
     assert settings.deadline_seconds == 120  # from the file, untouched by the environment
-    overrides = {"strategy": "as_listed", "providers": None, "base_urls": {"alpha": {"x": "http://y"}}}
+    overrides = {"strategy": "as_listed", "providers": None, "base_urls": {"alpha": {"x": "https://y.example"}}}
     settings = load_settings(environ=environ, overrides=overrides)
     assert settings.strategy == "as_listed" and settings.providers == ["beta", "gamma"]
-    assert settings.base_urls["alpha"] == {"api": "http://127.0.0.1:9/alpha", "x": "http://y"}
+    assert settings.base_urls["alpha"] == {"api": "http://127.0.0.1:9/alpha", "x": "https://y.example"}
 
 
 @pytest.mark.parametrize(

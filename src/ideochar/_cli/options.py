@@ -21,6 +21,7 @@ from ideochar.router import Strategy
 
 __all__ = [
     "client_options",
+    "config_option",
     "emulator_options",
     "journal_options",
     "output_options",
@@ -256,9 +257,26 @@ def journal_options(f: F) -> F:
     return _apply(f, decorators)
 
 
+def config_option(f: F) -> F:
+    """``--config FILE``: the configuration file to trust, as ``IDEOCHAR_CONFIG`` would name it.
+
+    A file merely found above the working folder may not set base URLs, vendor options or file paths
+    (:data:`ideochar.config.CALLER_ONLY_SETTINGS`); naming it here says it is yours.
+    """
+    return click.option(
+        "--config",
+        "config_file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        metavar="FILE",
+        help="The configuration file to trust (ideochar.toml, or pyproject.toml with [tool.ideochar]); "
+        "default: IDEOCHAR_CONFIG, else the nearest one above the working folder, which may not set base "
+        "URLs, options or paths.",
+    )(f)
+
+
 def client_options(f: F) -> F:
     """Everything a job command passes to :class:`~ideochar.client.Client`."""
-    return routing_options(emulator_options(journal_options(f)))
+    return routing_options(emulator_options(journal_options(config_option(f))))
 
 
 def output_options(f: F) -> F:
