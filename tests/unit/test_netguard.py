@@ -14,7 +14,6 @@ import re
 import socket
 import ssl
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -669,16 +668,3 @@ def test_no_url_form_redirect_or_dns_answer_reaches_a_refused_address(
 
 
 # -- the threat model names these tests ----------------------------------------------------------------------
-
-
-def test_every_row_of_the_fetching_table_names_tests_that_exist() -> None:
-    """docs/security.md: "A row without a test is not a promise"; a renamed test must not leave one."""
-    root = Path(__file__).resolve().parents[2]
-    section = (root / "docs" / "security.md").read_text().split("## Fetching URLs", 1)[1].split("\n## ", 1)[0]
-    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| Threat")]
-    assert len(rows) >= 15
-    for row in rows:
-        named = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", row)
-        assert named, row[:80]
-        for path, name in named:
-            assert f"def {name}(" in (root / path).read_text(), f"{path}::{name}"
