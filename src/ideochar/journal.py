@@ -553,43 +553,14 @@ class Journal:
         vendor_request_id: str | None = None,
     ) -> list[Path]:
         """Write each image to the output folder (atomically, owner-only) and record its path, size and hash."""
-        folder = self.output_dir / job_id
         paths: list[Path] = []
+        source = (part, attempt, provider, _text(vendor_request_id))
         for position, image in enumerate(images, start=1):
-            digest = image.sha256
             # Named by call and hash, so files are written outside the lock and a rewrite is harmless.
-            path = folder / f"{part or '0'}-{position}-{digest[:12]}.{image.extension}"
+            path = self.output_dir / job_id / f"{part or '0'}-{position}-{image.sha256[:12]}.{image.extension}"
             _write_atomic(path, image.data)
             with self._transaction() as db:
-                if db.execute("SELECT 1 FROM outputs WHERE job_id = ? AND path = ?", (job_id, str(path))).fetchone():
-                    paths.append(path)
-                    continue
-                index = int(
-                    db.execute("SELECT COALESCE(MAX(idx), -1) + 1 FROM outputs WHERE job_id = ?", (job_id,)).fetchone()[
-                        0
-                    ]
-                )
-                db.execute(
-                    "INSERT INTO outputs (job_id, idx, part, attempt, provider, vendor_request_id, path, sha256,"
-                    " size_bytes, content_type, width, height, seed, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        job_id,
-                        index,
-                        part,
-                        attempt,
-                        provider,
-                        _text(vendor_request_id),
-                        str(path),
-                        digest,
-                        len(image.data),
-                        image.content_type,
-                        image.width,
-                        image.height,
-                        _int(image.seed),
-                        time.time(),
-                    ),
-                )
+                _insert_output(db, job_id, path, image, source)
             paths.append(path)
         return paths
 
@@ -665,6 +636,33 @@ def _held_by_other(row: sqlite3.Row, owner: Owner, now: float) -> str | None:
     if row["owner_host"] == owner.host:
         return who if process_alive(int(row["owner_pid"] or 0), row["owner_started"]) else None
     return who if (row["lease_until"] or 0) > now else None
+
+
+def _insert_output(
+    db: sqlite3.Connection, job_id: str, path: Path, image: GeneratedImage, source: tuple[Any, ...]
+) -> None:
+    """One output row (once per file: a rewrite after a resume records nothing new)."""
+    if db.execute("SELECT 1 FROM outputs WHERE job_id = ? AND path = ?", (job_id, str(path))).fetchone():
+        return
+    index = db.execute("SELECT COALESCE(MAX(idx), -1) + 1 FROM outputs WHERE job_id = ?", (job_id,)).fetchone()[0]
+    db.execute(
+        "INSERT INTO outputs (job_id, idx, part, attempt, provider, vendor_request_id, path, sha256,"
+        " size_bytes, content_type, width, height, seed, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            job_id,
+            int(index),
+            *source,
+            str(path),
+            image.sha256,
+            len(image.data),
+            image.content_type,
+            image.width,
+            image.height,
+            _int(image.seed),
+            time.time(),
+        ),
+    )
 
 
 def _ensure_part(
