@@ -171,6 +171,7 @@ INFO = ProviderInfo(
     base_urls={"queue": "https://queue.fal.run", "run": "https://fal.run", "rest": "https://rest.fal.ai"},
     max_images_per_call=8,
     can_resume=True,
+    calls_back=True,
     options_model=FalOptions,
     docs_url="https://fal.ai/models/fal-ai/ideogram/character/api",
     inferred={
@@ -230,6 +231,8 @@ class FalProvider(Provider):
         self, payload: Payload, request: CharacterRequest, ctx: CallContext, options: FalOptions
     ) -> Exchange[ProviderOutput]:
         url = ctx.url("queue", payload.endpoint)
+        if ctx.webhook_url:  # fal calls back when the job ends (reference/fal.md §1.7)
+            url = str(httpx.URL(url).copy_merge_params({"fal_webhook": ctx.webhook_url}))
         response = yield Send(_post(url, payload, ctx, options), admits=True, timeout=SUBMIT_TIMEOUT_SECONDS)
         if not response.is_success:
             raise error_from_response(response)

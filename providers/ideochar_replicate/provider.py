@@ -124,6 +124,7 @@ class ReplicateProvider(Provider):
         max_images_per_call=1,
         requests_per_minute=600,
         can_resume=True,
+        calls_back=True,
         can_reconcile=True,
         options_model=ReplicateOptions,
         docs_url="https://replicate.com/ideogram-ai/ideogram-character",
@@ -162,6 +163,8 @@ class ReplicateProvider(Provider):
             else:
                 images[wire_field] = yield from self._upload(image, neutral_field, ctx)
 
+        if ctx.webhook_url and not options.webhook:  # the neutral callback, in Replicate's words
+            options = options.model_copy(update={"webhook": ctx.webhook_url, "webhook_events_filter": ["completed"]})
         body = create_body(request, images, options)
         prediction, found_in_list = yield from self._create(body, options, ctx)
         yield Event(

@@ -27,6 +27,7 @@ __all__ = [
     "POLL_MAX_SECONDS",
     "READ_CHUNK_BYTES",
     "SNIFF_BYTES",
+    "WAIT_BUSY_SECONDS",
 ]
 
 # A connect attempt that takes this long is treated as "did not start", which is safe to retry.
@@ -79,3 +80,5 @@ POLL_MAX_SECONDS = 2.0
 # may take the job over only once the lease has run out (on the same machine, a dead pid frees it at once).
 JOB_LEASE_SECONDS = 60.0
 JOB_HEARTBEAT_SECONDS = 15.0
+# ``wait`` on a job another live process is finishing (a webhook, another worker) looks again this often.
+WAIT_BUSY_SECONDS = 0.5

@@ -27,18 +27,19 @@ import httpx
 import pluggy
 from typing_extensions import Self, Unpack
 
+from ideochar._constants import WAIT_BUSY_SECONDS
 from ideochar._owner import Owner
 from ideochar._pool import ShardedAsyncTransport, ShardedTransport
 from ideochar._secrets import RedactingFilter, Secret
 from ideochar.breaker import CircuitBreaker
-from ideochar.errors import IdeocharError, InvalidRequest, JournalUnavailable, MissingCredentials
+from ideochar.errors import IdeocharError, InvalidRequest, JobBusy, JournalUnavailable, MissingCredentials
 from ideochar.events import Event
 from ideochar.exchange import adrive, drive
 from ideochar.job import Job, Record
 from ideochar.limits import Acquire, AnyioLimiter, ProviderLimits, ThreadLimiter, limits_for
 from ideochar.media import ImageInput, InputKinds
 from ideochar.request import CharacterRequest, Edit, Generate, Remix
-from ideochar.result import CharacterResult
+from ideochar.result import CharacterResult, JobHandle
 from ideochar.router import (
     Candidate,
     FailurePolicy,
@@ -111,6 +112,7 @@ class _Base:
         limits: Mapping[str, Mapping[str, Any]] | None = None,
         accept_inputs: InputKinds | Iterable[str] | None = None,
         allow_private_urls: bool = False,
+        webhook_url: str | None = None,
     ) -> None:
         """
         Every argument left at None comes from the configuration (:mod:`ideochar.config`: an
@@ -147,6 +149,9 @@ class _Base:
                 loopback, private or link-local addresses (an internal CDN). Off by default: such URLs
                 are refused at every redirect (:mod:`ideochar._netguard`). URLs on the origin of a
                 base URL this client sends vendor calls to (the emulator's included) are always fetched.
+            webhook_url: where vendors that call back (fal, Replicate: ``ProviderInfo.calls_back``) should
+                call when a job ends; https unless the host is this machine. Mount
+                :func:`ideochar.webhooks.app` there. Per job: ``submit(..., webhook_url=...)``.
         """
         from ideochar.config import load_settings  # deferred: pydantic builds its models on first use
 
@@ -203,6 +208,7 @@ class _Base:
         self._journal_opened = self._journal is not None
         self.accept_inputs = InputKinds.of(accept_inputs)
         self.allow_private_urls = allow_private_urls
+        self.webhook_url = _webhook(webhook_url)
 
     # -- plugins and providers (loaded on first use, not at import) ---------------------------------
 
@@ -251,12 +257,20 @@ class _Base:
         """Price and support of every configured provider for ``request``. Sends nothing."""
         return [p.quote(request, fan_out=self.fan_out) for p in self.providers]
 
-    def plan(self, request: CharacterRequest, *, job_id: str | None = None, strict: bool | None = None) -> Plan:
+    def plan(
+        self,
+        request: CharacterRequest,
+        *,
+        job_id: str | None = None,
+        strict: bool | None = None,
+        webhook_url: str | None = None,
+    ) -> Plan:
         """Who would serve ``request``, in which order, and why the others would not. Sends nothing."""
+        callback = _webhook(webhook_url) or self.webhook_url
         return plan(
             request,
             self.providers,
-            context_for=lambda p: self._context(p, request, job_id),
+            context_for=lambda p: self._context(p, request, job_id, callback),
             strict=self.strict if strict is None else strict,
             fan_out=self.fan_out,
             max_cost_usd=self.max_cost_usd,
@@ -266,7 +280,13 @@ class _Base:
             breaker=self.breaker,
         )
 
-    def _context(self, provider: Provider, request: CharacterRequest | None, job_id: str | None) -> CallContext:
+    def _context(
+        self,
+        provider: Provider,
+        request: CharacterRequest | None,
+        job_id: str | None,
+        webhook_url: str | None = None,
+    ) -> CallContext:
         name = provider.info.name
         base_urls = self._base_urls(provider)
         defaults = self._options.get(name, {})
@@ -282,6 +302,7 @@ class _Base:
             options=options,
             job_id=job_id,
             user_agent=_user_agent(),
+            webhook_url=webhook_url if provider.info.calls_back else None,
         )
 
     def _base_urls(self, provider: Provider) -> dict[str, str]:
@@ -354,31 +375,37 @@ class _Base:
     def _deadline(self) -> float | None:
         return None if self.deadline_seconds is None else time.monotonic() + self.deadline_seconds
 
-    def _route_context(self, job_id: str) -> RouteContext:
+    def _route_context(self, job_id: str, timeout: float | None = None) -> RouteContext:
         return RouteContext(
             policy=self.policy,
             job_id=job_id,
-            deadline=self._deadline(),
+            deadline=self._deadline() if timeout is None else time.monotonic() + timeout,
             breaker=self.breaker,
             latency=self.latency,
             limited=self._limited(),
             max_cost_usd=self.max_cost_usd,
         )
 
-    def _new_job(self, request: CharacterRequest, strict: bool | None) -> Job:
+    def _new_job(
+        self, request: CharacterRequest, strict: bool | None, *, submit: bool = False, webhook_url: str | None = None
+    ) -> Job:
         """Plan (all local: an invalid or over-budget request stops here) and build the job."""
+        if submit:
+            self._journal_for("submit")  # wait() finishes a submitted job from the journal
         job_id = uuid.uuid4().hex
-        chosen = self.plan(request, job_id=job_id, strict=strict)
-        return Job.new(
+        chosen = self.plan(request, job_id=job_id, strict=strict, webhook_url=webhook_url)
+        job = Job.new(
             job_id, request, chosen, self._route_context(job_id), journal=self.journal, max_cost_usd=self.max_cost_usd
         )
+        job.detach = submit
+        return job
 
-    def _resuming(self, record: JobRecord, owner: Owner) -> Job:
+    def _resuming(self, record: JobRecord, owner: Owner, timeout: float | None = None) -> Job:
         journal = self.journal
         assert journal is not None
         return Job.resuming(
             record,
-            self._route_context(record.id),
+            self._route_context(record.id, timeout),
             journal=journal,
             owner=owner,
             providers=self.available,
@@ -386,11 +413,23 @@ class _Base:
             planner=lambda r: self.plan(r, job_id=record.id),
         )
 
-    def _journal_for_resume(self) -> Journal:
+    def _journal_for(self, what: str) -> Journal:
         journal = self.journal
         if journal is None:
-            raise InvalidRequest.for_field("journal", "this client has no journal to resume jobs from")
+            raise InvalidRequest.for_field("journal", f"this client has no journal to {what} jobs with")
         return journal
+
+    def _cancel_flows(self, job: JobHandle | str) -> list[tuple[str, Any]]:
+        """One cancel exchange per call a vendor may still be running (by its resume data), sent once each."""
+        record = self._journal_for("cancel").job(_job_id(job))
+        flows: list[tuple[str, Any]] = []
+        for attempt in record.attempts:
+            provider = self.available.get(attempt.provider)
+            if not attempt.open or attempt.resume is None or provider is None:
+                continue
+            ctx = self._context(provider, None, record.id)
+            flows.append((attempt.vendor_request_id or attempt.key, provider.cancel(attempt.resume, ctx)))
+        return flows
 
     def _write(self, record: Record) -> Any:
         """Perform one journal write; a required one that fails stops the send it guards."""
@@ -460,6 +499,25 @@ class _Base:
         ctx = self._context(chosen, None, None)
         vendor_id = str(state.get("id") or state.get("request_id") or "resumed")
         return provider_flow(chosen, chosen.resume(state, ctx), ctx, vendor_id=vendor_id)
+
+
+def _job_id(job: JobHandle | str) -> str:
+    return job.job_id if isinstance(job, JobHandle) else job
+
+
+def _webhook(url: str | None) -> str | None:
+    """A callback URL a vendor may be given: https, or http to this machine (the emulator, tests)."""
+    if url is None:
+        return None
+    from ideochar.config import plain_http_allowed
+
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        raise InvalidRequest.for_field("webhook_url", "is not a URL") from None
+    if parsed.scheme == "https" or (parsed.scheme == "http" and plain_http_allowed(parsed.host)):
+        return url
+    raise InvalidRequest.for_field("webhook_url", "must be https (plain http only to this machine)")
 
 
 def _names(providers: str | Sequence[str]) -> list[str]:
@@ -584,18 +642,57 @@ class Client(_Base):
         return self._run(request, strict=strict)
 
     def _run(self, request: CharacterRequest, *, strict: bool | None) -> CharacterResult:
-        return self._drive_job(self._new_job(request, strict))
+        result: CharacterResult = self._drive_job(self._new_job(request, strict))
+        return result
 
-    def _drive_job(self, job: Job) -> CharacterResult:
-        """Drive a job to its end: its calls one after another, each failing over on its own."""
+    def _drive_job(self, job: Job) -> Any:
+        """Drive a job to its end (a result), or in submit mode until its vendors admitted it (a handle):
+        its calls one after another, each failing over on its own."""
         try:
             self._drive(job.begin(), job)
             for call in job.calls():
                 self._drive(call, job)
-            result: CharacterResult = self._drive(job.end(), job)
-            return result
+            return self._drive(job.handle() if job.detach else job.end(), job)
         finally:  # however the run ends (an interrupt included), another process may now resume the job
             self._drive(job.release(), job)
+
+    def submit(
+        self, request: CharacterRequest, *, webhook_url: str | None = None, strict: bool | None = None
+    ) -> JobHandle:
+        """Send ``request`` and return as soon as the vendors admitted it, without waiting for the images.
+
+        The job is journaled and runs at the vendors; finish it with :meth:`wait` (here, later, or in
+        another process), or stop it with :meth:`cancel`. With ``webhook_url`` (or the client's), vendors
+        that call back do so when the job ends (:mod:`ideochar.webhooks`). A vendor that answers only with
+        the finished image is waited for here (``handle.finished``). Needs the journal.
+        """
+        handle: JobHandle = self._drive_job(self._new_job(request, strict, submit=True, webhook_url=webhook_url))
+        return handle
+
+    def wait(self, job: JobHandle | str, *, timeout: float | None = None) -> CharacterResult:
+        """Finish a submitted (or any journaled) job and return its result; nothing is sent twice.
+
+        The job's calls are picked up by their vendor ids and followed to their end. While another live
+        process runs the job (a webhook completing it, another worker), this waits for it to let go, then
+        returns the saved images. ``timeout`` bounds the whole wait (default: the client's deadline).
+        """
+        give_up = time.monotonic() + (timeout if timeout is not None else self.deadline_seconds or math.inf)
+        while True:
+            try:
+                return self._resume(_job_id(job), timeout=None if timeout is None else give_up - time.monotonic())
+            except JobBusy:
+                if time.monotonic() + WAIT_BUSY_SECONDS >= give_up:
+                    raise
+                time.sleep(WAIT_BUSY_SECONDS)
+
+    def cancel(self, job: JobHandle | str) -> dict[str, str]:
+        """Ask every vendor still running a call of the job to stop it; ``{vendor id: outcome}``.
+
+        Each request is sent once (a failure is raised, never retried into silence). A call that had
+        already finished stays billed; one stopped in time may not be (the vendor decides). ``wait`` then
+        reports how each call ended.
+        """
+        return {vendor_id: self._drive(flow) for vendor_id, flow in self._cancel_flows(job)}
 
     def _drive(self, flow: Any, job: Job | None = None) -> Any:
         deadline = job.deadline if job is not None else self._deadline()
@@ -611,15 +708,19 @@ class Client(_Base):
         Raises :class:`~ideochar.errors.JobBusy` while another live process runs the job. See
         :mod:`ideochar._pickup`.
         """
-        journal = self._journal_for_resume()
+        return self._resume(job_id)
+
+    def _resume(self, job_id: str, *, timeout: float | None = None) -> CharacterResult:
+        journal = self._journal_for("resume")
         owner = Owner.current()
         record = self._drive(Job.claim(journal, journal.job(job_id).id, owner))
         try:
-            job = self._resuming(record, owner)
+            job = self._resuming(record, owner, timeout)
         except BaseException:
             journal.release(record.id, owner)
             raise
-        return self._drive_job(job)
+        result: CharacterResult = self._drive_job(job)
+        return result
 
     def resume_vendor(self, provider: str, state: Mapping[str, Any]) -> ProviderOutput:
         """Fetch the result of a job a vendor admitted earlier, from its ``submitted`` event's resume data."""
@@ -758,10 +859,11 @@ class AsyncClient(_Base):
     async def _run(self, request: CharacterRequest, *, strict: bool | None) -> CharacterResult:
         if not self._journal_opened:  # opening may wait for a lock another process holds: not on the loop
             await self._off_loop(lambda: self.journal)
-        return await self._drive_job(self._new_job(request, strict))
+        result: CharacterResult = await self._drive_job(self._new_job(request, strict))
+        return result
 
-    async def _drive_job(self, job: Job) -> CharacterResult:
-        """Drive a job to its end; the calls of a fan-out run concurrently, each failing over on its own."""
+    async def _drive_job(self, job: Job) -> Any:
+        """Drive a job to its end (or, submitting, until admitted); the calls of a fan-out run concurrently."""
         import anyio
 
         try:
@@ -773,8 +875,7 @@ class AsyncClient(_Base):
                 async with anyio.create_task_group() as group:
                     for call in calls:
                         group.start_soon(self._drive, call, job)
-            result: CharacterResult = await self._drive(job.end(), job)
-            return result
+            return await self._drive(job.handle() if job.detach else job.end(), job)
         finally:  # a cancellation included: shielded, so the release is written before the task ends
             with anyio.CancelScope(shield=True):
                 await self._drive(job.release(), job)
@@ -787,16 +888,47 @@ class AsyncClient(_Base):
 
     async def resume(self, job_id: str) -> CharacterResult:
         """Finish a journaled job; the same rules as :meth:`Client.resume`."""
-        journal = self._journal_for_resume()
+        return await self._resume(job_id)
+
+    async def _resume(self, job_id: str, *, timeout: float | None = None) -> CharacterResult:
+        journal = self._journal_for("resume")
         owner = Owner.current()
         found: JobRecord = await self._off_loop(journal.job, job_id)
         record = await self._drive(Job.claim(journal, found.id, owner))
         try:
-            job = self._resuming(record, owner)
+            job = self._resuming(record, owner, timeout)
         except BaseException:
             await self._off_loop(journal.release, record.id, owner)
             raise
-        return await self._drive_job(job)
+        result: CharacterResult = await self._drive_job(job)
+        return result
+
+    async def submit(
+        self, request: CharacterRequest, *, webhook_url: str | None = None, strict: bool | None = None
+    ) -> JobHandle:
+        """The awaitable :meth:`Client.submit`."""
+        if not self._journal_opened:
+            await self._off_loop(lambda: self.journal)
+        handle: JobHandle = await self._drive_job(self._new_job(request, strict, submit=True, webhook_url=webhook_url))
+        return handle
+
+    async def wait(self, job: JobHandle | str, *, timeout: float | None = None) -> CharacterResult:
+        """The awaitable :meth:`Client.wait`."""
+        import anyio
+
+        give_up = time.monotonic() + (timeout if timeout is not None else self.deadline_seconds or math.inf)
+        while True:
+            try:
+                return await self._resume(_job_id(job), timeout=None if timeout is None else give_up - time.monotonic())
+            except JobBusy:
+                if time.monotonic() + WAIT_BUSY_SECONDS >= give_up:
+                    raise
+                await anyio.sleep(WAIT_BUSY_SECONDS)
+
+    async def cancel(self, job: JobHandle | str) -> dict[str, str]:
+        """The awaitable :meth:`Client.cancel`."""
+        flows = await self._off_loop(self._cancel_flows, job)
+        return {vendor_id: await self._drive(flow) for vendor_id, flow in flows}
 
     async def resume_vendor(self, provider: str, state: Mapping[str, Any]) -> ProviderOutput:
         output: ProviderOutput = await self._drive(self._resume_flow(provider, state))

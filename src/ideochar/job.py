@@ -43,7 +43,15 @@ from ideochar.errors import (
 from ideochar.events import Event
 from ideochar.exchange import relay
 from ideochar.request import CharacterRequest
-from ideochar.result import Attempt, CharacterResult, CostSource, GeneratedImage, ImageFailure, RequestWarning
+from ideochar.result import (
+    Attempt,
+    CharacterResult,
+    CostSource,
+    GeneratedImage,
+    ImageFailure,
+    JobHandle,
+    RequestWarning,
+)
 from ideochar.router import (
     AttemptEnded,
     AttemptStarted,
@@ -73,6 +81,14 @@ Flow = Generator[Any, Any, T]
 
 class JobNotResumable(InvalidRequest):
     """The job has nothing left to pick up (it failed before any vendor admitted it, or it is unknown)."""
+
+
+class _Detached(BaseException):
+    """Raised through a call's flows once its vendor admitted the job, when the caller only submits.
+
+    Not an ``Exception``: no provider or router code may take it for a failure. The provider's flow is
+    closed where it stands (mid-poll); the journal holds the vendor's id, so ``wait`` picks it up.
+    """
 
 
 @dataclass(frozen=True)
@@ -304,6 +320,11 @@ class Job:
         self._metadata = dict(metadata or {})
         self._stopped: IdeocharError | None = None
         self._begun: list[Record] = []
+        self.detach = False
+        """Submit mode: stop driving each call as soon as its vendor admitted it (:meth:`handle`)."""
+        self._admissions: list[VendorAdmitted] = []
+        self._quotes: dict[str, Decimal | None] = {}
+        """Attempt key -> its quote (what an admitted attempt will cost at the price table)."""
 
     @property
     def deadline(self) -> float | None:
@@ -389,6 +410,8 @@ class Job:
             outcomes: list[Outcome] = yield from relay(unit.start(), self._take)
         except IdeocharError as exc:  # a required write failed before the attempt began
             outcomes = [Outcome(unit.part, error=exc)]
+        except _Detached:
+            return  # admitted: the journal holds the id, wait() finishes it
         self._fanned_out = self._fanned_out or len(outcomes) > 1  # a fallback split the part again
         for outcome in outcomes:
             self._pieces.append(Piece.of(outcome))
@@ -407,6 +430,28 @@ class Job:
         if self.journal is not None:
             yield Record(partial(self.journal.finish_job, self.id, result=result), what="the job's end")
         return result
+
+    def handle(self) -> Flow[JobHandle]:
+        """Submit mode's end: what was admitted (and what failed before that). The job stays ``running`` in
+        the journal for :meth:`~ideochar.client.Client.wait`; raises when no call was admitted or finished."""
+        done = [p for p in self._pieces if p.images]
+        if not self._admissions and not done:
+            result = yield from self.end()  # nothing admitted: the job's error, journaled as its end
+            return JobHandle(job_id=self.id, provider=result.provider, finished=True, attempts=result.attempts)
+        ids = [fact.event.vendor_request_id for fact in self._admissions if fact.event.vendor_request_id]
+        first = self._admissions[0].event.provider if self._admissions else done[0].provider
+        failures = [f for p in self._pieces if p.error is not None for f in p.missing(None)]
+        quotes = [self._quotes.get(fact.key) for fact in self._admissions]
+        quote = None if None in quotes else sum((q for q in quotes if q is not None), Decimal(0))
+        return JobHandle(
+            job_id=self.id,
+            provider=first or "?",
+            vendor_request_ids=ids,
+            quote_usd=quote,
+            finished=not self._admissions,
+            attempts=[a for p in self._pieces for a in p.attempts],
+            failures=failures,
+        )
 
     def release(self) -> Flow[None]:
         """Let the job go (it ended, or the run was interrupted): another process may now resume it."""
@@ -431,6 +476,7 @@ class Job:
         return None
 
     def _started(self, fact: AttemptStarted) -> Flow[None]:
+        self._quotes[fact.key] = fact.quote_usd
         if self.journal is not None:
             part = (fact.part.label, fact.part.num_images, fact.part.seed)
             write = partial(
@@ -480,6 +526,9 @@ class Job:
             )
             yield Record(write, what="the vendor's id")
         yield event
+        if self.detach:
+            self._admissions.append(fact)
+            raise _Detached
 
     def _ended(self, fact: AttemptEnded) -> Flow[None]:
         attempt = fact.attempt

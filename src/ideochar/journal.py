@@ -187,6 +187,7 @@ ALTER TABLE jobs ADD COLUMN lease_until REAL;
 ALTER TABLE attempts ADD COLUMN intent_at REAL;
 ALTER TABLE attempts ADD COLUMN marker TEXT;
 ALTER TABLE outputs ADD COLUMN attempt TEXT;
+CREATE INDEX IF NOT EXISTS attempts_vendor ON attempts (provider, vendor_request_id);
 UPDATE attempts SET status = 'sending' WHERE status = 'started'
 """
 
@@ -578,6 +579,15 @@ class Journal:
             if len(rows) > 1 and rows[0]["id"] != job_id:
                 raise JobNotFound.for_field("job_id", f"{job_id!r} matches several jobs; give more of the id")
             return self._records(rows)[0]
+
+    def find_vendor_job(self, provider: str, vendor_request_id: str) -> JobRecord | None:
+        """The job one of whose attempts a vendor knows by ``vendor_request_id`` (a webhook names only that)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT job_id FROM attempts WHERE provider = ? AND vendor_request_id = ? ORDER BY seq LIMIT 1",
+                (provider, redact(vendor_request_id)),
+            ).fetchone()
+        return None if row is None else self.job(row["job_id"])
 
     def jobs(self, *, limit: int | None = 50, status: str | None = None) -> list[JobRecord]:
         """Jobs, newest first, each with its parts, attempts and outputs."""

@@ -25,6 +25,7 @@ __all__ = [
     "CostSource",
     "GeneratedImage",
     "ImageFailure",
+    "JobHandle",
     "RequestWarning",
     "WarningKind",
 ]
@@ -147,3 +148,25 @@ class CharacterResult(_Frozen):
     def image(self) -> GeneratedImage:
         """The first image (most requests ask for one)."""
         return self.images[0]
+
+
+class JobHandle(_Frozen):
+    """A job the vendors have admitted and that runs without you: ``client.submit`` returns it at once.
+
+    Finish it with ``client.wait(handle)`` (now, later, or from another process: it is journaled), or stop
+    it with ``client.cancel(handle)``. A vendor that answers only with the finished image (no job id first)
+    has finished it already: ``wait`` then returns the saved images without sending anything.
+    """
+
+    job_id: str
+    provider: str
+    """The provider the job (or its first call) went to."""
+    vendor_request_ids: list[str] = Field(default_factory=list)
+    """The vendors' ids for the job's calls, in order."""
+    quote_usd: Decimal | None = None
+    """What the admitted calls will cost at the price table (the vendor may report the actual cost)."""
+    finished: bool = False
+    """True when every call had already finished when ``submit`` returned."""
+    attempts: list[Attempt] = Field(default_factory=list)
+    failures: list[ImageFailure] = Field(default_factory=list)
+    """Calls that failed before any vendor admitted them (nothing to wait for)."""

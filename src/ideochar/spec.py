@@ -82,6 +82,8 @@ class ProviderInfo:
     requests_per_minute: int | None = None
     can_resume: bool = False
     """True when a job submitted earlier can be picked up again by its vendor id."""
+    calls_back: bool = False
+    """True when the vendor can call a webhook URL when a job ends (``CallContext.webhook_url``)."""
     can_reconcile: bool = False
     """True when a job whose id was lost (the answer to its admitting request never came) can be found
     again in the vendor's listing by its marker (:meth:`Provider.reconcile`)."""
@@ -115,6 +117,8 @@ class CallContext:
     options: BaseModel = field(default_factory=NoOptions)
     job_id: str | None = None
     user_agent: str = "ideochar"
+    webhook_url: str | None = None
+    """Where the vendor should call back when the job ends (``ProviderInfo.calls_back``); None: no callback."""
 
     def url(self, name: str, path: str = "") -> str:
         """Join a named base URL and a path: ``ctx.url("queue", "/fal-ai/ideogram/character")``."""
