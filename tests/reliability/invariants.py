@@ -9,14 +9,18 @@
 (d) **A result carries its images.** A success holds at least one whole image (decoded here, with Pillow).
 (e) **A resume sends nothing billable.** The ledger is the same before and after ``resume``.
 
-Each kind of violation is its own exception class, raised from its own line, so hypothesis tells them apart,
-shrinks each one separately and reports them all (``report_multiple_bugs``).
+Each kind of violation is its own exception class, and so is each place it shows (the run or the resume) with
+each kind of interruption (none, a kill, a journal failure): hypothesis tells them apart by class, so it shrinks
+each one to its own minimal schedule, keeps searching after the first, and reports them all
+(``report_multiple_bugs``).
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import cache
+from typing import Literal
 
 from PIL import Image
 
@@ -24,6 +28,7 @@ from ideochar.errors import AllProvidersFailed, IdeocharError, ProviderError
 from ideochar.result import Attempt, CharacterResult
 from reliability.job_hooks import Killed
 from reliability.scheduled_run import Observation, Outcome
+from reliability.schedules import JournalFailure
 
 __all__ = [
     "BilledReportedNo",
@@ -63,6 +68,11 @@ class ResumeAdmitted(Violation):
     code = "e"
 
 
+Stage = Literal["run", "resume"]
+Finding = tuple[Stage, str]
+"""Where a violation showed, and what it was."""
+
+
 def _is_kill(error: BaseException) -> bool:
     if isinstance(error, Killed):
         return True
@@ -83,14 +93,18 @@ def _attempts(outcome: Outcome) -> list[Attempt]:
     return []
 
 
-def charged_twice(seen: Observation) -> Iterator[str]:
-    for stage, counts in (("run", seen.ledger_after_run), ("resume", seen.ledger_after_resume)):
+def charged_twice(seen: Observation) -> Iterator[Finding]:
+    stages: tuple[tuple[Stage, dict[str, int]], ...] = (
+        ("run", seen.ledger_after_run),
+        ("resume", seen.ledger_after_resume),
+    )
+    for stage, counts in stages:
         twice = {vendor: n for vendor, n in counts.items() if n > 1}
         if twice:
-            yield f"(a) a vendor admitted the job more than once after the {stage}: {twice}"
+            yield stage, f"(a) a vendor admitted the job more than once after the {stage}: {twice}"
         charged = sorted(vendor for vendor, n in counts.items() if n)
         if seen.schedule.policy == "default" and len(charged) > 1:
-            yield f"(a) charged by {' and '.join(charged)} under the default policy after the {stage}: {counts}"
+            yield stage, f"(a) charged by {' and '.join(charged)} under the default policy after the {stage}: {counts}"
 
 
 def _reported(outcome: Outcome, vendor: str) -> bool:
@@ -110,10 +124,13 @@ def _mentioned(outcome: Outcome, vendor: str) -> bool:
     )
 
 
-def billed_reported_no(seen: Observation) -> Iterator[str]:
+def billed_reported_no(seen: Observation) -> Iterator[Finding]:
     """The run made its attempts and must report every vendor that billed; a resume reports what the journal
     kept, so it is judged only on the vendors it mentions."""
-    judged = ((seen.outcome, seen.ledger_after_run, "run"), (seen.resumed, seen.ledger_after_resume, "resume"))
+    judged: tuple[tuple[Outcome, dict[str, int], Stage], ...] = (
+        (seen.outcome, seen.ledger_after_run, "run"),
+        (seen.resumed, seen.ledger_after_resume, "resume"),
+    )
     for outcome, counts, stage in judged:
         if not isinstance(outcome, (CharacterResult, IdeocharError)):
             continue  # a kill (or nothing) reports no attempts; (c) judges the rest
@@ -121,23 +138,23 @@ def billed_reported_no(seen: Observation) -> Iterator[str]:
             if not n or _reported(outcome, vendor) or (stage == "resume" and not _mentioned(outcome, vendor)):
                 continue
             shown = [(a.provider, a.outcome, a.billed, a.error_type) for a in _attempts(outcome)]
-            yield f"(b) {vendor} billed the job but the {stage} reports it billed 'no': attempts {shown}"
+            yield stage, f"(b) {vendor} billed the job but the {stage} reports it billed 'no': attempts {shown}"
     for attempt in _attempts(seen.outcome):
         ids = seen.billed_ids_after_run.get(attempt.provider, set())
         if attempt.billed == "no" and attempt.vendor_request_id in ids:
-            yield f"(b) {attempt.provider} job {attempt.vendor_request_id} is billed, its attempt says 'no'"
+            yield "run", f"(b) {attempt.provider} job {attempt.vendor_request_id} is billed, its attempt says 'no'"
 
 
-def untyped(seen: Observation) -> Iterator[str]:
+def untyped(seen: Observation) -> Iterator[Finding]:
     outcome = seen.outcome
     escaped = isinstance(outcome, BaseException) and not isinstance(outcome, IdeocharError)
     if escaped and not (seen.killed and _is_kill(outcome)):  # type: ignore[arg-type]
-        yield f"(c) the job raised {type(outcome).__name__}: {str(outcome)[:200]}"
+        yield "run", f"(c) the job raised {type(outcome).__name__}: {str(outcome)[:200]}"
     if seen.killed and not (isinstance(outcome, BaseException) and _is_kill(outcome)):
-        yield f"(c) the kill was swallowed: the job ended with {type(outcome).__name__}"
+        yield "run", f"(c) the kill was swallowed: the job ended with {type(outcome).__name__}"
     resumed = seen.resumed
     if isinstance(resumed, BaseException) and not isinstance(resumed, IdeocharError):
-        yield f"(c) the resume raised {type(resumed).__name__}: {str(resumed)[:200]}"
+        yield "resume", f"(c) the resume raised {type(resumed).__name__}: {str(resumed)[:200]}"
 
 
 def _whole(data: bytes) -> bool:
@@ -149,22 +166,23 @@ def _whole(data: bytes) -> bool:
     return True
 
 
-def without_image(seen: Observation) -> Iterator[str]:
-    for stage, outcome in (("run", seen.outcome), ("resume", seen.resumed)):
+def without_image(seen: Observation) -> Iterator[Finding]:
+    stages: tuple[tuple[Stage, Outcome], ...] = (("run", seen.outcome), ("resume", seen.resumed))
+    for stage, outcome in stages:
         if isinstance(outcome, CharacterResult):
             if not outcome.images:
-                yield f"(d) the {stage}'s result holds no image"
+                yield stage, f"(d) the {stage}'s result holds no image"
             broken = [i for i, image in enumerate(outcome.images) if not _whole(image.data)]
             if broken:
-                yield f"(d) the {stage}'s result holds images that do not decode: {broken}"
+                yield stage, f"(d) the {stage}'s result holds images that do not decode: {broken}"
 
 
-def resume_admitted(seen: Observation) -> Iterator[str]:
+def resume_admitted(seen: Observation) -> Iterator[Finding]:
     if seen.resumed is not None and seen.ledger_after_resume != seen.ledger_after_run:
-        yield f"(e) the resume added admissions: {seen.ledger_after_run} -> {seen.ledger_after_resume}"
+        yield "resume", f"(e) the resume added admissions: {seen.ledger_after_run} -> {seen.ledger_after_resume}"
 
 
-CHECKS = (
+CHECKS: tuple[tuple[Callable[[Observation], Iterator[Finding]], type[Violation]], ...] = (
     (charged_twice, ChargedTwice),
     (billed_reported_no, BilledReportedNo),
     (untyped, UntypedError),
@@ -173,11 +191,25 @@ CHECKS = (
 )
 
 
+def _interruption(seen: Observation) -> str:
+    interruption = seen.schedule.interruption
+    if interruption is None:
+        return "faults_only"
+    return "journal_failure" if isinstance(interruption, JournalFailure) else "kill"
+
+
+@cache
+def _violation_class(kind: type[Violation], stage: Stage, interruption: str) -> type[Violation]:
+    """``kind`` narrowed to where it showed: one class per (invariant, stage, interruption)."""
+    return type(f"{kind.__name__}_at_{stage}_with_{interruption}", (kind,), {"__module__": __name__})
+
+
 def violations(seen: Observation) -> list[Violation]:
     """Every invariant the observation breaks, each as its own exception (not raised)."""
     found: list[Violation] = []
     for check_one, kind in CHECKS:
-        found.extend(kind(message) for message in check_one(seen))
+        for stage, message in check_one(seen):
+            found.append(_violation_class(kind, stage, _interruption(seen))(message))
     return found
 
 

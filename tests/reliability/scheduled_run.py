@@ -132,11 +132,11 @@ def _needs_resume(schedule: Schedule, outcome: Outcome) -> bool:
     return schedule.interruption is not None or not isinstance(outcome, CharacterResult)
 
 
-def _job_to_resume(outcome: Outcome, journal_path: Path) -> str | None:
+def _job_to_resume(outcome: Outcome, root: Path) -> str | None:
     if isinstance(outcome, IdeocharError) and outcome.job_id:
         return outcome.job_id
     try:
-        return newest_job_id(journal_path)
+        return newest_job_id(root / "journal.sqlite3")
     except IndexError:  # the journal holds no job: nothing to resume
         return None
 
@@ -182,32 +182,35 @@ def _journal(schedule: Schedule, path: Path) -> Journal:
 def _run_sync(emulators: Emulators, schedule: Schedule, root: Path, reference: Path) -> Observation:
     app, seen = emulators.sync_app, Observation(schedule)
     options = _client_options(schedule, app, emulators.pm)
-    journal_path = root / "journal.sqlite3"
     transport = KillingTransport(emulators.sync_transport, schedule.kill)
-    journal = _journal(schedule, journal_path)
+    journal = _journal(schedule, root / "journal.sqlite3")
     http = httpx.Client(transport=transport)
     client = Client(list(schedule.providers), http=http, journal=journal, output_dir=root / "out", **options)
     try:
         seen.outcome = _outcome_of(lambda: client.generate(PROMPT, reference, seed=5))
         seen.killed = transport.fired
         _after_run(seen, app)
-        job_id = _job_to_resume(seen.outcome, journal_path) if _needs_resume(schedule, seen.outcome) else None
+        job_id = _job_to_resume(seen.outcome, root) if _needs_resume(schedule, seen.outcome) else None
         if job_id is not None:
-            testing.set_faults(app, None)
-            # A transport of its own (closing it leaves the shared one open), and no kill this time.
-            with (
-                httpx.Client(transport=KillingTransport(emulators.sync_transport, None)) as fresh,
-                Client(
-                    list(schedule.providers), http=fresh, journal=journal_path, output_dir=root / "out", **options
-                ) as again,
-            ):
-                seen.resumed = _outcome_of(lambda: again.resume(job_id))
+            testing.set_faults(app, None)  # the vendors recovered
+            seen.resumed = _resume_sync(emulators, schedule, root, options, job_id)
             seen.ledger_after_resume = ledger(app)
     finally:
         client.close()
         http.close()
         journal.close()
     return seen
+
+
+def _resume_sync(emulators: Emulators, schedule: Schedule, root: Path, options: dict[str, Any], job_id: str) -> Outcome:
+    """Resume the job as another process would: a fresh client and journal, no fault, no kill."""
+    # The transport wrapper is this client's own: closing it leaves the shared transport open.
+    with (
+        httpx.Client(transport=KillingTransport(emulators.sync_transport, None)) as http,
+        Client(list(schedule.providers), http=http, journal=root / "journal.sqlite3", output_dir=root / "out",
+               **options) as client,
+    ):  # fmt: skip
+        return _outcome_of(lambda: client.resume(job_id))
 
 
 def _after_run(seen: Observation, app: Any) -> None:
@@ -225,28 +228,31 @@ def _run_async(emulators: Emulators, schedule: Schedule, root: Path, reference: 
 async def _arun(emulators: Emulators, schedule: Schedule, root: Path, reference: Path) -> Observation:
     app, seen = emulators.async_app, Observation(schedule)
     options = _client_options(schedule, app, emulators.pm)
-    journal_path = root / "journal.sqlite3"
     transport = KillingAsyncTransport(testing.ASGITransport(app=app), schedule.kill)
-    journal = _journal(schedule, journal_path)
+    journal = _journal(schedule, root / "journal.sqlite3")
     http = httpx.AsyncClient(transport=transport)
     client = AsyncClient(list(schedule.providers), http=http, journal=journal, output_dir=root / "out", **options)
     try:
         seen.outcome = await _aoutcome_of(lambda: client.generate(PROMPT, reference, seed=5))
         seen.killed = transport.fired
         _after_run(seen, app)
-        job_id = _job_to_resume(seen.outcome, journal_path) if _needs_resume(schedule, seen.outcome) else None
+        job_id = _job_to_resume(seen.outcome, root) if _needs_resume(schedule, seen.outcome) else None
         if job_id is not None:
-            testing.set_faults(app, None)
-            async with (
-                httpx.AsyncClient(transport=testing.ASGITransport(app=app)) as fresh,
-                AsyncClient(
-                    list(schedule.providers), http=fresh, journal=journal_path, output_dir=root / "out", **options
-                ) as again,
-            ):
-                seen.resumed = await _aoutcome_of(lambda: again.resume(job_id))
+            testing.set_faults(app, None)  # the vendors recovered
+            seen.resumed = await _aresume(app, schedule, root, options, job_id)
             seen.ledger_after_resume = ledger(app)
     finally:
         await client.aclose()
         await http.aclose()
         journal.close()
     return seen
+
+
+async def _aresume(app: Any, schedule: Schedule, root: Path, options: dict[str, Any], job_id: str) -> Outcome:
+    """The async twin of :func:`_resume_sync`."""
+    async with (
+        httpx.AsyncClient(transport=testing.ASGITransport(app=app)) as http,
+        AsyncClient(list(schedule.providers), http=http, journal=root / "journal.sqlite3", output_dir=root / "out",
+                    **options) as client,
+    ):  # fmt: skip
+        return await _aoutcome_of(lambda: client.resume(job_id))
