@@ -364,6 +364,13 @@ Each has a deterministic test in `test_found_defects.py` (or the file named):
 
 ## Open
 
+- **Issue 12, never pay twice** (section 7 and `tests/regressions/test_never_pay_twice.py`, red until the job
+  rework lands): fal's status and result routes answering 400/401/402/403/422, or 429 for long, after fal admitted
+  the job make the router fail over (a second charge) and report the fal attempt billed "no"; a journal that cannot
+  commit does not stop the job (an untyped `sqlite3.OperationalError` when the job's own record fails, else the job
+  is sent unjournaled and `resume` submits it again, on every vendor); a job waiting for a slot in a live process
+  is resumed (and charged) by another; a Replicate create interrupted before its answer cannot be found again; and
+  `AsyncClient` writes the journal on the event loop (a lock held elsewhere stalls the loop for as long).
 - **Paid images that cannot be recovered after a crash** (section 2, known gaps, tests xfail strict): Segmind
   v1 between its answer and the save (v1 is documented as not resumable; Segmind v2 is). The Ideogram gap found
   here (killed while downloading: its answer has image URLs and no job id) is closed: the answer is journaled
@@ -400,9 +407,9 @@ def main() -> None:
     print(f"wrote {out}")
     schedules = _load(folder, "fault_schedules")
     if schedules:
-        broken = sum(schedules["violations"].values())
         tried = f"{schedules['schedules']:,} ({schedules['profile']} profile)"
-        print(f"fault schedules tried: {tried}; runs breaking an invariant: {broken:,}")
+        broken = ", ".join(f"({code}) {n:,}" for code, n in sorted(schedules["violations"].items())) or "none"
+        print(f"fault schedules tried: {tried}; runs breaking each invariant: {broken}")
 
 
 if __name__ == "__main__":
