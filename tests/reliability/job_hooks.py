@@ -10,7 +10,8 @@ name moves, adjust it here only.
   Missing: today's nearest switch, ``FailurePolicy(on_outcome_unknown="fail_over")``.
 * :func:`open_journal`: ``Journal(path, busy_timeout_seconds=...)``. Missing: the pragma set by hand.
 * :func:`fail_journal_writes`: the journal's ``_transaction`` (every write goes through it) raises
-  ``sqlite3.OperationalError("database is locked")`` from a chosen write on.
+  ``sqlite3.OperationalError("database is locked")`` from a chosen write on. Writes are counted from the
+  first after the journal is opened: write 1 records the job, write 2 its first attempt.
 * :class:`Killed` and the killing transports: an interruption that is not an ``Exception`` (like
   ``KeyboardInterrupt``) at the n-th request, before it reaches the emulator or after (the answer lost).
 """

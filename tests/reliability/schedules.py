@@ -8,8 +8,8 @@ many matching requests, ``times`` at most, at a ``rate``), and optionally an int
 killed at its n-th request (before the request reaches the vendor, or after, the answer lost), or the
 journal failing from its n-th write. The route names are the emulator's (each vendor's ``emulator.py``).
 
-Everything drawn is data; :meth:`Schedule.profile` is the emulator's fault profile and ``repr`` reads as one
-line, which is what hypothesis prints for a failing (shrunk) schedule.
+Everything drawn is data: :meth:`Schedule.profile` is the emulator's fault profile, ``repr`` reads as one line
+(what a failure lists), and shrink.py simplifies a failing schedule field by field.
 """
 
 from __future__ import annotations
