@@ -3,8 +3,9 @@
 ``cd tests && ../.venv/bin/python -m reliability.report RESULTS_DIR ../docs/reliability.md``
 
 RESULTS_DIR holds ``junit.xml`` (pytest's) and the figures the tests recorded (figures.py):
-``fault_matrix.json``, ``crash_resume.json``, ``soak.json``. Every section names the command that
-produced its figures; nothing here is typed by hand.
+``fault_matrix.json``, ``crash_resume.json``, ``soak.json``, ``fault_schedules.json``. Every section names
+the command that produced its figures; nothing here is typed by hand. ``main`` also prints how many fault
+schedules were tried (``make reliability`` shows it).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from reliability.matrix import FAULTS
 from reliability.profile import EXAMPLES, PROFILE
 
 SUITE = "IDEOCHAR_RELIABILITY=1 .venv/bin/pytest tests/reliability"
+REGRESSIONS = "tests/regressions"
 FILES = {
     "test_response_fuzz.py": "3. Fuzzed vendor answers",
     "test_request_properties.py": "3. Random requests",
@@ -31,6 +33,8 @@ FILES = {
     "test_files_and_urls.py": "5. Files and URLs",
     "test_soak.py": "6. Soak",
     "test_found_defects.py": "Defects found",
+    "test_fault_schedules.py": "7. Fault schedules",
+    "test_never_pay_twice.py": "7. Never pay twice (named regressions)",
 }
 
 
@@ -212,6 +216,65 @@ def soak(data: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+INVARIANTS = {
+    "a": "(a) a vendor admitted the job twice, or two vendors charged for it under the default policy",
+    "b": '(b) a vendor that billed the job reported billed "no"',
+    "c": "(c) something other than an IdeocharError left the client (or a kill was swallowed)",
+    "d": "(d) a result without a whole image",
+    "e": "(e) a resume added an admission",
+}
+
+
+def fault_schedules(data: dict[str, Any] | None) -> list[str]:
+    lines = ["## 7. Fault schedules (never pay twice, searched)", ""]
+    if not data:
+        return [*lines, "Not run.", ""]
+    outcomes = ", ".join(f"{k} {v:,}" for k, v in sorted(data["outcomes"].items(), key=lambda kv: -kv[1]))
+    lines += [
+        f"Command: `{SUITE}/test_fault_schedules.py` — profile `{data['profile']}`: {data['max_examples']:,} "
+        "schedules drawn by hypothesis, every one run (a violation does not stop the search), then each kind "
+        "of violation shrunk to its simplest schedule (`make test`: the `fast` profile, 200 schedules in a "
+        "fixed derandomised list, not shrunk). The named regression tests for the defects of issue 12 are in "
+        f"`{REGRESSIONS}/test_never_pay_twice.py`.",
+        "",
+        "A schedule is one job through two or three emulated vendors in failover order (tests/reliability/"
+        "schedules.py): each vendor's mode (fal's status streamed or polled, or fal.run; Segmind v1 or v2; "
+        "Replicate waiting on the create or polling), `Client` or `AsyncClient`, the default failure policy or "
+        "the opt-in failover after admission, up to three emulator faults (vendor, route, kind, status code, "
+        "`after`, `times`, `rate`), and optionally the process killed at its n-th request (before it reaches "
+        "the vendor, or after: the answer lost) or the journal failing from its n-th write. A job that did not "
+        "end cleanly is resumed from the journal by a fresh client, the faults cleared. After every run the "
+        "emulator's ledger (what each vendor would bill) is the judge of five invariants:",
+        "",
+        *[f"- {text}" for text in INVARIANTS.values()],
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| schedules tried | {data['schedules']:,} |",
+        f"| outcomes of the runs | {outcomes} |",
+    ]
+    broken = data.get("violations") or {}
+    for code, text in INVARIANTS.items():
+        lines.append(f"| runs breaking {text} | {broken.get(code, 0):,} |")
+    lines.append("")
+    kinds = data.get("kinds") or {}
+    if kinds:
+        how = "shrunk to its simplest schedule" if data.get("shrunk") else "the simplest schedule drawn"
+        lines += [f"Each kind of violation found (invariant, where it showed, interruption), {how}:", ""]
+        lines += ["| kind | runs | schedule | what the ledger showed |", "|---|---|---|---|"]
+        for kind, seen in kinds.items():
+            lines.append(f"| `{kind}` | {seen['runs']:,} | `{seen['schedule']}` | {_cell_text(seen['message'])} |")
+        lines.append("")
+    else:
+        lines += ["No violation found.", ""]
+    return lines
+
+
+def _cell_text(text: str) -> str:
+    """Text safe in a Markdown table cell (no pipes, no markup from the message's braces)."""
+    return "`" + text.replace("|", "/").replace("`", "'") + "`"
+
+
 def summary(counts: dict[str, Counter[str]]) -> list[str]:
     lines = [
         "## Results by part",
@@ -301,6 +364,13 @@ Each has a deterministic test in `test_found_defects.py` (or the file named):
 
 ## Open
 
+- **Issue 12, never pay twice** (section 7 and `tests/regressions/test_never_pay_twice.py`, red until the job
+  rework lands): fal's status and result routes answering 400/401/402/403/422, or 429 for long, after fal admitted
+  the job make the router fail over (a second charge) and report the fal attempt billed "no"; a journal that cannot
+  commit does not stop the job (an untyped `sqlite3.OperationalError` when the job's own record fails, else the job
+  is sent unjournaled and `resume` submits it again, on every vendor); a job waiting for a slot in a live process
+  is resumed (and charged) by another; a Replicate create interrupted before its answer cannot be found again; and
+  `AsyncClient` writes the journal on the event loop (a lock held elsewhere stalls the loop for as long).
 - **Paid images that cannot be recovered after a crash** (section 2, known gaps, tests xfail strict): Segmind
   v1 between its answer and the save (v1 is documented as not resumable; Segmind v2 is). The Ideogram gap found
   here (killed while downloading: its answer has image URLs and no job id) is closed: the answer is journaled
@@ -320,19 +390,26 @@ def render(folder: Path) -> str:
         "`tests/reliability/`; do not edit by hand. The fast part of the same suite runs in `make test`.",
         "",
         f"- When: {now}; Python {platform.python_version()} on {platform.platform()}",
-        f"- Command: `make reliability` = `{SUITE} --junitxml=out/reliability/junit.xml`, then this report",
+        f"- Command: `make reliability` = `{SUITE} {REGRESSIONS} --junitxml=out/reliability/junit.xml`, then this "
+        "report",
         f"- Hypothesis profile: `{PROFILE}`, {EXAMPLES} examples per property test",
         "",
     ]
     body = summary(counts) + fault_matrix(_load(folder, "fault_matrix")) + crash_resume(_load(folder, "crash_resume"))
     static = STATIC.format(suite=SUITE, profile=PROFILE, examples=EXAMPLES)
-    return "\n".join(head + body) + "\n" + static + "\n".join(soak(_load(folder, "soak"))) + "\n" + DEFECTS
+    tail = soak(_load(folder, "soak")) + fault_schedules(_load(folder, "fault_schedules"))
+    return "\n".join(head + body) + "\n" + static + "\n".join(tail) + "\n" + DEFECTS
 
 
 def main() -> None:
     folder, out = Path(sys.argv[1]), Path(sys.argv[2])
     out.write_text(render(folder))
     print(f"wrote {out}")
+    schedules = _load(folder, "fault_schedules")
+    if schedules:
+        tried = f"{schedules['schedules']:,} ({schedules['profile']} profile)"
+        broken = ", ".join(f"({code}) {n:,}" for code, n in sorted(schedules["violations"].items())) or "none"
+        print(f"fault schedules tried: {tried}; runs breaking each invariant: {broken}")
 
 
 if __name__ == "__main__":
