@@ -456,7 +456,9 @@ def settle(error: IdeocharError, wire: Wire, provider: str) -> IdeocharError:
         if type(error) is ProviderUnavailable:
             error = _lost_after_admission(error, provider, wire.vendor_id)
         error.admitted = True
-        error.vendor_request_id = error.vendor_request_id or wire.vendor_id
+        # The job's id is the one the vendor gave when it admitted it; an id on a later answer (a status
+        # route's own request id) names that answer, not the job to resume.
+        error.vendor_request_id = wire.vendor_id or error.vendor_request_id
         error.billed = "yes" if error.billed == "yes" else "unknown"
     elif not wire.intent:
         error.billed = "no"  # nothing that could bill has left

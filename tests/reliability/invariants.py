@@ -7,7 +7,9 @@
 (c) **Only ideochar errors.** Nothing but an ``IdeocharError`` leaves the client (the schedule's own kill
     excepted), and a kill is never swallowed.
 (d) **A result carries its images.** A success holds at least one whole image (decoded here, with Pillow).
-(e) **A resume sends nothing billable.** The ledger is the same before and after ``resume``.
+(e) **A resume sends nothing billable twice.** It adds an admission only for a call the journal positively
+    recorded as never sent (its part still "planned"), at most one per such call; anything else the job
+    sent is picked up by its vendor id or reconciled, never sent again.
 
 Each kind of violation is its own exception class, and so is each place it shows (the run or the resume) with
 each kind of interruption (none, a kill, a journal failure): hypothesis tells them apart by class, so it shrinks
@@ -178,8 +180,17 @@ def without_image(seen: Observation) -> Iterator[Finding]:
 
 
 def resume_admitted(seen: Observation) -> Iterator[Finding]:
-    if seen.resumed is not None and seen.ledger_after_resume != seen.ledger_after_run:
-        yield "resume", f"(e) the resume added admissions: {seen.ledger_after_run} -> {seen.ledger_after_resume}"
+    if seen.resumed is None:
+        return
+    added = sum(seen.ledger_after_resume.values()) - sum(seen.ledger_after_run.values())
+    if added > seen.planned_before_resume:
+        yield (
+            "resume",
+            (
+                f"(e) the resume added {added} admission(s) where the journal proved only "
+                f"{seen.planned_before_resume} call(s) unsent: {seen.ledger_after_run} -> {seen.ledger_after_resume}"
+            ),
+        )
 
 
 CHECKS: tuple[tuple[Callable[[Observation], Iterator[Finding]], type[Violation]], ...] = (

@@ -89,6 +89,9 @@ class Observation:
     resumed: Outcome = None
     """The resume's outcome; None when the job needed none (it ended cleanly) or left no job to resume."""
     ledger_after_resume: Ledger = field(default_factory=dict)
+    planned_before_resume: int = 0
+    """Calls the journal positively recorded as never sent (parts still "planned") when the resume began:
+    the only ones a resume may send."""
     killed: bool = False
     """The schedule's kill fired during the job."""
 
@@ -139,6 +142,12 @@ def _job_to_resume(outcome: Outcome, root: Path) -> str | None:
         return newest_job_id(root / "journal.sqlite3")
     except IndexError:  # the journal holds no job: nothing to resume
         return None
+
+
+def _planned(root: Path, job_id: str) -> int:
+    """How many of the job's calls the journal proves were never sent (each may be sent once by a resume)."""
+    with Journal(root / "journal.sqlite3") as journal:
+        return sum(1 for part in journal.job(job_id).parts if part.state == "planned")
 
 
 def _outcome_of(call: Callable[[], CharacterResult]) -> Outcome:
@@ -193,6 +202,7 @@ def _run_sync(emulators: Emulators, schedule: Schedule, root: Path, reference: P
         job_id = _job_to_resume(seen.outcome, root) if _needs_resume(schedule, seen.outcome) else None
         if job_id is not None:
             testing.set_faults(app, None)  # the vendors recovered
+            seen.planned_before_resume = _planned(root, job_id)
             seen.resumed = _resume_sync(emulators, schedule, root, options, job_id)
             seen.ledger_after_resume = ledger(app)
     finally:
@@ -239,6 +249,7 @@ async def _arun(emulators: Emulators, schedule: Schedule, root: Path, reference:
         job_id = _job_to_resume(seen.outcome, root) if _needs_resume(schedule, seen.outcome) else None
         if job_id is not None:
             testing.set_faults(app, None)  # the vendors recovered
+            seen.planned_before_resume = _planned(root, job_id)
             seen.resumed = await _aresume(app, schedule, root, options, job_id)
             seen.ledger_after_resume = ledger(app)
     finally:
