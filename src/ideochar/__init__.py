@@ -35,7 +35,7 @@ from ideochar.events import Event
 from ideochar.hookspecs import hookimpl
 from ideochar.media import SERVER_INPUTS, ImageInput, InputKinds
 from ideochar.request import CharacterRequest, ColorPalette, Edit, Generate, PaletteMember, Remix, is_visible
-from ideochar.result import Attempt, CharacterResult, GeneratedImage, ImageFailure, RequestWarning
+from ideochar.result import Attempt, CharacterResult, GeneratedImage, ImageFailure, JobHandle, RequestWarning
 from ideochar.router import FailurePolicy
 from ideochar.spec import CallContext, Provider, ProviderInfo, ProviderOutput, Quote
 
@@ -69,6 +69,7 @@ __all__ = [
     "InsufficientCredits",
     "InvalidRequest",
     "JobBusy",
+    "JobHandle",
     "JournalUnavailable",
     "MissingCredentials",
     "OutcomeUnknown",

@@ -208,6 +208,8 @@ class _Base:
         self._journal_opened = self._journal is not None
         self.accept_inputs = InputKinds.of(accept_inputs)
         self.allow_private_urls = allow_private_urls
+        self._checked_base_urls: dict[str, dict[str, str]] = {}
+        self._configured_origins: frozenset[Any] | None = None
         self.webhook_url = _webhook(webhook_url)
 
     # -- plugins and providers (loaded on first use, not at import) ---------------------------------
@@ -312,8 +314,12 @@ class _Base:
         from ideochar.config import effective_base_urls
 
         name = provider.info.name
-        emulated = self._emulated_urls().get(name, {}) if self._emulator else None
-        return effective_base_urls(provider.info, self._base_overrides.get(name, {}), emulated)
+        known = self._checked_base_urls.get(name)
+        if known is None:  # checked once per client: parsing every URL per job costs (benchmark figure 2)
+            emulated = self._emulated_urls().get(name, {}) if self._emulator else None
+            known = effective_base_urls(provider.info, self._base_overrides.get(name, {}), emulated)
+            self._checked_base_urls[name] = known
+        return dict(known)
 
     def _trusted_base_urls(self, provider: Provider) -> list[str]:
         """:meth:`_base_urls`, or none for a provider whose base URLs are refused (it sends nothing)."""
@@ -327,12 +333,11 @@ class _Base:
         is the caller's configuration: the fetch client sends it through :attr:`http`, wherever it points."""
         from ideochar._netguard import origin_of
 
-        origin = origin_of(url)
-        return any(
-            origin_of(base) == origin
-            for provider in self.available.values()
-            for base in self._trusted_base_urls(provider)
-        )
+        if self._configured_origins is None:
+            self._configured_origins = frozenset(
+                origin_of(base) for provider in self.available.values() for base in self._trusted_base_urls(provider)
+            )
+        return origin_of(url) in self._configured_origins
 
     def _credentials(self, provider: Provider) -> Secret:
         name = provider.info.name
@@ -857,8 +862,7 @@ class AsyncClient(_Base):
         return await self._run(request, strict=strict)
 
     async def _run(self, request: CharacterRequest, *, strict: bool | None) -> CharacterResult:
-        if not self._journal_opened:  # opening may wait for a lock another process holds: not on the loop
-            await self._off_loop(lambda: self.journal)
+        await self._open_journal()
         result: CharacterResult = await self._drive_job(self._new_job(request, strict))
         return result
 
@@ -891,6 +895,7 @@ class AsyncClient(_Base):
         return await self._resume(job_id)
 
     async def _resume(self, job_id: str, *, timeout: float | None = None) -> CharacterResult:
+        await self._open_journal()
         journal = self._journal_for("resume")
         owner = Owner.current()
         found: JobRecord = await self._off_loop(journal.job, job_id)
@@ -907,8 +912,7 @@ class AsyncClient(_Base):
         self, request: CharacterRequest, *, webhook_url: str | None = None, strict: bool | None = None
     ) -> JobHandle:
         """The awaitable :meth:`Client.submit`."""
-        if not self._journal_opened:
-            await self._off_loop(lambda: self.journal)
+        await self._open_journal()
         handle: JobHandle = await self._drive_job(self._new_job(request, strict, submit=True, webhook_url=webhook_url))
         return handle
 
@@ -933,6 +937,11 @@ class AsyncClient(_Base):
     async def resume_vendor(self, provider: str, state: Mapping[str, Any]) -> ProviderOutput:
         output: ProviderOutput = await self._drive(self._resume_flow(provider, state))
         return output
+
+    async def _open_journal(self) -> None:
+        """Open the journal on first use off the event loop: opening may wait for a lock another process holds."""
+        if not self._journal_opened:
+            await self._off_loop(lambda: self.journal)
 
     async def _off_loop(self, function: Callable[..., T], *args: Any) -> T:
         """Run a journal call on the journal's worker thread: SQLite may wait for a lock held by another
