@@ -181,10 +181,10 @@ class Handle:
 
 
 def webhook_client(
-    emulator_url: str, hooks: str, providers: list[str], *, on_event: Callable[[Event], None] | None = None,
+    emulator_url: str, hooks: str | None, providers: list[str], *, on_event: Callable[[Event], None] | None = None,
     **options: Any,
 ) -> Client:  # fmt: skip
-    """A client against the emulator whose jobs carry ``hooks`` as their callback URL."""
+    """A client against the emulator whose jobs carry ``hooks`` as their callback URL (None: no callbacks)."""
     if client_has_webhooks():
         return Client(providers, emulator=emulator_url, webhook_url=hooks, on_event=on_event, **options)
 
@@ -193,7 +193,10 @@ def webhook_client(
         if on_event is not None:
             on_event(event)
 
-    http = httpx.Client(transport=WebhookRouting(httpx.HTTPTransport(retries=0), hooks), follow_redirects=False)
+    transport: httpx.BaseTransport = httpx.HTTPTransport(retries=0)
+    if hooks is not None:
+        transport = WebhookRouting(transport, hooks)
+    http = httpx.Client(transport=transport, follow_redirects=False)
     client = Client(providers, emulator=emulator_url, http=http, on_event=observe, **options)
     client._webhook_test_http = http  # type: ignore[attr-defined]
     return client
