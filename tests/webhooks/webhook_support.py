@@ -94,12 +94,15 @@ def replicate_body(prediction: str = "p1", status: str = "succeeded") -> bytes:
 
 
 @contextlib.contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """``app`` under uvicorn on 127.0.0.1 (a free port) in a thread; yields its root URL."""
+def serving(app: Any = None, *, factory: Callable[[str], Any] | None = None) -> Iterator[str]:
+    """``app`` (or ``factory(root URL)``'s app) under uvicorn on 127.0.0.1, a free port, in a thread; yields
+    its root URL. The socket is bound first, so an app that must know its own URL can be built with it."""
     from ideochar.emulator.server import _bind, _uvicorn_server
 
     sock = _bind("127.0.0.1", 0)
     port = sock.getsockname()[1]
+    if factory is not None:
+        app = factory(f"http://127.0.0.1:{port}")
     server = _uvicorn_server(app, access_log=False, log_level="warning")
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
