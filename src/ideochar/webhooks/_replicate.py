@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ideochar._secrets import Secret
 from ideochar.webhooks._common import (
     MAX_KEYS_BYTES,
     AsyncFetch,
@@ -72,6 +73,8 @@ class ReplicateSecret:
     ) -> None:
         if secret is None and url is None:
             raise ValueError("give the signing secret, or the URL to read it from (with fetch/afetch)")
+        if secret is not None:
+            Secret(secret)  # known to the redaction of logs and errors from now on
         self._secret = secret
         self._given = secret is not None
         self.url = url
@@ -130,6 +133,7 @@ class ReplicateSecret:
         key = json.loads(body).get("key")
         if not isinstance(key, str) or not key.startswith("whsec_"):
             raise ValueError("the answer holds no whsec_ secret")
+        Secret(key)
         self._secret = key
         self.fetches += 1
         return key
