@@ -137,7 +137,7 @@ async def emulated() -> AsyncIterator[Emulated]:
     app.state.emulator.callbacks.retry_delays_seconds = (0.05, 0.05, 0.05)
     async with testing.async_client(app) as http:
         yield Emulated(app, http, receiver)
-        app.state.emulator.callbacks.reset()
+        await app.state.emulator.callbacks.aclose()
 
 
 # -- fal ---------------------------------------------------------------------------------------------------------

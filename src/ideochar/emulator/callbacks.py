@@ -27,6 +27,7 @@ import contextlib
 import ipaddress
 import logging
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -100,14 +101,15 @@ class CallbackSender:
         """Deliveries a ``callback_lost`` fault swallowed."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._held: dict[str, list[asyncio.Event]] = {}
-        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # -- sending ----------------------------------------------------------------------------------------
 
     def send(self, callback: Callback) -> None:
         """Deliver ``callback`` in the background (call it on the serving event loop)."""
         latency, fault = self._faults.decide(callback.vendor, CALLBACK_ROUTE, CALLBACK_KINDS | {"latency"})
-        self._release_held(callback.vendor)
         if fault is not None and fault.kind == "callback_lost":
             self.lost.append(callback)
             return
@@ -171,6 +173,8 @@ class CallbackSender:
         except (httpx.HTTPError, RefusedTarget) as exc:
             error = f"{type(exc).__name__}: {exc}"
         self.log.append(CallbackTry(callback.vendor, callback.job_id, callback.event, copy, attempt, status, error))
+        if copy == "genuine" and attempt == 1:  # it has gone: deliveries held back for the next one follow it
+            self._release_held(callback.vendor)
         return status is not None and 200 <= status < 300
 
     def _client(self, url: str) -> httpx.AsyncClient:
