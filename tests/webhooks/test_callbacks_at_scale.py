@@ -73,7 +73,8 @@ def run(emulator: Any, journal: Path, jobs: int, timeout: float) -> None:
         receiving, on_result=tally.result, callback_deadline_seconds=3.0, sweep_every_seconds=0.5, max_concurrent=8
     )
     with serving(receiver.app) as root:
-        submitters = {p: webhook_client(emulator.url, root, [p], journal=journal) for p in ("fal", "replicate")}
+        hooks = f"{root}/"  # one URL for both vendors: the receiver tells them apart by their signature
+        submitters = {p: webhook_client(emulator.url, hooks, [p], journal=journal) for p in ("fal", "replicate")}
         try:
             handles = submit_all(submitters, jobs)
             wait_until_done(receiving, handles, timeout)

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
-from webhook_support import client_has_webhooks, close_client, serving, submit, webhook_client
+from webhook_support import close_client, serving, webhook_client
 
 from conftest import make_image
 from ideochar import Client
@@ -28,8 +28,6 @@ def service(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     monkeypatch.syspath_prepend(str(EXAMPLE))
     import webhook_service
 
-    if not client_has_webhooks():  # the stand-in for client.submit until the client has it
-        monkeypatch.setattr(webhook_service, "submit", lambda client, request: submit(client, request).job_id)
     return webhook_service
 
 

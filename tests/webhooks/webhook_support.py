@@ -1,12 +1,5 @@
-"""Helpers for the webhook tests: signing like the vendors, serving an app on loopback, and the stand-ins
-for client features that are landing separately.
-
-**Stand-ins (until the client has them).** ``client.submit(...)`` (a job handle once the vendor admitted
-the job) and the ``webhook_url=`` client option are the client's; while a client lacks them, :func:`submit`
-stops a run at its ``submitted`` event (the journal then holds an admitted, resumable job, released by its
-run) and :class:`WebhookRouting` adds the callback URL to fal's submit and Replicate's create on the way
-out, in each vendor's form. Once the client has both, these use them instead.
-"""
+"""Helpers for the webhook tests: signing like the vendors, serving an app on loopback, clients whose jobs
+carry a callback URL."""
 
 from __future__ import annotations
 
@@ -14,7 +7,6 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import inspect
 import json
 import os
 import threading
@@ -23,7 +15,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -118,69 +109,16 @@ def serving(app: Any = None, *, factory: Callable[[str], Any] | None = None) -> 
         sock.close()
 
 
-# -- stand-ins for submit and webhook_url ------------------------------------------------------------------
-
-
-def client_has_webhooks() -> bool:
-    """Whether the client takes ``webhook_url=`` and has ``submit`` (then the stand-ins step aside)."""
-    from ideochar.client import _Base
-
-    return hasattr(Client, "submit") and "webhook_url" in inspect.signature(_Base.__init__).parameters
-
-
-class WebhookRouting(httpx.BaseTransport):
-    """Adds the callback URL to fal's queue submits (``?fal_webhook=``) and Replicate's creates
-    (``webhook`` + ``webhook_events_filter: ["completed"]``), as the adapters do with ``webhook_url``."""
-
-    def __init__(self, inner: httpx.BaseTransport, hooks: str) -> None:
-        self.inner = inner
-        self.hooks = hooks.rstrip("/")
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path
-        if request.method == "POST" and "/fal/fal-ai/ideogram/character" in path:
-            request = _copy(request, url=request.url.copy_add_param("fal_webhook", f"{self.hooks}/fal"))
-        elif request.method == "POST" and "/replicate/v1/models/" in path:
-            body = json.loads(request.read())
-            body.update(webhook=f"{self.hooks}/replicate", webhook_events_filter=["completed"])
-            request = _copy(request, content=json.dumps(body).encode())
-        return self.inner.handle_request(request)
-
-    def close(self) -> None:
-        self.inner.close()
-
-
-def _copy(request: httpx.Request, *, url: httpx.URL | None = None, content: bytes | None = None) -> httpx.Request:
-    headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() != "content-length"]
-    return httpx.Request(
-        request.method, url or request.url, headers=headers, content=request.read() if content is None else content,
-        extensions=request.extensions,
-    )  # fmt: skip
-
-
-class _Stop(Exception):
-    """Raised from the event observer at ``submitted``: the run stops there, the job admitted and journaled."""
-
-    def __init__(self, event: Event) -> None:
-        super().__init__(event.vendor_request_id)
-        self.event = event
-
-
-_submitting = threading.local()
-
-
-def _stop_at_submitted(event: Event) -> None:
-    if event.kind == "submitted" and getattr(_submitting, "on", False):
-        raise _Stop(event)
+# -- clients whose jobs carry a callback URL ----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Handle:
-    """What ``client.submit`` returns (the stand-in's copy of it)."""
+    """What a test needs of ``client.submit``'s handle: the job and its (one) vendor id."""
 
     job_id: str
-    provider: str | None
-    vendor_request_id: str | None
+    provider: str
+    vendor_request_id: str
 
 
 def webhook_client(
@@ -188,43 +126,18 @@ def webhook_client(
     **options: Any,
 ) -> Client:  # fmt: skip
     """A client against the emulator whose jobs carry ``hooks`` as their callback URL (None: no callbacks)."""
-    if client_has_webhooks():
-        return Client(providers, emulator=emulator_url, webhook_url=hooks, on_event=on_event, **options)
-
-    def observe(event: Event) -> None:
-        _stop_at_submitted(event)
-        if on_event is not None:
-            on_event(event)
-
-    transport: httpx.BaseTransport = httpx.HTTPTransport(retries=0)
-    if hooks is not None:
-        transport = WebhookRouting(transport, hooks)
-    http = httpx.Client(transport=transport, follow_redirects=False)
-    client = Client(providers, emulator=emulator_url, http=http, on_event=observe, **options)
-    client._webhook_test_http = http  # type: ignore[attr-defined]
-    return client
+    return Client(providers, emulator=emulator_url, webhook_url=hooks, on_event=on_event, **options)
 
 
 def close_client(client: Client) -> None:
     client.close()
-    http = getattr(client, "_webhook_test_http", None)
-    if http is not None:
-        http.close()
 
 
 def submit(client: Client, request: CharacterRequest) -> Handle:
-    """``client.submit(request)``, or the stand-in: the run stops once the vendor admitted the job."""
-    if client_has_webhooks():
-        handle = client.submit(request)  # type: ignore[attr-defined]
-        return Handle(handle.job_id, handle.provider, handle.vendor_request_id)
-    _submitting.on = True
-    try:
-        client.run(request)
-    except _Stop as stopped:
-        return Handle(str(stopped.event.job_id), stopped.event.provider, stopped.event.vendor_request_id)
-    finally:
-        _submitting.on = False
-    raise AssertionError("the job finished before it was admitted: nothing was left for a callback")
+    """``client.submit(request)``: returns once the vendor admitted the job (one call: one vendor id)."""
+    handle = client.submit(request)
+    [vendor_id] = handle.vendor_request_ids
+    return Handle(handle.job_id, handle.provider, vendor_id)
 
 
 def reference_path() -> str:

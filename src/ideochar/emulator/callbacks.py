@@ -147,6 +147,10 @@ class CallbackSender:
             released.set()
 
     async def _retried(self, callback: Callback, copy: str) -> None:
+        if self.transport is None and not _loopback(callback.url):
+            self.log.append(CallbackTry(callback.vendor, callback.job_id, callback.event, copy, 1, None, _REFUSED))
+            logger.warning("the %s callback for %s was not sent: %s", callback.vendor, callback.job_id, _REFUSED)
+            return
         for attempt, delay in enumerate((0.0, *self.retry_delays_seconds), start=1):
             if delay:
                 await asyncio.sleep(delay)
@@ -166,20 +170,20 @@ class CallbackSender:
         }
         status: int | None = None
         error: str | None = None
-        try:
-            client = self._client(callback.url)
-            response = await client.post(callback.url, content=callback.body, headers=headers)
-            status = response.status_code
-        except (httpx.HTTPError, RefusedTarget) as exc:
-            error = f"{type(exc).__name__}: {exc}"
+        if self.transport is None and not _loopback(callback.url):
+            error = _REFUSED
+        else:
+            try:
+                response = await self._client().post(callback.url, content=callback.body, headers=headers)
+                status = response.status_code
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"
         self.log.append(CallbackTry(callback.vendor, callback.job_id, callback.event, copy, attempt, status, error))
         if copy == "genuine" and attempt == 1:  # it has gone: deliveries held back for the next one follow it
             self._release_held(callback.vendor)
         return status is not None and 200 <= status < 300
 
-    def _client(self, url: str) -> httpx.AsyncClient:
-        if self.transport is None and not _loopback(url):
-            raise RefusedTarget("the emulator calls back to loopback addresses only")
+    def _client(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None or client.is_closed:
@@ -224,8 +228,8 @@ class CallbackSender:
         self.lost.clear()
 
 
-class RefusedTarget(Exception):
-    """The callback URL is not one the emulator sends to."""
+#: Why a callback to another machine is not sent (the log's ``error``).
+_REFUSED = "not sent: the emulator calls back to loopback addresses only"
 
 
 def _loopback(url: str) -> bool:

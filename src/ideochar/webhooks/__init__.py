@@ -19,10 +19,11 @@ Schemes, each in a module of its own:
   secret, checked by the ``standardwebhooks`` package.
 
 Both refuse a timestamp more than five minutes off (the tolerance is mandatory; it may be narrowed).
-The receiver (:class:`WebhookReceiver`, :func:`app`) answers at once and finishes the job afterwards with
-``client.wait`` (never from the callback's body); duplicates are acknowledged and dropped by delivery
-id; a job whose callback never comes is finished by polling (:meth:`WebhookReceiver.sweep`). Errors
-(:class:`WebhookRefused` and its subclasses) carry the HTTP status to answer.
+The receiver (:class:`WebhookReceiver`, :func:`app`) answers at once and finishes the job afterwards, by
+its vendor id as ``client.wait`` does (never from the callback's body); duplicates are acknowledged and
+dropped by delivery id; a job whose callback never comes is finished by polling
+(:meth:`WebhookReceiver.sweep`). Errors (:class:`WebhookRefused` and its subclasses) carry the HTTP
+status to answer.
 
 Needs the ``webhooks`` extra: ``pip install 'ideochar[webhooks]'``.
 """

@@ -1,18 +1,19 @@
 """Every call the webhook receiver makes into the client and the journal, in one place.
 
-The receiver only needs a few things from a client: finish a journaled job by id (``wait``), find a job
-by its vendor id, its journal, its observers, and where its vendors' keys and secrets are. Keeping each
-in a short function here means a change on the client's side is a change in this file alone.
+The receiver needs few things from a client: finish a journaled job by id, find a job by its vendor id,
+its journal, its observers, and where its vendors' keys and secrets are. Each is a short function here,
+so a change on the client's side is a change in this file alone.
 
-``wait`` is :meth:`Client.resume` under another name (it picks up admitted jobs by vendor id and never
-sends them again); until a client has ``wait``, ``resume`` is called. ``Journal.find_vendor_job`` is
-likewise read from the journal's own tables until the journal has it.
+**Finishing a job** is ``client.resume(job_id)``. ``client.wait`` is the same pickup by vendor id (nothing
+is sent twice) plus waiting, up to the client's deadline, while another live process runs the job. That
+waiting is right for a caller who wants the result, wrong for a receiver: it would hold one of its few
+workers for minutes while another process (the submitting request, a worker's own ``wait``) finishes the
+job anyway. So the receiver calls ``resume``, which raises ``JobBusy`` at once, and tries again a few
+times within seconds before leaving the job to its owner (:data:`~ideochar.webhooks.BUSY_RETRY_SECONDS`).
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -31,10 +32,10 @@ __all__ = [
     "dispatch",
     "fal_keys_for",
     "find_job",
+    "finish",
     "is_async",
     "journal_of",
     "replicate_secret_for",
-    "wait",
 ]
 
 
@@ -44,18 +45,14 @@ def is_async(client: Client | AsyncClient) -> bool:
     return isinstance(client, AsyncClient)
 
 
-def wait(client: Client, job_id: str) -> CharacterResult:
-    """Finish the journaled job ``job_id`` with a blocking client."""
-    finish = getattr(client, "wait", None) or client.resume
-    result: CharacterResult = finish(job_id)
-    return result
+def finish(client: Client, job_id: str) -> CharacterResult:
+    """Finish the journaled job ``job_id`` with a blocking client (``JobBusy`` at once if it is run elsewhere)."""
+    return client.resume(job_id)
 
 
 async def await_job(client: AsyncClient, job_id: str) -> CharacterResult:
-    """Finish the journaled job ``job_id`` with an ``AsyncClient``."""
-    finish = getattr(client, "wait", None) or client.resume
-    result: CharacterResult = await finish(job_id)
-    return result
+    """:func:`finish` with an ``AsyncClient``."""
+    return await client.resume(job_id)
 
 
 def journal_of(client: Client | AsyncClient) -> Journal | None:
@@ -67,42 +64,9 @@ def dispatch(client: Client | AsyncClient, event: Event) -> None:
     client._dispatch(event)
 
 
-# -- finding a job by its vendor id --------------------------------------------------------------------------
-
-_indexes: dict[str, _VendorIndex] = {}
-_indexes_lock = threading.Lock()
-
-
-class _VendorIndex:
-    """A connection of its own to a journal file, only to look a vendor id up in its attempts."""
-
-    def __init__(self, path: str) -> None:
-        self._db = sqlite3.connect(path, check_same_thread=False, timeout=30)
-        self._lock = threading.Lock()
-
-    def job_id(self, provider: str, vendor_request_id: str) -> str | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT job_id FROM attempts WHERE provider = ? AND vendor_request_id = ?"
-                " ORDER BY started_at DESC LIMIT 1",
-                (provider, vendor_request_id),
-            ).fetchone()
-        return None if row is None else str(row[0])
-
-
 def find_job(journal: Journal, provider: str, vendor_request_id: str) -> JobRecord | None:
     """The journaled job one of whose attempts the vendor knows as ``vendor_request_id``, or None."""
-    finder = getattr(journal, "find_vendor_job", None)
-    if finder is not None:
-        found: JobRecord | None = finder(provider, vendor_request_id)
-        return found
-    path = str(journal.path)
-    with _indexes_lock:
-        index = _indexes.get(path)
-        if index is None:
-            index = _indexes[path] = _VendorIndex(path)
-    job_id = index.job_id(provider, vendor_request_id)
-    return None if job_id is None else journal.job(job_id)
+    return journal.find_vendor_job(provider, vendor_request_id)
 
 
 # -- where the vendors' keys are ----------------------------------------------------------------------------

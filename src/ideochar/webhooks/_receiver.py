@@ -1,10 +1,10 @@
 """The receiving end: verify a callback, answer at once, finish the journaled job after answering.
 
 A callback is only a signal. The receiver never takes images or costs from its body: it finds the job
-the vendor id belongs to in the journal and finishes it with ``client.wait`` (the resume of a journaled
-job: results fetched by vendor id, with the client's key, from the client's configured origins, images
-downloaded and journaled, nothing sent again). So a forged body, even one that passed the signature,
-can at worst make the receiver look at a job early.
+the vendor id belongs to in the journal and finishes it as ``client.wait`` would (the pickup of a
+journaled job: results fetched by vendor id, with the client's key, from the client's configured
+origins, images downloaded and journaled, nothing sent again; see :mod:`ideochar.webhooks._client`).
+So a forged body, even one that passed the signature, can at worst make the receiver look at a job early.
 
 Answers (each logged, never with the body, a signature or a secret):
 
@@ -278,7 +278,7 @@ class WebhookReceiver:
             if _ended(self.journal.job(job_id)):
                 return
             try:
-                result = _client.wait(self.client, job_id)  # type: ignore[arg-type]
+                result = _client.finish(self.client, job_id)  # type: ignore[arg-type]
             except JobBusy:
                 continue
             except Exception as exc:
@@ -342,7 +342,7 @@ class WebhookReceiver:
         return found
 
     async def sweep(self, now: float | None = None) -> list[str]:
-        """Start finishing every overdue job (by polling, through ``client.wait``); their ids."""
+        """Start finishing every overdue job (by polling the vendor, as ``client.wait`` does); their ids."""
         overdue: list[str] = await self._off_loop(self.overdue, now)
         return [job_id for job_id in overdue if self._completions.start(job_id)]
 
