@@ -94,7 +94,7 @@ def create_app(client: Client) -> FastAPI:
 
 def submit(client: Client, request: Any) -> str:
     """Send the job; its id once the vendor has admitted it (the images come with the callback)."""
-    handle = client.submit(request)  # type: ignore[attr-defined]
+    handle = client.submit(request)
     return str(handle.job_id)
 
 
@@ -127,7 +127,7 @@ def client_from_environment(public_url: str, emulator: str | bool = False) -> Cl
         os.environ.get("IDEOCHAR_PROVIDERS", "fal,replicate"),
         emulator=emulator,
         accept_inputs={"bytes"},
-        webhook_url=f"{public_url.rstrip('/')}{HOOKS_PATH}/",  # type: ignore[call-arg]
+        webhook_url=f"{public_url.rstrip('/')}{HOOKS_PATH}/",
     )
 
 
