@@ -9,6 +9,8 @@ a fault profile uses:
 - ``GET /fal-ai/ideogram/requests/{id}/status`` [``status``], ``.../status/stream`` [``stream``]
 - ``GET /fal-ai/ideogram/requests/{id}`` [``result``], ``PUT .../cancel`` [``cancel``]
 - ``POST /run/fal-ai/ideogram/character[/edit|/remix]`` [``run``]
+- ``GET /rest/.well-known/jwks.json``: the public keys of the emulator's signed callbacks (a submit with
+  ``?fal_webhook=URL`` is called back when it ends: see the callbacks section at the end of this module)
 
 Behaviour, with its evidence ([D] fal docs, [S] fal_client source, [T] third party, [I] inferred — each
 inferred value is a constant or table below, easy to change):
@@ -66,6 +68,7 @@ import hashlib
 import json
 import re
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -528,6 +531,7 @@ def routes(kit: EmulatorKit) -> list[BaseRoute]:
         )
     base = f"/{APP_ID}/requests/{{request_id}}"
     found += [
+        Route(JWKS_PATH, emulator.webhooks.jwks, methods=["GET"], name="fal.jwks"),
         Route(f"{base}/status", emulator.status, methods=["GET"], name="fal.status"),
         Route(f"{base}/status/stream", emulator.stream, methods=["GET"], name="fal.stream"),
         Route(f"{base}/cancel", emulator.cancel, methods=["PUT"], name="fal.cancel"),
@@ -544,6 +548,7 @@ class _FalEmulator:
         self.images = _Images(kit)
         kit.on_reset(self.images.clear)
         kit.shape_errors(shape_fault)
+        self.webhooks = _FalWebhooks(kit, self)
 
     # -- plumbing
 
@@ -728,6 +733,7 @@ class _FalEmulator:
             return injected
         try:
             found = await self._read_input(request, operation)
+            webhook = self.webhooks.url_of(request)
         except _Invalid as invalid:
             return self._invalid(invalid)
         request_id = str(uuid.uuid4())
@@ -736,7 +742,8 @@ class _FalEmulator:
         fault = self.kit.choose_fault("submit")
         stuck = fault is not None and fault.kind == "stuck"
         warm = None if job.failure is not None else functools.partial(self._warm, job)
-        timed = self.board.submit(request_id, owner=owner, work=warm, stuck=stuck, data=job)
+        on_done = self.webhooks.on_done(request, webhook, owner)
+        timed = self.board.submit(request_id, owner=owner, work=warm, stuck=stuck, data=job, on_done=on_done)
         for note in found.notes:
             timed.log(note, "WARN")
         if fault is not None and fault.kind == "drop_after_admit":
@@ -752,9 +759,8 @@ class _FalEmulator:
             "status": "IN_QUEUE",
             "queue_position": timed.position,
         }
-        if "fal_webhook" in request.query_params:
+        if webhook is not None:
             body["gateway_request_id"] = request_id
-            timed.log("the emulator accepts fal_webhook but does not deliver webhooks", "WARN")
         return self._json(body, 200, request_id)
 
     def _status_document(self, request: Request, job: TimedJob[None], logs: bool) -> dict[str, Any]:
@@ -948,3 +954,129 @@ def shape_fault(fault: Fault) -> Response:
     if error_type:
         body["error_type"] = error_type
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+# -- callbacks (``fal_webhook``) --------------------------------------------------------------------------
+#
+# fal calls ``fal_webhook`` when a queue job ends [D]: POST ``{request_id, gateway_request_id, status:
+# "OK"|"ERROR", payload, error}``, signed with Ed25519 over ``request_id \n user_id \n timestamp \n
+# sha256_hex(body)`` in four ``X-Fal-Webhook-*`` headers, with keys published as a JWKS [T: third-party
+# implementations agree; fal's page says "public keys"]. The emulator signs with a key pair of its own,
+# made when it starts, and serves its public key at ``{prefix}/rest/.well-known/jwks.json`` (fal's is
+# at rest.alpha.fal.ai; under the emulator it sits below fal's ``rest`` base URL [I]). A job that ends
+# cancelled or failed is reported as ``ERROR`` with fal's error body as payload [I]; a stuck job never
+# calls back. Sending, retries and callback faults are the emulator core's (ideochar.emulator.callbacks).
+
+#: Where the emulator serves its webhook keys, under the fal prefix.
+JWKS_PATH = "/rest/.well-known/jwks.json"
+WEBHOOK_HEADER_REQUEST_ID = "X-Fal-Webhook-Request-Id"
+WEBHOOK_HEADER_USER_ID = "X-Fal-Webhook-User-Id"
+WEBHOOK_HEADER_TIMESTAMP = "X-Fal-Webhook-Timestamp"
+WEBHOOK_HEADER_SIGNATURE = "X-Fal-Webhook-Signature"
+
+
+class FalWebhookKeys:
+    """The emulator's Ed25519 signing key (one per emulator), its JWKS document, and :meth:`rotate` for
+    tests of a receiver's key refresh. Needs ``cryptography`` (in the ``emulator`` extra)."""
+
+    def __init__(self) -> None:
+        self._key: Any = None
+        self.kid = ""
+        self.rotate()
+
+    def rotate(self) -> None:
+        """A new key pair; the key set now holds only the new public key."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        self._key = Ed25519PrivateKey.generate()
+        self.kid = uuid.uuid4().hex[:16]
+
+    def jwks(self) -> dict[str, Any]:
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        raw = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        x = base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+        return {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": self.kid, "alg": "EdDSA", "use": "sig"}]}
+
+    def headers(self, request_id: str, user_id: str, body: bytes, at: float) -> dict[str, str]:
+        timestamp = str(int(at))
+        message = "\n".join((request_id, user_id, timestamp, hashlib.sha256(body).hexdigest())).encode("utf-8")
+        return {
+            WEBHOOK_HEADER_REQUEST_ID: request_id,
+            WEBHOOK_HEADER_USER_ID: user_id,
+            WEBHOOK_HEADER_TIMESTAMP: timestamp,
+            WEBHOOK_HEADER_SIGNATURE: self._key.sign(message).hex(),
+        }
+
+
+_KEYS: weakref.WeakKeyDictionary[Any, FalWebhookKeys] = weakref.WeakKeyDictionary()
+
+
+def webhook_keys(kit: EmulatorKit) -> FalWebhookKeys:
+    """The signing keys of the fal emulator bound to ``kit`` (``app.state.emulator.kits["fal"]``)."""
+    return _KEYS[kit]
+
+
+class _FalWebhooks:
+    """Reads ``fal_webhook`` on submit, and calls it back, signed, when the job is done."""
+
+    def __init__(self, kit: EmulatorKit, emulator: _FalEmulator) -> None:
+        self.kit = kit
+        self.emulator = emulator
+        self.keys = _KEYS.setdefault(kit, FalWebhookKeys())
+
+    async def jwks(self, request: Request) -> Response:
+        """The public keys, as fal publishes its own: no key needed to read them."""
+        from starlette.responses import JSONResponse
+
+        return JSONResponse(self.keys.jwks(), headers={"cache-control": "public, max-age=3600"})
+
+    @staticmethod
+    def url_of(request: Request) -> str | None:
+        """The webhook URL of a submit, or None; one that is not an absolute http(s) URL is refused [I]."""
+        url = request.query_params.get("fal_webhook")
+        if url is None:
+            return None
+        if not re.match(r"^https?://[^\s/?#]+", url):
+            raise _Invalid(
+                [{"loc": ["query", "fal_webhook"], "msg": "Input should be a valid URL", "type": "url_parsing"}]
+            )
+        return url
+
+    def on_done(self, request: Request, url: str | None, owner: str) -> Callable[[TimedJob[None]], None] | None:
+        if url is None:
+            return None
+
+        def done(job: TimedJob[None]) -> None:
+            task = asyncio.ensure_future(self._send(request, url, owner, job))
+            task.add_done_callback(_report_failure)
+
+        return done
+
+    async def _send(self, request: Request, url: str, owner: str, job: TimedJob[None]) -> None:
+        from ideochar.emulator.kit import Callback
+
+        body = json.dumps(await self._body(request, job), separators=(",", ":")).encode("utf-8")
+        sign = functools.partial(self.keys.headers, job.id, owner)
+        self.kit.call_back(Callback("fal", job.id, url, body, sign))
+
+    async def _body(self, request: Request, job: TimedJob[None]) -> dict[str, Any]:
+        data: _Job = job.data
+        document: dict[str, Any] = {"request_id": job.id, "gateway_request_id": job.id}
+        if job.outcome == "cancelled":
+            payload: Any = {"detail": "Request was cancelled", "error_type": "request_cancelled"}
+            return {**document, "status": "ERROR", "payload": payload, "error": "Request was cancelled"}
+        error = _job_error(job) or data.failure
+        if error is not None:
+            status, detail, error_type = error
+            payload = {"detail": [_problem(("prompt",), detail, error_type)]} if status == 422 else {"detail": detail}
+            return {**document, "status": "ERROR", "payload": payload, "error": f"Invalid status code: {status}"}
+        output = await self.emulator._output(request, await self.emulator._files(data), data)
+        return {**document, "status": "OK", "payload": output, "error": None}
+
+
+def _report_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        import logging
+
+        logging.getLogger("ideochar.emulator").error("a fal callback could not be built", exc_info=task.exception())

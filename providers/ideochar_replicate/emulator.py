@@ -51,6 +51,10 @@ Behaviour, with its evidence ([V] vendor document, [I] inferred — each inferre
 Safety simulation: a prompt containing ``[emulator:nsfw]`` gives a ``failed`` prediction whose ``error``
 reads like Replicate's sensitive-content rejection (:data:`NSFW_ERROR`), ``output: null``.
 
+Webhooks: a create with ``webhook`` is called back, signed with the account's secret (served at
+``GET /v1/webhooks/default/secret``), for the events of ``webhook_events_filter`` (default ``start`` and
+``completed``; ``output`` and ``logs`` are not sent [I]): see the webhooks section at the end of this module.
+
 Faults the routes apply themselves: ``stuck`` (the prediction stays ``processing`` forever, until
 canceled or its deadline) and ``drop_after_admit`` (the prediction is created and billed, then the
 connection is cut without an answer; ``GET /v1/predictions`` still lists it). Tokens are never logged or
@@ -64,6 +68,7 @@ import asyncio
 import base64
 import functools
 import hashlib
+import hmac
 import io
 import json
 import math
@@ -482,6 +487,7 @@ def routes(kit: EmulatorKit, *, clock: Callable[[], float] | None = None) -> lis
     emulator = _ReplicateEmulator(kit, clock or _now)
     kit.shape_errors(_error_answer)
     kit.on_reset(emulator.clear)
+    kit.on_reset(emulator.webhooks.clear)
     return [
         Route("/v1/models/{owner}/{name}/predictions", emulator.create, methods=["POST"], name="replicate.create"),
         Route("/v1/predictions", emulator.list_predictions, methods=["GET"], name="replicate.list"),
@@ -489,6 +495,7 @@ def routes(kit: EmulatorKit, *, clock: Callable[[], float] | None = None) -> lis
         Route("/v1/predictions/{id}/cancel", emulator.cancel, methods=["POST"], name="replicate.cancel"),
         Route("/v1/files", emulator.create_file, methods=["POST"], name="replicate.files.create"),
         Route("/v1/files/{id}", emulator.get_file, methods=["GET"], name="replicate.files.get"),
+        Route(SECRET_PATH, emulator.webhooks.secret, methods=["GET"], name="replicate.webhooks.secret"),
     ]
 
 
@@ -498,6 +505,7 @@ class _ReplicateEmulator:
         self.clock = clock
         self.predictions: dict[str, _Prediction] = {}
         self.files: dict[str, _File] = {}
+        self.webhooks = _ReplicateWebhooks(kit, self)
 
     def clear(self) -> None:
         for prediction in self.predictions.values():
@@ -536,7 +544,7 @@ class _ReplicateEmulator:
             wait = _parse_prefer(request.headers.get("prefer"))
             deadline_seconds = self._cancel_after(request.headers.get("cancel-after"))
             body = await self._json_body(request)
-            prediction = self._new_prediction(owner, body, deadline_seconds)
+            prediction = self._new_prediction(owner, body, deadline_seconds, request)
         except _Problem as problem:
             return self._answer(problem)
         status_ok = 201
@@ -602,6 +610,7 @@ class _ReplicateEmulator:
                 prediction.render.cancel()
             if status == "starting":
                 self.kit.void(prediction.id, "canceled before it started")
+            self.webhooks.ended(prediction)
         return JSONResponse(await self._json(prediction, request))
 
     def _find(self, request: Request, owner: str) -> _Prediction:
@@ -638,7 +647,9 @@ class _ReplicateEmulator:
         assert isinstance(body, dict)
         return body
 
-    def _new_prediction(self, owner: str, body: dict[str, Any], deadline_seconds: float | None) -> _Prediction:
+    def _new_prediction(
+        self, owner: str, body: dict[str, Any], deadline_seconds: float | None, request: Request | None = None
+    ) -> _Prediction:
         """Validate the images, fix the prediction's timeline, admit it, and start rendering its output."""
         given: dict[str, Any] = body["input"]
         notes: list[str] = []
@@ -652,8 +663,6 @@ class _ReplicateEmulator:
             found.append(_Invalid("dependency", "input", "image and mask must be given together (inpainting)"))
         if found:
             raise _invalid(found)
-        if "webhook" in body:
-            notes.append("emulator: webhooks are accepted but not delivered; poll urls.get")
         speed = given.get("rendering_speed", "Default")
         now = self.clock()
         total = max(0.0, self.kit.model_seconds)
@@ -701,6 +710,8 @@ class _ReplicateEmulator:
             )
             prediction.render = asyncio.ensure_future(self.kit.run_blocking(render))
             prediction.render.add_done_callback(_consume)
+        if request is not None:
+            self.webhooks.watch(prediction, body, request)
         if fault is not None and fault.kind == "drop_after_admit":
             raise ConnectionDropped("emulated fault: connection cut after the prediction was created", admitted=True)
         return prediction
@@ -882,3 +893,111 @@ def _error_answer(fault: Fault) -> Response:
     body = fault.body if fault.body is not None else FAULT_BODIES.get(status, default)
     headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
     return JSONResponse(body, status_code=status, headers=headers, media_type="application/problem+json")
+
+
+# --------------------------------------------------------------------------------------------------
+# Webhooks
+#
+# A create with ``webhook`` is called back [V]: a POST of the prediction object for each event of
+# ``webhook_events_filter`` (``start`` when it starts, ``completed`` when it is terminal, canceled and
+# aborted included). Signed as Replicate signs [S replicate-python ``webhook.py``]: headers
+# ``webhook-id`` (one per event, the same on retries), ``webhook-timestamp`` and ``webhook-signature``
+# ``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`` keyed with the account's secret. Each account
+# (token) gets a secret of its own, served at ``GET /v1/webhooks/default/secret`` as ``{"key":
+# "whsec_..."}``. Written with the standard library, so the library's verifier is checked against a
+# second implementation. Sending, retries and callback faults are the emulator core's.
+
+#: The account's signing secret [V: webhooks.default.secret.get].
+SECRET_PATH = "/v1/webhooks/default/secret"  # noqa: S105 - a path, not a secret
+#: The events sent when a create names no filter [I: Replicate also sends output and logs events].
+DEFAULT_WEBHOOK_EVENTS = frozenset({"start", "completed"})
+
+
+@dataclass(eq=False)
+class _Watch:
+    prediction: _Prediction
+    url: str
+    events: frozenset[str]
+    request: Request
+    sent: set[str] = field(default_factory=set)
+
+
+class _ReplicateWebhooks:
+    def __init__(self, kit: EmulatorKit, emulator: _ReplicateEmulator) -> None:
+        self.kit = kit
+        self.emulator = emulator
+        self._secrets: dict[str, str] = {}
+        """Owner (a hash of the token) -> ``whsec_`` secret, kept across resets as an account's is."""
+        self._watched: dict[str, _Watch] = {}
+
+    def secret_of(self, owner: str) -> str:
+        if owner not in self._secrets:
+            self._secrets[owner] = "whsec_" + base64.b64encode(os.urandom(32)).decode("ascii")
+        return self._secrets[owner]
+
+    async def secret(self, request: Request) -> Response:
+        from starlette.responses import JSONResponse
+
+        try:
+            owner, injected = await self.emulator._guard("webhooks.secret", request)
+        except _Problem as problem:
+            return self.emulator._answer(problem)
+        if injected is not None:
+            return injected
+        return JSONResponse({"key": self.secret_of(owner)})
+
+    def watch(self, prediction: _Prediction, body: Mapping[str, Any], request: Request) -> None:
+        """Schedule the callbacks a create asked for (its timeline is fixed, so their times are known)."""
+        url = body.get("webhook")
+        if not url:
+            return
+        watch = _Watch(prediction, url, frozenset(body.get("webhook_events_filter") or DEFAULT_WEBHOOK_EVENTS), request)
+        self._watched[prediction.id] = watch
+        now = self.emulator.clock()
+        if "start" in watch.events and prediction.start_at < prediction.ends_at():
+            self.kit.later(prediction.start_at - now, lambda: self._fire(watch, "start"))
+        if "completed" in watch.events and not math.isinf(prediction.ends_at()):
+            self.kit.later(prediction.ends_at() - now, lambda: self._fire(watch, "completed"))
+
+    def ended(self, prediction: _Prediction) -> None:
+        """A cancel made the prediction terminal now: its ``completed`` event goes now."""
+        watch = self._watched.get(prediction.id)
+        if watch is not None:
+            self._fire(watch, "completed")
+
+    def _fire(self, watch: _Watch, event: str) -> None:
+        if event in watch.sent or event not in watch.events:
+            return
+        status, _ = watch.prediction.state(self.emulator.clock())
+        if event == "completed" and status not in TERMINAL:  # a timer a hair early: look again
+            self.kit.later(
+                max(0.01, watch.prediction.ends_at() - self.emulator.clock()), lambda: self._fire(watch, event)
+            )
+            return
+        watch.sent.add(event)
+        task = asyncio.ensure_future(self._send(watch, event))
+        task.add_done_callback(_consume)
+
+    async def _send(self, watch: _Watch, event: str) -> None:
+        from ideochar.emulator.kit import Callback
+
+        document = await self.emulator._json(watch.prediction, watch.request)
+        body = json.dumps(document, separators=(",", ":")).encode("utf-8")
+        message_id = "msg_" + _new_id()
+        sign = functools.partial(_sign, self.secret_of(watch.prediction.owner), message_id)
+        self.kit.call_back(Callback("replicate", watch.prediction.id, watch.url, body, sign, event))
+
+    def clear(self) -> None:
+        self._watched.clear()
+
+
+def _sign(secret: str, message_id: str, body: bytes, at: float) -> dict[str, str]:
+    """Replicate's signature headers for one try (written from its client's verifier, not from ours)."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    timestamp = str(int(at))
+    digest = hmac.new(key, f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": timestamp,
+        "webhook-signature": "v1," + base64.b64encode(digest).decode("ascii"),
+    }

@@ -45,9 +45,10 @@ from urllib.parse import urlsplit
 
 import pluggy
 
+from ideochar.emulator.callbacks import CallbackSender
 from ideochar.emulator.faults import JOB_KINDS, REQUEST_KINDS, FaultProfile, Faults, load_profile
 from ideochar.emulator.files import FILES_PATH, FileStore
-from ideochar.emulator.kit import ConnectionDropped, ErrorShaper, Fault, LedgerEntry, StoredFile
+from ideochar.emulator.kit import Callback, ConnectionDropped, ErrorShaper, Fault, LedgerEntry, StoredFile
 from ideochar.emulator.ledger import Ledger
 from ideochar.emulator.registry import EmulatedVendor, collect_emulated
 from ideochar.emulator.render import Recipe, RenderCache, is_cheap, prepare, render_recipe
@@ -101,6 +102,8 @@ class EmulatorState:
         self.model_seconds = float(model_seconds)
         self.ledger = Ledger()
         self.faults = Faults(load_profile(_as_source(profile)))
+        self.callbacks = CallbackSender(self.faults)
+        """Callbacks sent to requests' webhook URLs (their log; a transport for in-process receivers)."""
         self.renders = RenderCache()
         self.files = FileStore(self.renders)
         self.kits: dict[str, VendorKit] = {}
@@ -148,6 +151,7 @@ class EmulatorState:
         for handle in list(self._timers):
             handle.cancel()
         self._timers.clear()
+        self.callbacks.reset()
         self.ledger.clear()
         self.files.clear()
         self.renders.clear()
@@ -369,6 +373,9 @@ class VendorKit:
 
     def on_reset(self, callback: Callable[[], None]) -> None:
         self.state._reset_callbacks.append(callback)
+
+    def call_back(self, callback: Callback) -> None:
+        self.state.callbacks.send(callback)
 
     def track_jobs(self, board: Any) -> None:
         """Called by each :class:`~ideochar.emulator.jobs.JobBoard`: its jobs' timelines are then served
@@ -771,6 +778,7 @@ def create_app(
             yield
         finally:
             state.begin_stop()
+            await state.callbacks.aclose()
 
     app = Starlette(
         routes=[*_admin_routes(state), *mounts],

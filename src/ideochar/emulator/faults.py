@@ -40,6 +40,21 @@ Kinds, and who applies them:
 
 The first seven are decided when a route calls ``kit.fault(route, request)``; ``stuck`` and
 ``drop_after_admit`` when it calls ``kit.choose_fault(route)`` at the moment it admits a job.
+
+Callbacks (route ``callback``: what fal and Replicate send to a request's webhook URL) have kinds of
+their own, decided when the emulator is about to send one (:mod:`ideochar.emulator.callbacks`):
+
+=============================  =====================================================================
+``callback_lost``              never delivered, however often retried (polling must finish the job)
+``callback_duplicate``         delivered twice
+``callback_late``              delivered after ``seconds`` (default 2)
+``callback_out_of_order``      held back until the vendor's next callback has gone (or ``seconds``)
+``callback_bad_signature``     a copy with a broken signature goes first, then the genuine one
+``callback_stale``             a copy signed ten minutes ago goes first, then the genuine one
+=============================  =====================================================================
+
+E.g. 5% of each: ``{"seed": 1, "*": [{"route": "callback", "kind": "callback_duplicate", "rate": 0.05},
+...]}``. A ``latency`` rule at route ``callback`` delays deliveries too.
 """
 
 from __future__ import annotations
@@ -60,6 +75,7 @@ from typing_extensions import Self
 from ideochar.emulator.kit import Fault
 
 __all__ = [
+    "CALLBACK_KINDS",
     "FAULT_KINDS",
     "JOB_KINDS",
     "REQUEST_KINDS",
@@ -73,14 +89,18 @@ __all__ = [
 FaultKind = Literal[
     "latency", "status", "rate_limit", "hang", "refuse", "truncate", "malformed_json", "wrong_content_type",
     "expire", "stuck", "drop_after_admit",
+    "callback_lost", "callback_duplicate", "callback_late", "callback_out_of_order", "callback_bad_signature",
+    "callback_stale",
 ]  # fmt: skip
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 #: Decided by ``kit.choose_fault`` when a route admits a job.
 JOB_KINDS = frozenset({"stuck", "drop_after_admit"})
 #: Applied to the answer on its way out (by the emulator's middleware), not by the route.
 RESPONSE_KINDS = frozenset({"truncate", "malformed_json", "wrong_content_type"})
+#: Decided when the emulator is about to send a callback (:mod:`ideochar.emulator.callbacks`).
+CALLBACK_KINDS = frozenset(kind for kind in FAULT_KINDS if kind.startswith("callback_"))
 #: Decided by ``kit.fault`` when a request arrives.
-REQUEST_KINDS = frozenset(FAULT_KINDS) - JOB_KINDS
+REQUEST_KINDS = frozenset(FAULT_KINDS) - JOB_KINDS - CALLBACK_KINDS
 
 #: Retry-After of a ``rate_limit`` rule that names none.
 DEFAULT_RETRY_AFTER_SECONDS = 1.0

@@ -58,6 +58,7 @@ class TimedJob(Generic[R]):
     _timers: list[Callable[[], None]] = field(default_factory=list)
     _retention: Callable[[], None] | None = None
     _work: asyncio.Future[R] | None = None
+    _on_done: Callable[[TimedJob[R]], None] | None = None
 
     def queue_position(self, now: float) -> int:
         """Jobs still ahead: the position it was queued at, shrinking evenly until it starts."""
@@ -112,8 +113,10 @@ class JobBoard(Generic[R]):
         stuck: bool = False,
         data: Any = None,
         on_start: Callable[[TimedJob[R]], None] | None = None,
+        on_done: Callable[[TimedJob[R]], None] | None = None,
     ) -> TimedJob[R]:
-        """Queue a job now. ``work`` (rendering) starts at once, overlapping the wait; its value is the result."""
+        """Queue a job now. ``work`` (rendering) starts at once, overlapping the wait; its value is the result.
+        ``on_done`` is called once the job is done, however it ended (a vendor's callback goes out then)."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         total = max(0.0, self.kit.model_seconds)
@@ -127,6 +130,7 @@ class JobBoard(Generic[R]):
             position=self.queued if queue_time > 0 else 0,
             queued_at=now,
             data=data,
+            _on_done=on_done,
         )
         self.jobs[job_id] = job
         self.queued += 1
@@ -175,6 +179,7 @@ class JobBoard(Generic[R]):
         job.finished_at = time.time()
         job.log("emulated model finished" if job.error is None else f"emulated model failed: {job.error}")
         job._notify()
+        _done(job)
 
     def end(self, job: TimedJob[R], outcome: str) -> None:
         """Finish ``job`` now without its result (cancelled, or failed with ``outcome``)."""
@@ -191,6 +196,7 @@ class JobBoard(Generic[R]):
         job.finished_at = time.time()
         job.log(f"job ended: {outcome}")
         job._notify()
+        _done(job)
 
     def _forget(self, job: TimedJob[R]) -> None:
         if self.jobs.get(job.id) is job:
@@ -207,3 +213,16 @@ class JobBoard(Generic[R]):
             job._notify()
         self.jobs.clear()
         self.queued = 0
+
+
+def _done(job: TimedJob[Any]) -> None:
+    """Tell the job's ``on_done`` (once): a failing listener must not break the board."""
+    listener, job._on_done = job._on_done, None
+    if listener is None:
+        return
+    try:
+        listener(job)
+    except Exception:
+        import logging
+
+        logging.getLogger("ideochar.emulator").exception("a job's on_done listener failed")

@@ -38,11 +38,13 @@ if TYPE_CHECKING:
 __all__ = [
     "ASPECT_RATIOS",
     "RESOLUTIONS",
+    "Callback",
     "ConnectionDropped",
     "EmulatorKit",
     "ErrorShaper",
     "Fault",
     "LedgerEntry",
+    "Signer",
     "StoredFile",
     "nearest_resolution",
     "size_for_aspect_ratio",
@@ -98,6 +100,12 @@ class Fault:
         "malformed_json",
         "wrong_content_type",
         "refuse",
+        "callback_lost",
+        "callback_duplicate",
+        "callback_late",
+        "callback_out_of_order",
+        "callback_bad_signature",
+        "callback_stale",
     ]
     status: int | None = None
     retry_after: float | None = None
@@ -128,6 +136,24 @@ class StoredFile:
     content_type: str
     size: int
     file_name: str
+
+
+Signer = Callable[[bytes, float], Mapping[str, str]]
+"""``(body, unix time) -> headers``: signs one try of a callback, as the vendor would."""
+
+
+@dataclass(frozen=True)
+class Callback:
+    """One callback to send to a request's webhook URL (:meth:`EmulatorKit.call_back`). Each try is signed
+    when it is sent, so a retry carries a fresh timestamp, as the vendors' do [I]."""
+
+    vendor: str
+    job_id: str
+    url: str
+    body: bytes
+    sign: Signer
+    event: str = "completed"
+    """What the delivery reports (Replicate's webhook event names; fal sends ``completed`` only)."""
 
 
 ErrorShaper = Callable[[Fault], "Response"]
@@ -279,6 +305,12 @@ class EmulatorKit(Protocol):
     @property
     def stopping(self) -> bool:
         """True once the server is shutting down: long waits (streams, holds) should end."""
+        ...
+
+    def call_back(self, callback: Callback) -> None:
+        """Send ``callback`` like the vendor: in the background, retried until a 2xx, signed afresh on each
+        try, and faulted as the profile says at route ``callback`` (:mod:`ideochar.emulator.callbacks`).
+        Call it on the event loop."""
         ...
 
 
