@@ -28,7 +28,7 @@ unit: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src providers tests examples docs/scripts
 	$(BIN)/mypy
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto
 
 # Benchmarks (docs/benchmarks.md): the bench extra adds fal-client, matplotlib, psutil and pyinstrument.
 $(VENV)/.installed-bench: $(STAMP)
