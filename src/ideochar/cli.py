@@ -873,7 +873,7 @@ def jobs_resume(ctx: click.Context, /, job_id: str, journal_path: Path | None, *
     "statuses",
     multiple=True,
     type=click.Choice(["succeeded", "partial", "failed", "running", "unknown"]),
-    help="Only jobs in this state; repeatable (default: the finished ones: succeeded, partial, failed).",
+    help="Only jobs in this state; repeatable (default: any; running and unknown ones need --force).",
 )
 @click.option(
     "--force",

@@ -307,6 +307,17 @@ def request_options(*, reference_required: bool = True) -> Callable[[F], F]:
     return lambda f: _apply(f, decorators)
 
 
+def _complete_providers(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of ``-p``: the installed providers, after any already typed (``fal,seg`` -> ``fal,segmind``)."""
+    from ideochar.plugins import collect_providers, get_plugin_manager
+
+    root = ctx.find_root().obj
+    pm = getattr(root, "pm", None) or get_plugin_manager()
+    done, _, partial = incomplete.rpartition(",")
+    prefix = f"{done}," if done else ""
+    return [prefix + name for name in sorted(collect_providers(pm)) if name.startswith(partial)]
+
+
 def routing_options(f: F) -> F:
     """Who serves the request and under which rules. Unset options come from the configuration
     (``ideochar.toml``, ``IDEOCHAR_*`` variables), as they do for :class:`~ideochar.client.Client`."""
@@ -317,6 +328,7 @@ def routing_options(f: F) -> F:
             "providers",
             multiple=True,
             metavar="NAME[,NAME...]",
+            shell_complete=_complete_providers,
             help="Providers in failover order (default: the configuration or IDEOCHAR_PROVIDERS, else all).",
         ),
         click.option(

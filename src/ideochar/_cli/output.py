@@ -191,7 +191,7 @@ def _failed_attempts(result: CharacterResult) -> list[str]:
     counts = Counter((a.provider, a.error_type or "failed", a.billed) for a in result.attempts if a.outcome == "failed")
     lines = []
     for (provider, error, billed), count in counts.items():
-        times = f" ({count} tries)" if count > 1 else ""
+        times = f", {count} times" if count > 1 else ""
         lines.append(f"tried {provider} first{times}: {error} (billed: {billed})")
     return lines
 

@@ -66,6 +66,8 @@ class Progress:
         self.submitted: list[Submitted] = []
         self.job_id: str | None = None
         """The client's job id, from the first event (the journal's key for ``ideochar jobs``)."""
+        self.resuming = False
+        """Set by :meth:`note_resuming`: a failure's advice to resume is what the user is doing already."""
         self._state = _State()
         self._started = time.monotonic()
         self._lock = threading.Lock()
@@ -138,7 +140,12 @@ class Progress:
         elif event.kind == "attempt_failed":
             billed = event.billed
             suffix = f" (billed: {billed})" if billed else ""
-            self._note(f"{provider} failed: {event.message or event.error_type or 'error'}{suffix}")
+            message = event.message or event.error_type or "error"
+            if self.resuming:
+                from ideochar._cli.errors import without_resume_advice
+
+                message = without_resume_advice(message)
+            self._note(f"{provider} failed: {message}{suffix}")
         elif event.kind == "failed_over":
             self._note(f"{provider}: failing over to the next provider")
         elif event.kind == "finished":
@@ -159,6 +166,7 @@ class Progress:
     def note_resuming(self, job: JobRecord) -> None:
         """Say at once what resuming ``job`` will do, so a wait on a vendor never starts in silence."""
         self.job_id = job.id
+        self.resuming = True
         picked = [f"{a.provider} {a.vendor_request_id or '(answer journaled)'}" for a in job.resumable]
         lost = [a for a in job.attempts if a.lost]
         planned = [p for p in job.parts if p.state == "planned"]

@@ -75,12 +75,12 @@ def _open(job: JobRecord) -> bool:
 def prune_jobs(
     journal: Journal, cutoff: datetime, *, statuses: Set[str] = frozenset(), force: bool = False, dry_run: bool = False
 ) -> PruneReport:
-    """Forget the jobs last changed before ``cutoff`` (of ``statuses``, else the finished ones)."""
+    """Forget the jobs last changed before ``cutoff`` (of ``statuses``, if given): the finished ones, and
+    with ``force`` the open ones too; open ones left are reported, so none is kept in silence."""
     report = PruneReport(cutoff, dry_run, journal.path)
-    wanted = statuses or (FINISHED | {"running", "unknown"} if force else FINISHED)
     chosen: list[JobRecord] = []
     for job in journal.jobs(limit=None):
-        if job.updated_at >= cutoff or job.status not in wanted:
+        if job.updated_at >= cutoff or (statuses and job.status not in statuses):
             continue
         if _open(job) and not force:
             report.open_kept.append(job)
