@@ -395,6 +395,24 @@ def test_prune_forgets_finished_jobs_and_their_images_but_not_what_may_still_bil
     assert forced.stdout.startswith("forgot 1 job(s)") and _job_ids(invoke) == []
 
 
+def test_prune_never_deletes_a_file_outside_the_output_folder(tmp_path: Path) -> None:
+    from ideochar.request import CharacterRequest
+    from ideochar.result import CharacterResult, GeneratedImage
+
+    png = make_image(8, 8)
+    outside = tmp_path / "precious.png"
+    outside.write_bytes(png)
+    with Journal(tmp_path / "j.sqlite3") as journal:
+        journal.create_job("job-1", CharacterRequest(prompt="x", reference=png))
+        [inside] = journal.record_outputs("job-1", [GeneratedImage(data=png, content_type="image/png")])
+        journal._db.execute("UPDATE outputs SET path = ? WHERE job_id = 'job-1'", (str(outside),))  # edited
+        image = GeneratedImage(data=png, content_type="image/png")
+        journal.finish_job("job-1", result=CharacterResult(images=[image], provider="p"))
+        assert journal.delete_jobs(["job-1"]) == []
+        assert journal.jobs(limit=None) == []
+    assert outside.read_bytes() == png and inside.exists()
+
+
 def test_list_since_and_a_bad_age(invoke: Invoke, reference: str, tmp_path: Path) -> None:
     assert invoke("generate", "x", "-r", reference, "-p", "beta", "--out", str(tmp_path), "-q").exit_code == 0
     assert len(json.loads(invoke("jobs", "list", "--since", "1h", "--json").stdout)["jobs"]) == 1
@@ -449,7 +467,7 @@ def test_quote_shows_the_time_seen_in_the_journal_else_the_declared_one(
     assert after["alpha"]["time_source"] == "seen" and after["alpha"]["typical_seconds"] < 20
     table = invoke("quote", "x").stdout
     assert re.search(r"^beta .*\$0\.04\s+~20 s", table, re.M)
-    assert "time: seen in your journal for alpha; as documented for the others" in table
+    assert "time: seen in your journal for alpha; as documented for beta; ? where neither is known." in table
 
 
 # -- --debug: each HTTP exchange -------------------------------------------------------------------------------

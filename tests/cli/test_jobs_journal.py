@@ -115,7 +115,7 @@ def test_an_emulated_run_is_journaled_marked_and_never_counted_as_spent(
     monkeypatch.setattr("ideochar.emulator.server.BackgroundServer", lambda *a, **k: _NoServer())
     emulated = invoke("generate", "x", "-r", reference, "-p", "alpha", "--emulator", "--out", str(tmp_path), "-q")
     assert emulated.exit_code == 0, emulated.output
-    assert "journal:" in emulated.stdout and "nothing charged (emulated" in emulated.stdout
+    assert "journal:" in emulated.stdout and "emulated: nothing charged (" in emulated.stdout
     real = invoke("generate", "y", "-r", reference, "-p", "beta", "--out", str(tmp_path), "-q")
     assert real.exit_code == 0, real.output
 
@@ -154,4 +154,4 @@ def test_an_emulated_job_is_resumed_only_against_an_emulator(
 
     resumed = invoke("jobs", "resume", job, "--emulator-url", url, "--out", str(tmp_path), "-q")
     assert resumed.exit_code == 0, resumed.output
-    assert "nothing charged (emulated" in resumed.stdout
+    assert "emulated: nothing charged (" in resumed.stdout

@@ -180,7 +180,7 @@ def save_result(
 
 def _cost(result: CharacterResult, *, emulated: bool, note: str | None) -> str:
     if emulated:
-        return f"nothing charged (emulated; {result.provider} would charge {money(result.cost_usd)})"
+        return f"emulated: nothing charged ({result.provider} would charge {money(result.cost_usd)})"
     source = {"vendor": "reported by the vendor", "price_table": "from the price table"}.get(result.cost_source, "")
     details = [d for d in (source, note) if d]
     return money(result.cost_usd) + (f" ({'; '.join(details)})" if details else "")
@@ -209,7 +209,8 @@ def summary_lines(saved: SavedResult, *, emulated: bool = False, cost_note: str 
         lines.append(f"saved {path}  ({size})")
     lines.append(f"sidecar {saved.sidecar}")
     vendor_id = f", vendor id {result.vendor_request_id}" if result.vendor_request_id else ""
-    lines.append(f"provider {result.provider}{vendor_id}, cost {_cost(result, emulated=emulated, note=cost_note)}")
+    cost = _cost(result, emulated=emulated, note=cost_note)
+    lines.append(f"provider {result.provider}{vendor_id}, {cost if emulated else 'cost ' + cost}")
     lines += _failed_attempts(result)
     for warning in result.warnings:
         lines.append(f"warning: {warning}")

@@ -168,25 +168,25 @@ def quote_summary(
     if eligible:
         low = min(q.total_usd for q in eligible if q.total_usd is not None)
         best = [q.provider for q in eligible if q.total_usd == low]
-        lines.append(f"cheapest: {', '.join(best)} at {money(low)} for {eligible[0].images} image(s).")
+        lines.append(
+            f"cheapest: {', '.join(best)} at {money(low)} for {eligible[0].images} image(s). Nothing was sent."
+        )
     elif priced:
         rules = [r for r, on in ((f"--max-cost {money(max_cost)}", max_cost is not None), ("--strict", strict)) if on]
         low = min(q.total_usd for q in priced if q.total_usd is not None)
         best = [q.provider for q in priced if q.total_usd == low]
         lines.append(
             f"no provider can serve this within {' and '.join(rules) or 'the rules'}; without them the "
-            f"cheapest would be {', '.join(best)} at {money(low)}."
+            f"cheapest would be {', '.join(best)} at {money(low)}. Nothing was sent."
         )
     else:
-        lines.append("no provider can serve this request.")
-    seen = sorted(p for p, e in times.items() if e.source == "seen")
+        lines.append("no provider can serve this request. Nothing was sent.")
     if times:
-        basis = "time: seen in your journal for " + ", ".join(seen) if seen else "time: as the vendor documents it"
-        if seen and len(seen) < len(times):
-            basis += "; as documented for the others"
-        lines.append(basis + "; ? where neither is known. Nothing was sent.")
-    else:
-        lines.append("Nothing was sent.")
+        seen = sorted(p for p, e in times.items() if e.source == "seen")
+        documented = sorted(p for p, e in times.items() if e.source == "declared")
+        basis = [f"seen in your journal for {', '.join(seen)}"] if seen else []
+        basis += [f"as documented for {', '.join(documented)}"] if documented else []
+        lines.append(f"time: {'; '.join(basis)}; ? where neither is known.")
     return lines
 
 
