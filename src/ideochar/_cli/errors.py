@@ -80,6 +80,30 @@ def _missing_credentials(exc: MissingCredentials, infos: Mapping[str, ProviderIn
     return lines
 
 
+def _ways(name: str, infos: Mapping[str, ProviderInfo]) -> str:
+    info = infos.get(name)
+    if info is not None and info.credential_variables:
+        return " or ".join(" + ".join(alt) for alt in info.credential_variables)
+    return "a key (see `ideochar providers`)"
+
+
+def _unsupported(exc: Unsupported, infos: Mapping[str, ProviderInfo]) -> list[str]:
+    """Why each provider cannot serve; those only missing a key say how to give one (the library's reason
+    speaks to Python, this speaks to the command line)."""
+    lines = ["error: no chosen provider can serve this request:"]
+    keyless = []
+    for name, reason in exc.reasons.items():
+        if reason.startswith(f"No key for {name}"):
+            keyless.append(name)
+            lines.append(f"  {name}: no key (set {_ways(name, infos)})")
+        else:
+            lines.append(f"  {name}: {reason}")
+    if keyless:
+        lines.append(f"or store one once: ideochar keys set {keyless[0] if len(keyless) == 1 else 'PROVIDER'}")
+        lines.append(_emulator_hint())
+    return lines
+
+
 def _with_flags(exc: InvalidRequest) -> str:
     """The message with each request field it names as the flag that sets it (not a configuration key)."""
     message = exc.message
@@ -137,9 +161,7 @@ def _lines(
             lines.append(f"  {who}: {_message(error, resuming)}{detail}")
         return lines
     if isinstance(exc, Unsupported) and exc.reasons:
-        return ["error: no chosen provider can serve this request:"] + [
-            f"  {name}: {reason}" for name, reason in exc.reasons.items()
-        ]
+        return _unsupported(exc, infos)
     if isinstance(exc, InvalidRequest):
         return [f"error: {_with_flags(exc)}"]
     if not isinstance(exc, ProviderError):

@@ -74,6 +74,7 @@ FLAGS: Mapping[str, str] = {
     "operation.image": "--image",
     "operation.mask": "--mask",
     "operation.strength": "--strength",
+    "job_id": "JOB_ID",
 }
 
 
