@@ -90,13 +90,32 @@ def test_the_example_plugin_installs_with_pip_and_the_cli_finds_it(tmp_path: Pat
     assert "example" not in walker.expect(walker.ideochar(["providers"])).stdout.split()
 
 
-@pytest.mark.parametrize("page", walked_pages(), ids=page_name)
-def test_the_page_walks(page: Path, tmp_path: Path) -> None:
-    """Every command of the page's console blocks, by this checkout's ``ideochar`` (the fast walk)."""
-    clone = prepare_clone(tmp_path / "clone")
-    walker = Walker(clone, tmp_path / "home", DEV_BIN, "fast", extra_path=tmp_path / "site")
-    done = list(walker.walk_page(page))
-    assert done or all(skipped(b) for b in console_blocks(page)), f"{page_name(page)}: nothing was walked"
+def _walk_fast(page: Path, folder: Path) -> str | None:
+    """Walk one page in a clone and home of its own; what went wrong, or None."""
+    clone = prepare_clone(folder / "clone")
+    walker = Walker(clone, folder / "home", DEV_BIN, "fast", extra_path=folder / "site")
+    try:
+        done = list(walker.walk_page(page))
+    except (WalkFailed, subprocess.TimeoutExpired) as exc:
+        return f"{page_name(page)}: {exc}"
+    if not done and not all(skipped(b) for b in console_blocks(page)):
+        return f"{page_name(page)}: nothing was walked"
+    return None
+
+
+def test_every_page_walks(tmp_path: Path) -> None:
+    """Every command of every page's console blocks, by this checkout's ``ideochar`` (the fast walk).
+
+    Pages are independent (each has its own clone, home and journal), so they are walked side by side:
+    the walk takes as long as its longest page.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    pages = walked_pages()
+    with ThreadPoolExecutor(max_workers=len(pages)) as pool:
+        outcomes = list(pool.map(lambda n: _walk_fast(pages[n], tmp_path / f"page-{n}"), range(len(pages))))
+    failures = [outcome for outcome in outcomes if outcome is not None]
+    assert not failures, "\n\n".join(failures)
 
 
 # -- the fresh walk ------------------------------------------------------------------------------------------
