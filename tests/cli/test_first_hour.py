@@ -294,6 +294,8 @@ def test_a_stored_key_is_used_never_shown_and_the_environment_wins(
     assert CANARY_KEY not in listed.output
     assert re.search(r"^alpha\s+set\s+stored", listed.stdout, re.M)
     assert re.search(r"^beta\s+set\s+environment", listed.stdout, re.M)
+    alpha = next(line for line in invoke("providers").stdout.splitlines() if line.startswith("alpha "))
+    assert alpha.endswith("(stored)") and CANARY_KEY not in alpha
 
     assert invoke("generate", "x", "-r", reference, "-p", "alpha", "--out", str(tmp_path), "-q").exit_code == 0
     with_key_store.environ = {**(with_key_store.environ or {}), "ALPHA_KEY": "alpha-from-the-environment"}
