@@ -53,7 +53,7 @@ http_logger = logging.getLogger("ideochar.http")
 #: What to install for the emulator, as the user types it.
 EMULATOR_EXTRA = 'pip install "ideochar[emulator]"'
 #: The emulator's dependencies (the ``emulator`` extra).
-_EMULATOR_MODULES = ("starlette", "uvicorn")
+_EMULATOR_MODULES = ("starlette", "uvicorn", "cryptography")
 _STARTED = "ideochar.debug.started"
 #: Headers that described the bytes as they came over the wire, not as they are handed on.
 _RECOMPUTED = {"content-encoding", "content-length", "transfer-encoding"}
