@@ -10,9 +10,10 @@ needs are rules here, each with its reason, and a block no rule can walk must sa
 
 The adaptations, all in :meth:`Walker.steps`:
 
-* a job command that needs a vendor (``generate``/``edit``/``remix``/``jobs resume`` without
-  ``--emulator``) is first run as written, when no key is set, and must fail helpfully (exit 11, naming
-  ``--emulator``); then it is run with ``--emulator`` added, as the pages say to try things without keys;
+* a job command that needs a vendor (``generate``/``edit``/``remix`` without ``--emulator``) is run as
+  written when no key is set (the first on each page, and any whose output the page shows), and must fail
+  helpfully, naming ``--emulator``; then it is run with ``--emulator`` added, as the pages say to try
+  things without keys. ``jobs resume`` of the walk's (emulated) job must be refused without an emulator;
 * ``ideochar keys set`` gets a made-up key on stdin (its prompt's other door);
 * a job id the page makes up (``3f2a9c``) is the id of a job this walk made;
 * ``ideochar emulator serve`` runs in the background until its banner is out, on a free port;
@@ -246,6 +247,8 @@ class Walker:
     env: dict[str, str] = field(default_factory=dict)
     log: list[Result] = field(default_factory=list)
     keys_stored: bool = False
+    tried_without_key: bool = False
+    """A job command was run as written, without a key, on this page (and failed helpfully)."""
 
     def __post_init__(self) -> None:
         base = {k: v for k, v in os.environ.items() if not k.startswith("IDEOCHAR_") and k not in _VENDOR_VARIABLES}
@@ -351,7 +354,9 @@ class Walker:
             self.expect(self.ideochar(args, label=command.text), 2, stderr_has="--emulator-url")
             return self.expect(self.ideochar([*args, "--emulator"], label=command.text + " (+ --emulator)"))
         if self._needs_a_vendor(args):
-            if not self.keys_stored and not any(self.env.get(v) for v in _VENDOR_VARIABLES):
+            keyless = not self.keys_stored and not any(self.env.get(v) for v in _VENDOR_VARIABLES)
+            if keyless and (command.shown or not self.tried_without_key):
+                self.tried_without_key = True  # once a page: every job command takes the same path there
                 literal = self.ideochar(args, label=command.text)
                 # No key: MissingCredentials (11), or Unsupported (4) when the others cannot do the operation
                 # either; both say how to try without a key.
