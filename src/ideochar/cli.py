@@ -830,6 +830,11 @@ def jobs_show(
     metavar="SECONDS",
     help="Give up waiting after this long (default: the configuration's, 300); the job stays resumable.",
 )
+@click.option(
+    "--allow-private-urls",
+    is_flag=True,
+    help="Fetch image URLs on private, loopback or link-local addresses (an internal CDN); refused by default.",
+)
 @output_options
 @_debug_option
 @click.pass_context
