@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench reliability docs clean
+.PHONY: demo test lint typecheck unit bench reliability walkthrough docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,13 @@ reliability: $(STAMP)
 		cd tests && IDEOCHAR_RELIABILITY=1 ../$(BIN)/python -m reliability.report ../$(RELIABILITY_RESULTS) \
 		../docs/reliability.md; \
 		exit $$status
+
+# The walkthrough (tests/walkthrough/): a fresh virtualenv, `pip install .` as the docs say (first without the
+# emulator extra), then every command of the README and the docs, every Python example, the plugin how-to's
+# `pip install ./examples/ideochar-example-plugin`, and `make demo` from nothing. A few minutes; needs PyPI
+# (or a pip mirror). `make test` runs its quick version with this checkout's .venv.
+walkthrough: $(STAMP)
+	IDEOCHAR_WALKTHROUGH=1 $(BIN)/pytest -q -s tests/walkthrough
 
 # The docs site (docs/, mkdocs.yml): refresh the generated parts (CLI reference, provider matrix), then
 # build into site/ with every link and reference checked. `make test` builds it too (tests/docs/).

@@ -155,6 +155,7 @@ INFO = ProviderInfo(
     can_resume=True,
     options_model=SegmindOptions,
     docs_url="https://www.segmind.com/models/ideogram-character/api",
+    typical_seconds=20.0,  # "typical latency ~20 s" on Segmind's async-inference page (reference/vendors.md §1)
     inferred={
         "prices": "Turbo $0.125, Default $0.1875, Quality $0.25 per image, from the published $0.125-$0.250 range",
         "enums": "title-case Auto/Realistic/Fiction, Turbo/Default/Quality, Auto/On/Off (mapping.ENUMS)",

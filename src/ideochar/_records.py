@@ -194,14 +194,27 @@ class JobRecord:
     parts: list[PartRecord] = field(default_factory=list)
     owner: str | None = None
     """Who runs the job now ("process 123 on host"), or None when nobody does."""
+    emulated: bool = False
+    """The job ran against the emulator: nothing it did cost money (see :attr:`emulated_cost_usd`)."""
 
     @property
     def spent_usd(self) -> Decimal:
-        return sum((a.spent_usd for a in self.attempts), Decimal(0))
+        """What the job cost; zero for an emulated job."""
+        return Decimal(0) if self.emulated else self._charged()
 
     @property
     def possibly_billed_usd(self) -> Decimal:
+        if self.emulated:
+            return Decimal(0)
         return sum((a.possibly_billed_usd for a in self.attempts), Decimal(0))
+
+    @property
+    def emulated_cost_usd(self) -> Decimal:
+        """For an emulated job, what a vendor would have charged for it; zero for a real one."""
+        return self._charged() if self.emulated else Decimal(0)
+
+    def _charged(self) -> Decimal:
+        return sum((a.spent_usd for a in self.attempts), Decimal(0))
 
     @property
     def resumable(self) -> list[AttemptRecord]:
@@ -224,15 +237,20 @@ class JobRecord:
         document = plain(asdict(self))
         document["spent_usd"] = str(self.spent_usd)
         document["possibly_billed_usd"] = str(self.possibly_billed_usd)
+        if self.emulated:
+            document["emulated_cost_usd"] = str(self.emulated_cost_usd)
         return document  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
 class SpendTotals:
     jobs: int
+    """Jobs run against vendors (emulated ones are in ``emulated_jobs``)."""
     images: int
     spent_usd: Decimal
     possibly_billed_usd: Decimal
+    emulated_jobs: int = 0
+    """Jobs run against the emulator: not counted in the others."""
 
 
 # -- the request, without bytes ---------------------------------------------------------------------------
@@ -337,6 +355,7 @@ def job_record(
         outputs=outputs,
         parts=parts,
         owner=_owner_text(row),
+        emulated=bool(row["emulated"]),
     )
 
 

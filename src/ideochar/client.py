@@ -400,7 +400,13 @@ class _Base:
         job_id = uuid.uuid4().hex
         chosen = self.plan(request, job_id=job_id, strict=strict, webhook_url=webhook_url)
         job = Job.new(
-            job_id, request, chosen, self._route_context(job_id), journal=self.journal, max_cost_usd=self.max_cost_usd
+            job_id,
+            request,
+            chosen,
+            self._route_context(job_id),
+            journal=self.journal,
+            max_cost_usd=self.max_cost_usd,
+            emulated=bool(self._emulator),
         )
         job.detach = submit
         return job
@@ -416,6 +422,7 @@ class _Base:
             providers=self.available,
             context_for=lambda p: self._context(p, None, record.id),
             planner=lambda r: self.plan(r, job_id=record.id),
+            emulated=bool(self._emulator),
         )
 
     def _journal_for(self, what: str) -> Journal:

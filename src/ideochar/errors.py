@@ -219,18 +219,51 @@ class AuthenticationFailed(ProviderError):
 
 
 class MissingCredentials(AuthenticationFailed):
-    """No key is configured for the provider; nothing was sent."""
+    """No key is configured for the provider (or for any of several); nothing was sent.
+
+    ``by_provider`` maps each provider without a key to the variables that would configure it, so a
+    message can say, provider by provider, what to set. The message speaks to a Python caller
+    (``keys=``, ``emulator=True``); the command line renders its own lines (``--emulator``).
+    """
 
     exit_code = 11
 
-    def __init__(self, provider: str, variables: Sequence[str]) -> None:
-        names = " or ".join(variables) if variables else "a key"
-        super().__init__(
-            f"No key for {provider}: set {names}, pass keys={{'{provider}': ...}} to the client, "
-            "or use the built-in emulator (--emulator) to try ideochar without keys.",
-            provider=provider,
+    def __init__(
+        self, provider: str, variables: Sequence[str], *, by_provider: Mapping[str, Sequence[str]] | None = None
+    ) -> None:
+        wanted = {name: list(found) for name, found in (by_provider or {provider: variables}).items()}
+        super().__init__(_missing_key_message(wanted), provider=provider)
+        self.variables = list(variables) or [v for found in wanted.values() for v in found]
+        self.by_provider = wanted
+
+    @classmethod
+    def combine(cls, errors: Sequence[MissingCredentials]) -> MissingCredentials:
+        """One error for several providers without a key (each keeps its own variables)."""
+        wanted: dict[str, list[str]] = {}
+        for error in errors:
+            wanted.update(error.by_provider)
+        return cls(", ".join(wanted), [v for found in wanted.values() for v in found], by_provider=wanted)
+
+
+def _missing_key_message(wanted: Mapping[str, Sequence[str]]) -> str:
+    """What to do, provider by provider: its variables, a stored key, or ``keys=``; else the emulator."""
+
+    def ways(variables: Sequence[str]) -> str:
+        return " or ".join(variables) if variables else "its key variable (ideochar providers lists it)"
+
+    emulator = "To try ideochar without keys, use the built-in emulator: emulator=True."
+    if len(wanted) == 1:
+        name, variables = next(iter(wanted.items()))
+        return (
+            f"No key for {name}: set {ways(variables)}, store one with `ideochar keys set {name}`, "
+            f"or pass keys={{'{name}': ...}} to the client. {emulator}"
         )
-        self.variables = list(variables)
+    each = ", ".join(f"{name} (set {ways(variables)})" for name, variables in wanted.items())
+    passes = " or ".join(f"keys={{'{name}': ...}}" for name in wanted)
+    return (
+        f"No key for any chosen provider: {each}. Store one with `ideochar keys set NAME`, or pass {passes} "
+        f"to the client. {emulator}"
+    )
 
 
 class InsufficientCredits(ProviderError):

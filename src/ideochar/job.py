@@ -342,8 +342,10 @@ class Job:
         *,
         journal: Journal | None,
         max_cost_usd: Decimal | None = None,
+        emulated: bool = False,
     ) -> Job:
-        """A job for ``request``, split by the first candidate (the calls it needs)."""
+        """A job for ``request``, split by the first candidate (the calls it needs). ``emulated``: the client
+        sends it to the emulator; the journal marks it so (its cost is never counted as spent)."""
         per_call = plan.candidates[0].provider.info.max_images_per_call if plan.candidates else request.num_images
         parts = [Part.of(str(i), r) for i, r in enumerate(split_request(request, per_call))]
         units = [_Unit(p, partial(route_part, p, plan.candidates, route)) for p in parts]
@@ -358,6 +360,7 @@ class Job:
                 parts=rows,
                 plan=plan.to_dict(),
                 max_cost_usd=max_cost_usd,
+                emulated=emulated,
             )
             job._begun = [Record(create, required=True, what="the job")]
         return job
@@ -373,10 +376,18 @@ class Job:
         providers: Mapping[str, Provider],
         context_for: Callable[[Provider], CallContext],
         planner: Callable[[CharacterRequest], Plan],
+        emulated: bool | None = None,
     ) -> Job:
-        """Finish a journaled job that ``owner`` has claimed (:meth:`claim`); see :mod:`ideochar._pickup`."""
+        """Finish a journaled job that ``owner`` has claimed (:meth:`claim`); see :mod:`ideochar._pickup`.
+
+        ``emulated``: whether the resuming client sends to the emulator (None: not checked). A job is
+        resumed where it ran: an emulated job's vendor ids mean nothing to a vendor, and a vendor's job
+        cannot be fetched from the emulator.
+        """
         from ideochar._pickup import pickup
 
+        if emulated is not None and emulated != record.emulated:
+            raise _resumed_elsewhere(record, emulated=emulated)
         units, pieces = pickup(record, route, providers=providers, context_for=context_for, planner=planner)
         resumed = [a.vendor_request_id for a in record.attempts if a.resumable]
         return cls(
@@ -565,6 +576,18 @@ class Job:
             )
             yield Record(write, what="progress")
         yield event
+
+
+def _resumed_elsewhere(record: JobRecord, *, emulated: bool) -> JobNotResumable:
+    if record.emulated:
+        where = (
+            "job {id} ran against the emulator: resume it against the emulator that admitted it "
+            "(emulator=URL, or --emulator-url URL on the command line), never against a vendor"
+        )
+    else:
+        where = "job {id} ran against the vendors: resume it without the emulator (the emulator never saw it)"
+    problem = where.format(id=record.id[:12])
+    return JobNotResumable(f"job_id: {problem}", problems=[("job_id", problem)])
 
 
 def _ending_event(fact: AttemptEnded, job_id: str) -> Event:

@@ -101,7 +101,7 @@ __all__ = [
     "rebuild_request",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -191,10 +191,17 @@ CREATE INDEX IF NOT EXISTS attempts_vendor ON attempts (provider, vendor_request
 UPDATE attempts SET status = 'sending' WHERE status = 'started'
 """
 
+# Version 3: jobs run against the emulator are marked, so their would-be cost is never counted as spent.
+# Jobs written before it ran against whatever they ran against: they keep counting (0).
+_SCHEMA_3 = """
+ALTER TABLE jobs ADD COLUMN emulated INTEGER NOT NULL DEFAULT 0
+"""
+
 #: Schema migrations: ``_MIGRATIONS[n]`` holds the statements that take a database from version n to n + 1.
 _MIGRATIONS: dict[int, list[str]] = {
     0: [s for s in _SCHEMA_1.split(";") if s.strip()],
     1: [s for s in _SCHEMA_2.split(";") if s.strip()],
+    2: [s for s in _SCHEMA_3.split(";") if s.strip()],
 }
 #: A row of JSON may not grow past this (a vendor's resume data or marker is a few hundred bytes).
 _MAX_JSON_CHARS = 64 * 1024
@@ -310,18 +317,20 @@ class Journal:
         parts: Sequence[tuple[str, int, int | None]] | None = None,
         plan: Mapping[str, Any] | None = None,
         max_cost_usd: Decimal | None = None,
+        emulated: bool = False,
     ) -> None:
         """Record a job, its parts (``(label, num_images, seed)``, each ``planned``; by default the whole
         request as one) and its owner (the run about to drive it; None: nobody yet), before anything is
-        sent. A job id already present is left as it is."""
+        sent. A job id already present is left as it is. ``emulated``: the job runs against the emulator
+        (its cost is what a vendor would charge, never counted as spent)."""
         now = time.time()
         if parts is None:
             parts = [("0", request.num_images, request.seed)]
         with self._transaction() as db:
             created = db.execute(
                 "INSERT OR IGNORE INTO jobs (id, created_at, updated_at, status, operation, prompt, num_images,"
-                " request, plan, max_cost_usd, owner_host, owner_pid, owner_started, owner_token, lease_until)"
-                " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " request, plan, max_cost_usd, owner_host, owner_pid, owner_started, owner_token, lease_until,"
+                " emulated) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     now,
@@ -333,6 +342,7 @@ class Journal:
                     _json(dict(plan or {})),
                     _text(max_cost_usd),
                     *_owner_values(owner, now + self.lease_seconds),
+                    1 if emulated else 0,
                 ),
             ).rowcount
             if created:
@@ -619,16 +629,62 @@ class Journal:
         return [job_record(r, attempts[r["id"]], outputs[r["id"]], parts[r["id"]]) for r in rows]
 
     def totals(self) -> SpendTotals:
-        """Every job's spend added up: what was billed, and what may have been."""
+        """Every job's spend added up: what was billed, and what may have been. Emulated jobs are counted
+        apart (``emulated_jobs``): nothing they did cost money."""
         spent, possible = Decimal(0), Decimal(0)
         with self._lock:
-            jobs = int(self._db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
-            images = int(self._db.execute("SELECT COUNT(*) FROM outputs").fetchone()[0])
-            for row in self._db.execute("SELECT * FROM attempts"):
+            jobs = int(self._db.execute("SELECT COUNT(*) FROM jobs WHERE emulated = 0").fetchone()[0])
+            emulated = int(self._db.execute("SELECT COUNT(*) FROM jobs WHERE emulated != 0").fetchone()[0])
+            images = int(
+                self._db.execute(
+                    "SELECT COUNT(*) FROM outputs JOIN jobs ON jobs.id = outputs.job_id WHERE jobs.emulated = 0"
+                ).fetchone()[0]
+            )
+            rows = self._db.execute(
+                "SELECT attempts.* FROM attempts JOIN jobs ON jobs.id = attempts.job_id WHERE jobs.emulated = 0"
+            )
+            for row in rows:
                 attempt = attempt_record(row)
                 spent += attempt.spent_usd
                 possible += attempt.possibly_billed_usd
-        return SpendTotals(jobs=jobs, images=images, spent_usd=spent, possibly_billed_usd=possible)
+        return SpendTotals(
+            jobs=jobs, images=images, spent_usd=spent, possibly_billed_usd=possible, emulated_jobs=emulated
+        )
+
+    def delete_jobs(self, job_ids: Sequence[str]) -> list[Path]:
+        """Forget jobs (``ideochar jobs prune``): their rows go, and so do their images in the output folder.
+
+        Returns the files removed. Only files inside :attr:`output_dir` are touched (a row naming a path
+        elsewhere is forgotten, the file kept). The caller decides which jobs may go; see the command.
+        """
+        removed: list[Path] = []
+        for chunk in _chunks(list(job_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT path FROM outputs WHERE job_id IN ({marks})"  # noqa: S608
+            with self._lock:
+                paths = [Path(row[0]) for row in self._db.execute(query, chunk)]
+            with self._transaction() as db:
+                for table in ("outputs", "attempts", "parts"):
+                    db.execute(f"DELETE FROM {table} WHERE job_id IN ({marks})", chunk)  # noqa: S608
+                db.execute(f"DELETE FROM jobs WHERE id IN ({marks})", chunk)  # noqa: S608
+            removed += [path for path in paths if _remove_output(path, self.output_dir)]
+            for job_id in chunk:
+                try:
+                    (self.output_dir / job_id).rmdir()  # only when empty
+                except OSError:
+                    pass
+        return removed
+
+
+def _remove_output(path: Path, output_dir: Path) -> bool:
+    """Delete one recorded image if it lies inside the output folder; True when it was removed."""
+    try:
+        if not path.resolve().is_relative_to(output_dir.resolve()):
+            return False
+        path.unlink()
+    except OSError:
+        return False
+    return True
 
 
 def _owner_values(owner: Owner | None, lease_until: float) -> tuple[Any, ...]:

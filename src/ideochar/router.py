@@ -275,9 +275,7 @@ def _nobody(
     if missing and len(missing) == len(skipped):
         if len(missing) == 1:
             return missing[0]
-        return MissingCredentials(
-            ", ".join(m.provider or "" for m in missing), [v for m in missing for v in m.variables]
-        )
+        return MissingCredentials.combine(missing)
     if paused:
         return ProviderUnavailable(
             f"every provider that could serve this request is paused by its circuit breaker: {reasons}", sent=False

@@ -92,6 +92,9 @@ class ProviderInfo:
     docs_url: str | None = None
     inferred: Mapping[str, str] = field(default_factory=dict)
     """Facts this provider relies on that are inferred, not verified (topic -> note); shown in the docs."""
+    typical_seconds: float | None = None
+    """How long one call usually takes, submission to downloaded image, as the vendor documents it; None when
+    it does not say. ``ideochar quote`` shows it (or what the journal has seen) next to the price."""
 
     def supports(self, operation: OperationName, field_name: str) -> bool:
         return field_name in self.supported_fields.get(operation, frozenset())

@@ -8,6 +8,7 @@ kept, so a test can assert what the command line built.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -67,13 +68,16 @@ class Vendor:
     fail_job: bool = False
     image_url: str = "/files/result.png"
     """Where the finished image is, on the vendor's own origin: a host of its own would be refused by the
-    client's fetch guard (ideochar._netguard), which these tests are not about."""
+    client's fetch guard (ideochar._netguard), which most of these tests are not about. An absolute URL is
+    answered as it is (a test of the guard itself)."""
     echo: str = ""
     """Text the vendor puts in its error bodies (a vendor echoing the key, say)."""
     image: bytes = field(default_factory=lambda: make_image(96, 54, "PNG", "blue"))
     interrupt_after_submit: bool = False
     requests: list[CharacterRequest] = field(default_factory=list)
     keys_seen: list[str] = field(default_factory=list)
+    barrier: threading.Barrier | None = None
+    """When set, each job POST waits there: the calls of a fan-out pass only if they are in flight together."""
 
 
 class FakeProvider(Provider):
@@ -155,6 +159,8 @@ class Vendors:
             return httpx.Response(200, content=self.by_name[name].image, headers={"content-type": "image/png"})
         vendor = self.by_name[name]
         if request.method == "POST":
+            if vendor.barrier is not None:
+                vendor.barrier.wait()
             if vendor.status != 200:
                 return httpx.Response(vendor.status, text=f"refused {vendor.echo}".strip())
             self.polls[name] = list(vendor.queue)
@@ -166,6 +172,8 @@ class Vendors:
         queue = self.polls.setdefault(name, [])
         if queue:
             return httpx.Response(200, json={"status": "queued", "position": queue.pop(0)})
+        if vendor.image_url.startswith("http"):
+            return httpx.Response(200, json={"status": "done", "url": vendor.image_url})
         url = f"{origin}{vendor.image_url}" + ("&" if "?" in vendor.image_url else "?") + f"v={name}"
         return httpx.Response(200, json={"status": "done", "url": url})
 
@@ -209,8 +217,8 @@ Invoke = Callable[..., Result]
 def invoke(state: CliState) -> Invoke:
     """Run ``ideochar ARGS`` with the fake vendors; stdout and stderr are kept apart."""
 
-    def run(*args: str, obj: CliState | None = None) -> Result:
-        return CliRunner().invoke(cli, list(args), obj=obj or state, catch_exceptions=False)
+    def run(*args: str, obj: CliState | None = None, input: str | None = None) -> Result:
+        return CliRunner().invoke(cli, list(args), obj=obj or state, catch_exceptions=False, input=input)
 
     return run
 

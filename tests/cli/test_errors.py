@@ -86,23 +86,42 @@ def test_a_lost_answer_says_not_to_resubmit(state: CliState, invoke: Invoke, ref
     assert "billed" in result.stderr and "may have been admitted" in result.stderr
 
 
-def test_an_invalid_request_names_the_field_and_sends_nothing(
+def test_an_invalid_request_names_the_flag_and_sends_nothing(
     invoke: Invoke, vendors: Vendors, reference: str, tmp_path: Path
 ) -> None:
+    """The library names fields (``num_images``); the command line names the flags a person typed."""
     result = invoke(
         "generate", "x", "-r", reference, "--resolution", "1000x1000", "-p", "alpha", "--out", str(tmp_path)
     )
     assert result.exit_code == InvalidRequest.exit_code == 2
-    assert result.stderr.startswith("error: invalid request: resolution:")
+    assert result.stderr.startswith("error: invalid request: --resolution:")
     assert vendors["alpha"].requests == []
 
     result = invoke(
         "generate", "x", "-r", reference, "--palette", "ember", "--color", "#FF0000", "--out", str(tmp_path)
     )
-    assert result.exit_code == 2 and "color_palette" in result.stderr
+    assert result.exit_code == 2 and "--palette/--color" in result.stderr and "color_palette" not in result.stderr
 
     result = invoke("remix", "x", "-r", reference, "--image", reference, "--strength", "3", "--out", str(tmp_path))
-    assert result.exit_code == 2 and "operation.strength" in result.stderr
+    assert result.exit_code == 2 and "--strength:" in result.stderr and "operation.strength" not in result.stderr
+
+    result = invoke("generate", "x", "-r", reference, "-n", "9", "--out", str(tmp_path), "--json")
+    assert result.exit_code == 2 and "--num-images:" in result.stderr and "num_images" not in result.stderr
+    [problem] = json.loads(result.stdout)["error"]["problems"]
+    assert (problem["field"], problem["flag"]) == ("num_images", "--num-images")  # a script gets both
+
+
+def test_a_folder_given_as_an_image_is_called_a_folder(invoke: Invoke, tmp_path: Path) -> None:
+    result = invoke("generate", "x", "-r", ".", "--out", str(tmp_path))
+    assert result.exit_code == 2
+    assert "'.' is a folder; give an image file" in result.stderr and "no such" not in result.stderr
+
+
+def test_extra_json_from_a_missing_file_names_the_flag(invoke: Invoke, reference: str, tmp_path: Path) -> None:
+    result = invoke("generate", "x", "-r", reference, "--extra-json", "@missing.json", "--out", str(tmp_path))
+    assert result.exit_code == 2
+    assert "'--extra-json'" in result.stderr and "no file 'missing.json'" in result.stderr
+    assert "internal error" not in result.output
 
 
 def test_a_missing_image_file_is_an_invalid_request(invoke: Invoke, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -269,14 +270,38 @@ def test_under_the_emulator_a_provider_nobody_emulates_sends_nothing(
 def test_paid_images_are_kept_when_the_out_folder_cannot_be_written(
     invoke: Invoke, reference: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """--out passed its check, then could not take the images (a full disk): they are kept elsewhere, and the
+    command fails so that a script does not take them for saved where it asked."""
     import tempfile
 
-    blocker = tmp_path / "a-file"
-    blocker.write_text("not a folder")
+    from ideochar._cli import output
+
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    result = invoke("generate", "x", "-r", reference, "-p", "alpha", "--out", str(blocker / "out"), "-q")
-    assert result.exit_code == 0, result.output
-    assert "cannot write to" in result.stderr
+    real_save = output.save_result
+    out = tmp_path / "out"
+
+    def full_disk(result: Any, folder: Path, request: Any = None) -> Any:
+        if folder == out:
+            raise OSError(28, "No space left on device")
+        return real_save(result, folder, request)
+
+    monkeypatch.setattr(output, "save_result", full_disk)
+    result = invoke("generate", "x", "-r", reference, "-p", "alpha", "--out", str(out), "-q")
+    assert result.exit_code == 1, result.output
+    assert "cannot write to --out" in result.stderr and "No space left on device" in result.stderr
     [kept] = (tmp_path / "tmp").glob("ideochar-*/*.png")
-    assert str(kept) in result.stdout
+    assert str(kept) in result.stdout and f"saved to {kept.parent} instead" in result.stderr
+
+
+@pytest.mark.parametrize("bad", ["a-file/out", "knight.png"], ids=["under-a-file", "a-file-name"])
+def test_a_bad_out_folder_is_refused_before_anything_is_sent(
+    invoke: Invoke, vendors: Vendors, reference: str, tmp_path: Path, bad: str
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    result = invoke("generate", "x", "-r", reference, "-p", "alpha", "--out", str(tmp_path / bad), "-q")
+    assert result.exit_code == 2
+    assert "Invalid value for '--out'" in result.stderr
+    assert ("is a file, not a folder" if "/" in bad else "looks like an image file name") in result.stderr
+    assert vendors["alpha"].requests == []
+    assert not (tmp_path / "knight.png").exists()

@@ -108,17 +108,50 @@ class _NoServer:
         pass
 
 
-def test_the_in_process_emulator_keeps_no_journal_unless_asked(
+def test_an_emulated_run_is_journaled_marked_and_never_counted_as_spent(
     invoke: Invoke, reference: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """One rule for Python and the command line: emulated runs are journaled, marked wherever they appear."""
     monkeypatch.setattr("ideochar.emulator.server.BackgroundServer", lambda *a, **k: _NoServer())
-    args = ["generate", "x", "-r", reference, "-p", "alpha", "--emulator", "--out", str(tmp_path), "-q"]
-    result = invoke(*args)
-    assert result.exit_code == 0, result.output
-    assert "journal:" not in result.stdout
-    assert json.loads(invoke("jobs", "list", "--json").stdout)["jobs"] == []
+    emulated = invoke("generate", "x", "-r", reference, "-p", "alpha", "--emulator", "--out", str(tmp_path), "-q")
+    assert emulated.exit_code == 0, emulated.output
+    assert "journal:" in emulated.stdout and "emulated: nothing charged (" in emulated.stdout
+    real = invoke("generate", "y", "-r", reference, "-p", "beta", "--out", str(tmp_path), "-q")
+    assert real.exit_code == 0, real.output
 
-    named = tmp_path / "emulated.sqlite3"
-    result = invoke(*args, "--journal", str(named))
-    assert result.exit_code == 0 and "journal:" in result.stdout
-    assert len(json.loads(invoke("jobs", "list", "--journal", str(named), "--json").stdout)["jobs"]) == 1
+    listed = json.loads(invoke("jobs", "list", "--json").stdout)
+    by_prompt = {job["prompt"]: job for job in listed["jobs"]}
+    assert by_prompt["x"]["emulated"] is True and by_prompt["x"]["spent_usd"] == "0"
+    assert by_prompt["x"]["emulated_cost_usd"] == "0.06"
+    assert by_prompt["y"]["emulated"] is False and by_prompt["y"]["spent_usd"] == "0.04"
+    assert listed["totals"] == {
+        "jobs": 1, "images": 1, "spent_usd": "0.04", "possibly_billed_usd": "0", "emulated_jobs": 1
+    }  # fmt: skip
+
+    table = invoke("jobs", "list").stdout
+    [row] = [line for line in table.splitlines() if line.endswith("  x")]
+    assert "emulated" in row.split()
+    assert "1 job(s), 1 image(s), spent $0.04; 1 emulated job(s), not counted" in table
+    shown = invoke("jobs", "show", by_prompt["x"]["id"]).stdout
+    assert "emulated: nothing was charged (a vendor would have charged $0.06)" in shown
+
+
+def test_an_emulated_job_is_resumed_only_against_an_emulator(
+    invoke: Invoke, vendors: Vendors, reference: str, tmp_path: Path
+) -> None:
+    vendors["alpha"].interrupt_after_submit = True
+    url = "http://127.0.0.1:9"
+    args = ["generate", "x", "-r", reference, "-p", "alpha", "--emulator-url", url, "--out", str(tmp_path), "-q"]
+    stopped = invoke(*args)
+    assert stopped.exit_code == 130
+    assert "--emulator-url http://127.0.0.1:9" in stopped.stderr  # the hint resumes it where it ran
+    vendors["alpha"].interrupt_after_submit = False
+    job = json.loads(invoke("jobs", "list", "--json").stdout)["jobs"][0]["id"]
+
+    refused = invoke("jobs", "resume", job, "--out", str(tmp_path), "-q")
+    assert refused.exit_code == 2
+    assert "ran against the emulator" in refused.stderr and "--emulator-url" in refused.stderr
+
+    resumed = invoke("jobs", "resume", job, "--emulator-url", url, "--out", str(tmp_path), "-q")
+    assert resumed.exit_code == 0, resumed.output
+    assert "emulated: nothing charged (" in resumed.stdout

@@ -35,7 +35,7 @@ def test_quote_lists_every_registered_provider_without_keys_or_reference(
     assert list(rows) == ["alpha", "beta"]
     assert rows["alpha"][:6] == ["alpha", "yes", "$0.12", "3", "3", "$0.36"]
     assert rows["beta"][:6] == ["beta", "yes", "$0.08", "3", "3", "$0.24"]
-    assert "price inferred" in rows["beta"][6] and "price inferred" not in rows["alpha"][6]
+    assert "price inferred" in rows["beta"][-1] and "price inferred" not in rows["alpha"][-1]
     assert "cheapest: beta at $0.24" in result.stdout and "Nothing was sent" in result.stdout
     assert vendors["alpha"].requests == [] and vendors["beta"].requests == []
 
@@ -79,8 +79,8 @@ def test_quote_marks_over_budget_and_strict(invoke: Invoke) -> None:
         "data:image/png;base64," + __import__("base64").b64encode(make_image(8, 8)).decode(),
     )
     rows = _rows(result.stdout)
-    assert "over --max-cost $0.05" in rows["alpha"][6] and "over --max-cost" not in rows["beta"][6]
-    assert "skipped with --strict" in rows["alpha"][6]
+    assert "over --max-cost $0.05" in rows["alpha"][-1] and "over --max-cost" not in rows["beta"][-1]
+    assert "skipped with --strict" in rows["alpha"][-1]
 
 
 def test_quote_of_a_provider_that_cannot_do_the_operation(state: CliState, invoke: Invoke, vendors: Vendors) -> None:
@@ -114,7 +114,9 @@ def test_providers_lists_capabilities_prices_and_key_variables(
     beta = next(line for line in lines if line.startswith("beta "))
     assert "$0.04*" in beta and "(not set)" in beta
     assert any(line.split()[:2] == ["remix", "$0.03"] for line in lines)
-    assert "beta, prices: made up" in result.stdout
+    assert "beta, prices: made up" not in result.stdout  # the inferred facts' notes are asked for (--notes)
+    assert result.stdout.rstrip().endswith("--notes lists them.")
+    assert "beta, prices: made up" in invoke("providers", "--notes").stdout
     assert canary_key not in result.output
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 import re
 import sys
-import types
 from collections.abc import Callable
 
 import pytest
@@ -59,24 +58,29 @@ def _block_starting(first_line: str) -> str:
     raise AssertionError(f"no python block starting with {first_line!r} in {GUIDE.name}")
 
 
+def test_the_guide_shows_the_example_s_emulator_module_as_it_ships() -> None:
+    shown = _block_starting("# ideochar_example/emulator.py").split("\n", 1)[1]
+    assert shown == (EXAMPLE / "ideochar_example" / "emulator.py").read_text(encoding="utf-8")
+
+
+def test_the_guide_shows_the_example_s_emulator_hook_as_it_ships() -> None:
+    hook = next(b.code for b in blocks(GUIDE, "python") if "def ideochar_register_emulator(register" in b.code)
+    plugin = (EXAMPLE / "ideochar_example" / "plugin.py").read_text(encoding="utf-8")
+    assert hook.strip() in plugin
+
+
 @pytest.mark.anyio
-async def test_the_documented_emulator_routes_serve_the_example_provider(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The guide's ``ideochar_example/emulator.py`` and its hook, as written, emulate the example vendor."""
-    from ideochar import AsyncClient, hookimpl
+async def test_the_example_s_emulator_routes_serve_the_example_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example's ``emulator.py`` and its hook, as the guide shows them, emulate the example vendor."""
+    from ideochar import AsyncClient
     from ideochar.plugins import plugin_manager
 
     monkeypatch.syspath_prepend(str(EXAMPLE))
+    for name in [m for m in sys.modules if m.startswith("ideochar_example")]:
+        monkeypatch.delitem(sys.modules, name)
     import ideochar_example.plugin  # type: ignore[import-not-found,unused-ignore]
 
-    emulator = types.ModuleType("ideochar_example.emulator")
-    exec(compile(_block_starting("# ideochar_example/emulator.py"), "emulator.py", "exec"), emulator.__dict__)  # noqa: S102
-    monkeypatch.setitem(sys.modules, "ideochar_example.emulator", emulator)
-    hook_code = next(b.code for b in blocks(GUIDE, "python") if "def ideochar_register_emulator(register):" in b.code)
-    namespace: dict[str, object] = {"hookimpl": hookimpl}
-    exec(compile(hook_code, "plugin.py", "exec"), namespace)  # noqa: S102
-    emulation = types.SimpleNamespace(ideochar_register_emulator=namespace["ideochar_register_emulator"])
-
-    pm = plugin_manager(load_entrypoints=False, plugins=[ideochar_example.plugin, emulation])
+    pm = plugin_manager(load_entrypoints=False, plugins=[ideochar_example.plugin])
     reference = (ROOT / "src" / "ideochar" / "assets" / "reference.png").read_bytes()
     async with AsyncClient(["example"], emulator=True, plugin_manager=pm, journal=False) as client:
         result = await client.generate("a knight in the rain", reference=reference, seed=3, speed="turbo")

@@ -348,7 +348,7 @@ def test_the_command_line_reports_a_bomb_as_an_invalid_request(tmp_path: Path) -
     args = ["generate", "a knight", "-r", str(bomb), "-p", "fal", "--out", str(tmp_path / "out")]
     result = CliRunner().invoke(cli, args, obj=state, catch_exceptions=False)
     assert result.exit_code == InvalidRequest.exit_code, result.output
-    assert result.stderr.startswith("error: invalid request: reference:")
+    assert result.stderr.startswith("error: invalid request: --reference:")  # the flag, as the command line says it
     assert "internal error" not in result.output and "Traceback" not in result.output
     assert sent == []
 

@@ -64,7 +64,8 @@ def test_errors_pickle_with_their_attributes() -> None:
         "no",
     )
     missing = pickle.loads(pickle.dumps(MissingCredentials("fal", ["FAL_KEY"])))
-    assert missing.variables == ["FAL_KEY"] and "--emulator" in str(missing)
+    assert missing.variables == ["FAL_KEY"] and missing.by_provider == {"fal": ["FAL_KEY"]}
+    assert "emulator=True" in str(missing) and "--emulator" not in str(missing)  # Python's words, not the CLI's
 
 
 def test_billed_defaults_follow_what_is_known() -> None:

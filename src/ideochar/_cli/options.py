@@ -9,7 +9,10 @@ exit code 2). Only the syntax of compound options (``--color``, ``--extra``) is 
 from __future__ import annotations
 
 import json
+import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TypeVar, get_args
@@ -20,14 +23,20 @@ from ideochar.request import ASPECT_RATIOS, PalettePreset
 from ideochar.router import Strategy
 
 __all__ = [
+    "FLAGS",
+    "MIN_JOB_ID",
     "client_options",
     "config_option",
     "emulator_options",
+    "flag_for",
+    "image_option",
     "journal_options",
     "output_options",
+    "parse_age",
     "parse_color",
     "parse_extra",
     "provider_names",
+    "read_prompt",
     "request_fields",
     "request_options",
     "routing_options",
@@ -37,6 +46,90 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _PALETTES: tuple[str, ...] = get_args(PalettePreset)
 _STRATEGIES: tuple[str, ...] = get_args(Strategy)
+
+#: The journal matches a job by a prefix of its id from this many characters on (``ideochar jobs show 3f2a``).
+MIN_JOB_ID = 4
+_AGE = re.compile(r"(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>s|m|h|d|w)", re.IGNORECASE)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+#: Request field paths (the library's words) -> the flag a person typed (the command line's words).
+FLAGS: Mapping[str, str] = {
+    "prompt": "PROMPT",
+    "reference": "--reference",
+    "reference_mask": "--reference-mask",
+    "aspect_ratio": "--aspect-ratio",
+    "resolution": "--resolution",
+    "style": "--style",
+    "speed": "--speed",
+    "magic_prompt": "--magic-prompt",
+    "seed": "--seed",
+    "num_images": "--num-images",
+    "negative_prompt": "--negative-prompt",
+    "color_palette.preset": "--palette",
+    "color_palette.members": "--color",
+    "color_palette": "--palette/--color",
+    "style_codes": "--style-code",
+    "style_references": "--style-reference",
+    "extra": "--extra",
+    "operation.image": "--image",
+    "operation.mask": "--mask",
+    "operation.strength": "--strength",
+    "job_id": "JOB_ID",
+}
+
+
+def flag_for(path: str) -> str | None:
+    """The flag behind a request field path (``operation.strength`` -> ``--strength``), or None.
+
+    The longest known prefix decides, so ``color_palette.members.0.color`` is ``--color`` and
+    ``extra.fal.mode`` is ``--extra fal.mode``.
+    """
+    parts = path.split(".")
+    for end in range(len(parts), 0, -1):
+        flag = FLAGS.get(".".join(parts[:end]))
+        if flag is not None:
+            rest = ".".join(parts[end:])
+            return f"{flag} {rest}" if flag == "--extra" and rest else flag
+    return None
+
+
+def read_prompt(value: str) -> str:
+    """PROMPT as given, or read from stdin when it is ``-`` (a long prompt, or one made by another tool)."""
+    if value != "-":
+        return value
+    text = sys.stdin.read().strip()
+    if not text:
+        raise click.BadParameter("'-' reads the prompt from stdin, which was empty", param_hint="PROMPT")
+    return text
+
+
+def parse_age(text: str, flag: str) -> datetime:
+    """The moment an age or a date names: ``7d`` is seven days ago, ``2026-01-31`` that day (UTC)."""
+    value = text.strip()
+    match = _AGE.fullmatch(value)
+    if match:
+        seconds = float(match["n"]) * _UNITS[match["unit"].lower()]
+        return datetime.now(timezone.utc) - timedelta(seconds=seconds)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is neither an age (30m, 12h, 7d, 2w) nor a date (2026-01-31)", param_hint=f"'{flag}'"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _not_a_folder(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """An image given as a local path must be a file: ``-r .`` is a folder, not a missing file."""
+    for item in value if isinstance(value, (tuple, list)) else [value]:
+        if isinstance(item, str) and "://" not in item and not item.startswith("data:") and Path(item).is_dir():
+            raise click.BadParameter(f"{item!r} is a folder; give an image file (PNG, JPEG or WebP)")
+    return value
+
+
+def image_option(*names: str, **kwargs: Any) -> Callable[[F], F]:
+    """An option taking an image (a path, an http(s) URL or a data URI), checked not to be a folder."""
+    return click.option(*names, metavar="IMAGE", callback=_not_a_folder, **kwargs)
 
 
 def _apply(f: F, decorators: Sequence[Callable[[F], F]]) -> F:
@@ -73,7 +166,7 @@ def parse_extra(pairs: Sequence[str], extra_json: str | None) -> dict[str, dict[
     """
     extra: dict[str, dict[str, Any]] = {}
     if extra_json:
-        text = Path(extra_json[1:]).read_text(encoding="utf-8") if extra_json.startswith("@") else extra_json
+        text = _json_text(extra_json)
         try:
             loaded = json.loads(text)
         except ValueError as exc:
@@ -99,6 +192,22 @@ def parse_extra(pairs: Sequence[str], extra_json: str | None) -> dict[str, dict[
             target = nested
         target[leaf] = _value(raw)
     return extra
+
+
+def _json_text(value: str) -> str:
+    """``--extra-json``'s text: as given, or the file after ``@``."""
+    if not value.startswith("@"):
+        return value
+    path = Path(value[1:]).expanduser()
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        problem = f"no file {str(path)!r} (after '@' comes a JSON file)"
+    except IsADirectoryError:
+        problem = f"{str(path)!r} is a folder, not a JSON file"
+    except (OSError, UnicodeDecodeError) as exc:
+        problem = f"cannot read {str(path)!r}: {getattr(exc, 'strerror', None) or exc}"
+    raise click.BadParameter(problem, param_hint="'--extra-json'")
 
 
 def provider_names(values: Sequence[str]) -> list[str] | None:
@@ -155,10 +264,8 @@ def request_options(*, reference_required: bool = True) -> Callable[[F], F]:
         reference_help += " Optional here: the shipped reference is used when omitted."
     decorators: list[Callable[[F], F]] = [
         click.argument("prompt"),
-        click.option("-r", "--reference", required=reference_required, metavar="IMAGE", help=reference_help),
-        click.option(
-            "--reference-mask", metavar="IMAGE", help="Grayscale mask of the reference marking the character."
-        ),
+        image_option("-r", "--reference", required=reference_required, help=reference_help),
+        image_option("--reference-mask", help="Grayscale mask of the reference marking the character."),
         click.option(
             "--aspect-ratio",
             type=click.Choice(ASPECT_RATIOS),
@@ -189,7 +296,7 @@ def request_options(*, reference_required: bool = True) -> Callable[[F], F]:
             help="A palette colour with an optional weight 0.05-1; repeat for more.",
         ),
         click.option("--style-code", multiple=True, metavar="HEX8", help="An 8-hex-digit style code; repeatable."),
-        click.option("--style-reference", multiple=True, metavar="IMAGE", help="A style reference image; repeatable."),
+        image_option("--style-reference", multiple=True, help="A style reference image; repeatable."),
         click.option(
             "--extra",
             multiple=True,
@@ -199,6 +306,17 @@ def request_options(*, reference_required: bool = True) -> Callable[[F], F]:
         click.option("--extra-json", metavar="JSON|@FILE", help="Vendor-only options as JSON: '{\"fal\": {...}}'."),
     ]
     return lambda f: _apply(f, decorators)
+
+
+def _complete_providers(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of ``-p``: the installed providers, after any already typed (``fal,seg`` -> ``fal,segmind``)."""
+    from ideochar.plugins import collect_providers, get_plugin_manager
+
+    root = ctx.find_root().obj
+    pm = getattr(root, "pm", None) or get_plugin_manager()
+    done, _, partial = incomplete.rpartition(",")
+    prefix = f"{done}," if done else ""
+    return [prefix + name for name in sorted(collect_providers(pm)) if name.startswith(partial)]
 
 
 def routing_options(f: F) -> F:
@@ -211,6 +329,7 @@ def routing_options(f: F) -> F:
             "providers",
             multiple=True,
             metavar="NAME[,NAME...]",
+            shell_complete=_complete_providers,
             help="Providers in failover order (default: the configuration or IDEOCHAR_PROVIDERS, else all).",
         ),
         click.option(
@@ -233,7 +352,8 @@ def emulator_options(f: F) -> F:
         click.option(
             "--emulator",
             is_flag=True,
-            help="Run against the built-in emulator: no keys, no network, no cost (and no journal unless --journal).",
+            help="Run against the built-in emulator (the emulator extra): no keys, no network, no cost; "
+            "journaled, marked emulated.",
         ),
         click.option(
             "--emulator-url", metavar="URL", help="Use an emulator already running (ideochar emulator serve)."
@@ -276,7 +396,12 @@ def config_option(f: F) -> F:
 
 def client_options(f: F) -> F:
     """Everything a job command passes to :class:`~ideochar.client.Client`."""
-    return routing_options(emulator_options(journal_options(config_option(f))))
+    private = click.option(
+        "--allow-private-urls",
+        is_flag=True,
+        help="Fetch image URLs on private, loopback or link-local addresses (an internal CDN); refused by default.",
+    )
+    return routing_options(emulator_options(journal_options(config_option(private(f)))))
 
 
 def output_options(f: F) -> F:
@@ -299,5 +424,11 @@ def output_options(f: F) -> F:
             help="Progress on stderr: a live line on a terminal, plain lines otherwise.",
         ),
         click.option("-q", "--quiet", is_flag=True, help="No progress output (same as --progress off)."),
+        click.option(
+            "--open",
+            "open_images",
+            is_flag=True,
+            help="Open the saved images with the system's viewer (skipped where there is no display).",
+        ),
     ]
     return _apply(f, decorators)

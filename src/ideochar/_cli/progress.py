@@ -16,9 +16,12 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Literal, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
 from ideochar.events import Event
+
+if TYPE_CHECKING:
+    from ideochar.journal import JobRecord
 
 __all__ = ["Progress", "ProgressMode", "Submitted"]
 
@@ -63,6 +66,8 @@ class Progress:
         self.submitted: list[Submitted] = []
         self.job_id: str | None = None
         """The client's job id, from the first event (the journal's key for ``ideochar jobs``)."""
+        self.resuming = False
+        """Set by :meth:`note_resuming`: a failure's advice to resume is what the user is doing already."""
         self._state = _State()
         self._started = time.monotonic()
         self._lock = threading.Lock()
@@ -135,7 +140,12 @@ class Progress:
         elif event.kind == "attempt_failed":
             billed = event.billed
             suffix = f" (billed: {billed})" if billed else ""
-            self._note(f"{provider} failed: {event.message or event.error_type or 'error'}{suffix}")
+            message = event.message or event.error_type or "error"
+            if self.resuming:
+                from ideochar._cli.errors import without_resume_advice
+
+                message = without_resume_advice(message)
+            self._note(f"{provider} failed: {message}{suffix}")
         elif event.kind == "failed_over":
             self._note(f"{provider}: failing over to the next provider")
         elif event.kind == "finished":
@@ -152,6 +162,25 @@ class Progress:
             if key != self._last_plain:
                 self._last_plain = key
                 self._write(self._status_line(spinner=False) + "\n")
+
+    def note_resuming(self, job: JobRecord) -> None:
+        """Say at once what resuming ``job`` will do, so a wait on a vendor never starts in silence."""
+        self.job_id = job.id
+        self.resuming = True
+        picked = [f"{a.provider} {a.vendor_request_id or '(answer journaled)'}" for a in job.resumable]
+        lost = [a for a in job.attempts if a.lost]
+        planned = [p for p in job.parts if p.state == "planned"]
+        plan = []
+        if picked:
+            plan.append(f"picking up {len(picked)} admitted call(s): {', '.join(picked)}")
+        if lost:
+            plan.append(f"looking for {len(lost)} call(s) whose answer was lost (never sent again)")
+        if planned:
+            plan.append(f"sending {len(planned)} call(s) never sent")
+        if job.outputs:
+            plan.append(f"reading {len(job.outputs)} saved image(s)")
+        with self._lock:
+            self._note(f"resuming job {job.id[:12]} ({job.status}): " + ("; ".join(plan) or "nothing left to fetch"))
 
     # -- rendering -----------------------------------------------------------------------------------
 

@@ -9,12 +9,13 @@ cannot disagree.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from decimal import Decimal
 from typing import Any
 
 from ideochar._cli.output import money
-from ideochar.journal import JobRecord
+from ideochar._cli.timing import Estimate
+from ideochar.journal import JobRecord, SpendTotals
 from ideochar.request import OperationName, Speed
 from ideochar.result import CharacterResult
 from ideochar.spec import ProviderInfo, Quote
@@ -28,8 +29,11 @@ __all__ = [
     "provider_rows",
     "quote_document",
     "quote_rows",
+    "quote_summary",
     "render",
+    "resume_cost_note",
     "supported_fields_rows",
+    "totals_line",
 ]
 
 _OPERATIONS: tuple[OperationName, ...] = ("generate", "edit", "remix")
@@ -80,11 +84,26 @@ def _quote_notes(quote: Quote, max_cost: Decimal | None, strict: bool) -> str:
     return "; ".join(notes)
 
 
-QUOTE_HEADERS = ("provider", "supported", "unit price", "images", "calls", "total", "notes")
-QUOTE_RIGHT = (2, 3, 4, 5)
+QUOTE_HEADERS = ("provider", "supported", "unit price", "images", "calls", "total", "time", "notes")
+QUOTE_RIGHT = (2, 3, 4, 5, 6)
 
 
-def quote_rows(quotes: Sequence[Quote], *, max_cost: Decimal | None = None, strict: bool = False) -> list[list[str]]:
+def _seconds(estimate: Estimate | None) -> str:
+    if estimate is None:
+        return "?"
+    if estimate.seconds < 90:
+        return f"~{estimate.seconds:.0f} s"
+    return f"~{estimate.seconds / 60:.0f} min"
+
+
+def quote_rows(
+    quotes: Sequence[Quote],
+    *,
+    max_cost: Decimal | None = None,
+    strict: bool = False,
+    times: Mapping[str, Estimate] | None = None,
+) -> list[list[str]]:
+    times = times or {}
     return [
         [
             q.provider,
@@ -93,6 +112,7 @@ def quote_rows(quotes: Sequence[Quote], *, max_cost: Decimal | None = None, stri
             str(q.images),
             str(q.calls),
             money(q.total_usd),
+            _seconds(times.get(q.provider)) if q.supported else "",
             _quote_notes(q, max_cost, strict),
         ]
         for q in quotes
@@ -100,8 +120,13 @@ def quote_rows(quotes: Sequence[Quote], *, max_cost: Decimal | None = None, stri
 
 
 def quote_document(
-    quotes: Sequence[Quote], *, max_cost: Decimal | None = None, strict: bool = False
+    quotes: Sequence[Quote],
+    *,
+    max_cost: Decimal | None = None,
+    strict: bool = False,
+    times: Mapping[str, Estimate] | None = None,
 ) -> list[dict[str, Any]]:
+    times = times or {}
     return [
         {
             "provider": q.provider,
@@ -111,12 +136,58 @@ def quote_document(
             "calls": q.calls,
             "total_usd": None if q.total_usd is None else str(q.total_usd),
             "price_inferred": q.price_inferred,
+            "typical_seconds": times[q.provider].seconds if q.provider in times else None,
+            "time_source": times[q.provider].source if q.provider in times else None,
             "reason": q.reason if not q.supported else None,
             "warnings": [{"field": w.field, "kind": w.kind, "message": w.message} for w in q.warnings],
             "notes": _quote_notes(q, max_cost, strict),
         }
         for q in quotes
     ]
+
+
+def _eligible(quote: Quote, max_cost: Decimal | None, strict: bool) -> bool:
+    """Would a client with these rules send this quote's request (supported, priced, within the rules)?"""
+    if not quote.supported or quote.total_usd is None or (strict and quote.warnings):
+        return False
+    return max_cost is None or quote.total_usd <= max_cost
+
+
+def quote_summary(
+    quotes: Sequence[Quote],
+    *,
+    max_cost: Decimal | None = None,
+    strict: bool = False,
+    times: Mapping[str, Estimate] | None = None,
+) -> list[str]:
+    """The line under the table: the cheapest provider the rules allow, or why there is none."""
+    times = times or {}
+    lines: list[str] = []
+    eligible = [q for q in quotes if _eligible(q, max_cost, strict)]
+    priced = [q for q in quotes if q.supported and q.total_usd is not None]
+    if eligible:
+        low = min(q.total_usd for q in eligible if q.total_usd is not None)
+        best = [q.provider for q in eligible if q.total_usd == low]
+        lines.append(
+            f"cheapest: {', '.join(best)} at {money(low)} for {eligible[0].images} image(s). Nothing was sent."
+        )
+    elif priced:
+        rules = [r for r, on in ((f"--max-cost {money(max_cost)}", max_cost is not None), ("--strict", strict)) if on]
+        low = min(q.total_usd for q in priced if q.total_usd is not None)
+        best = [q.provider for q in priced if q.total_usd == low]
+        lines.append(
+            f"no provider can serve this within {' and '.join(rules) or 'the rules'}; without them the "
+            f"cheapest would be {', '.join(best)} at {money(low)}. Nothing was sent."
+        )
+    else:
+        lines.append("no provider can serve this request. Nothing was sent.")
+    if times:
+        seen = sorted(p for p, e in times.items() if e.source == "seen")
+        documented = sorted(p for p, e in times.items() if e.source == "declared")
+        basis = [f"seen in your journal for {', '.join(seen)}"] if seen else []
+        basis += [f"as documented for {', '.join(documented)}"] if documented else []
+        lines.append(f"time: {'; '.join(basis)}; ? where neither is known.")
+    return lines
 
 
 # -- providers ------------------------------------------------------------------------------------------
@@ -137,11 +208,19 @@ PROVIDER_HEADERS = ("provider", "operation", "turbo", "default", "quality", "per
 PROVIDER_RIGHT = (2, 3, 4, 5, 6, 7)
 
 
-def provider_rows(infos: Sequence[ProviderInfo], environ: Mapping[str, str] | None = None) -> list[list[str]]:
+def _key_state(info: ProviderInfo, environ: Mapping[str, str] | None, stored: bool) -> str:
+    if key_is_set(info, environ):
+        return "set"
+    return "stored" if stored else "not set"
+
+
+def provider_rows(
+    infos: Sequence[ProviderInfo], environ: Mapping[str, str] | None = None, *, stored: Set[str] = frozenset()
+) -> list[list[str]]:
     """One row per provider and operation: prices by speed, limits, resume support, key variables."""
     rows: list[list[str]] = []
     for info in infos:
-        key = f"{key_variables(info)} ({'set' if key_is_set(info, environ) else 'not set'})"
+        key = f"{key_variables(info)} ({_key_state(info, environ, info.name in stored)})"
         inferred = any(k.startswith("price") for k in info.inferred)
         first = True
         for op in _OPERATIONS:
@@ -182,7 +261,9 @@ def supported_fields_rows(infos: Sequence[ProviderInfo]) -> tuple[list[str], lis
     return headers, rows
 
 
-def provider_document(info: ProviderInfo, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def provider_document(
+    info: ProviderInfo, environ: Mapping[str, str] | None = None, *, stored: bool = False
+) -> dict[str, Any]:
     return {
         "name": info.name,
         "title": info.title,
@@ -201,9 +282,11 @@ def provider_document(info: ProviderInfo, environ: Mapping[str, str] | None = No
         "can_resume": info.can_resume,
         "credential_variables": [list(alt) for alt in info.credential_variables],
         "key_set": key_is_set(info, environ),
+        "key_stored": stored,
         "base_urls": dict(info.base_urls),
         "docs_url": info.docs_url,
         "inferred": dict(info.inferred),
+        "typical_seconds": info.typical_seconds,
     }
 
 
@@ -257,7 +340,7 @@ def job_rows(jobs: Sequence[JobRecord]) -> list[list[str]]:
             job.operation,
             job.provider or "-",
             f"{len(job.outputs)}/{job.num_images}",
-            money(job.spent_usd),
+            "emulated" if job.emulated else money(job.spent_usd),
             "yes" if _can_resume(job) else "",
             _short(job.prompt, _PROMPT_WIDTH),
         ]
@@ -301,10 +384,16 @@ def job_lines(job: JobRecord) -> list[str]:
     if job.provider:
         vendor = f", vendor id {job.vendor_request_id}" if job.vendor_request_id else ""
         lines.append(f"provider {job.provider}{vendor}")
-    spent = f"spent {money(job.spent_usd)}"
-    if job.possibly_billed_usd:
-        spent += f", possibly billed {money(job.possibly_billed_usd)} more (outcome unknown)"
-    lines.append(spent)
+    if job.emulated:
+        lines.append(
+            f"emulated: nothing was charged (a vendor would have charged {money(job.emulated_cost_usd)}); "
+            "it can be resumed only against the emulator that ran it"
+        )
+    else:
+        spent = f"spent {money(job.spent_usd)}"
+        if job.possibly_billed_usd:
+            spent += f", possibly billed {money(job.possibly_billed_usd)} more (outcome unknown)"
+        lines.append(spent)
     if job.error_type:
         lines.append(f"error: {job.error_type}: {job.error_message or ''}".rstrip(": "))
     if job.attempts:
@@ -315,5 +404,27 @@ def job_lines(job: JobRecord) -> list[str]:
             size = f"{output.width}x{output.height}" if output.width and output.height else "size unknown"
             lines.append(f"  {output.path}  ({size}, sha256 {output.sha256[:12]})")
     if _can_resume(job):
-        lines += ["", f"resume it (nothing is sent twice): ideochar jobs resume {job.id[:12]}"]
+        where = " --emulator-url URL" if job.emulated else ""
+        lines += ["", f"resume it (nothing is sent twice): ideochar jobs resume {job.id[:12]}{where}"]
     return lines
+
+
+def totals_line(totals: SpendTotals) -> str:
+    """``ideochar jobs list``'s last line: what the vendors' jobs cost; emulated ones counted apart."""
+    line = f"{totals.jobs} job(s), {totals.images} image(s), spent {money(totals.spent_usd)}"
+    if totals.possibly_billed_usd:
+        line += f", possibly billed {money(totals.possibly_billed_usd)} more (outcome unknown)"
+    if totals.emulated_jobs:
+        line += f"; {totals.emulated_jobs} emulated job(s), not counted"
+    return line
+
+
+def resume_cost_note(before: JobRecord, after: JobRecord) -> str:
+    """What resuming itself cost: the attempts it started (parts never sent before); picking up an admitted
+    job, or reading saved images, charges nothing new."""
+    known = {a.key for a in before.attempts}
+    new = [a for a in after.attempts if a.key not in known]
+    if not new:
+        return "charged when the job first ran; resuming charged nothing more"
+    fresh = sum((a.spent_usd for a in new), Decimal(0))
+    return f"of which {money(fresh)} for the calls resuming sent"

@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from ideogram_contract import SHARED, openapi
+from ideogram_contract import NO_FULL_DOCUMENT, SHARED, openapi
 from ideogram_docs import (
     DATA,
     DOCS_IMAGE_URL,
@@ -148,7 +148,7 @@ def test_cassettes_hold_the_documented_request_fields() -> None:
             assert parts[field] == str(value), (name, field)
 
 
-@pytest.mark.skipif(not SHARED.exists(), reason="the shared reference document is not beside this checkout")
+@pytest.mark.skipif(not SHARED.exists(), reason=NO_FULL_DOCUMENT)
 @pytest.mark.parametrize(
     ("route", "example"),
     [("/v1/ideogram-v3/generate", GENERATE_EXAMPLE), ("/v1/ideogram-v3/edit", EDIT_EXAMPLE),
@@ -160,6 +160,6 @@ def test_the_docs_bodies_are_the_documented_examples(route: str, example: dict[s
     assert example["response"] == documented["response"]
 
 
-@pytest.mark.skipif(not SHARED.exists(), reason="the shared reference document is not beside this checkout")
+@pytest.mark.skipif(not SHARED.exists(), reason=NO_FULL_DOCUMENT)
 def test_the_safety_body_is_the_documented_example() -> None:
     assert openapi()["components"]["schemas"]["GenerateImageSafetyError"]["example"] == SAFETY_ERROR_EXAMPLE

@@ -15,7 +15,16 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ideogram_contract import PACKAGED, SHARED, openapi, openapi_path, problems, request_schema, resolve
+from ideogram_contract import (
+    NO_FULL_DOCUMENT,
+    PACKAGED,
+    SHARED,
+    openapi,
+    openapi_path,
+    problems,
+    request_schema,
+    resolve,
+)
 from ideogram_support import IMAGE_URL, FakeIdeogram, Form, FormPart, context, form_of, make_image, run
 
 from ideochar.request import ASPECT_RATIOS, RESOLUTIONS, CharacterRequest, Edit, Remix, is_visible
@@ -65,7 +74,7 @@ def test_color_palette_is_documented_as_one_json_part(route: str) -> None:
     assert encoding["color_palette"]["contentType"] == "application/json"
 
 
-@pytest.mark.skipif(not SHARED.exists(), reason="the shared reference document is not beside this checkout")
+@pytest.mark.skipif(not SHARED.exists(), reason=NO_FULL_DOCUMENT)
 def test_the_packaged_subset_matches_the_reference_document() -> None:
     """The package ships the four routes' schemas for the emulator; they must be the reference's, unchanged."""
     packaged = json.loads(PACKAGED.read_text(encoding="utf-8"))
