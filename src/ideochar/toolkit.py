@@ -872,7 +872,11 @@ def draw_seed() -> int:
     so the images differ (Segmind's documented default seed is 1: every unseeded call would draw the same
     image), and each image can report the seed that made it.
     """
-    return secrets.randbelow(MAX_SEED + 1)
+    return _random_below(MAX_SEED + 1)
+
+
+#: Where drawn seeds come from (a test may pin it: ``monkeypatch.setattr(toolkit, "_random_below", ...)``).
+_random_below: Callable[[int], int] = secrets.randbelow
 
 
 def output_size(request: CharacterRequest) -> tuple[int, int] | None:
