@@ -43,7 +43,14 @@ from pathlib import Path
 
 from ideochar._secrets import Secret
 
-__all__ = ["CLAIM_SECONDS", "REUSE_MARGIN_SECONDS", "Upload", "UploadCache", "account_fingerprint"]
+__all__ = [
+    "CLAIM_SECONDS",
+    "REUSE_MARGIN_SECONDS",
+    "Upload",
+    "UploadCache",
+    "UploadToken",
+    "account_fingerprint",
+]
 
 logger = logging.getLogger("ideochar.uploads")
 
@@ -79,6 +86,17 @@ class Upload:
         return self.expires_at - now >= seconds
 
 
+@dataclass(frozen=True)
+class UploadToken:
+    """A short-lived credential for a vendor's storage (fal's CDN token): never written to disk."""
+
+    authorization: Secret
+    """The whole ``Authorization`` header value (``Bearer <token>``)."""
+    base_url: str
+    """Where uploads with this token go."""
+    expires_at: float
+
+
 def account_fingerprint(key: Secret) -> str:
     """A short, one-way name for an account: uploads are scoped by it, and the key is never stored."""
     return hashlib.sha256(b"ideochar-upload-scope\0" + key.reveal().encode("utf-8")).hexdigest()[:16]
@@ -93,7 +111,7 @@ class UploadCache:
         self._lock = threading.Lock()
         self._memory: dict[tuple[str, str], Upload] = {}
         self._claims: dict[tuple[str, str], float] = {}
-        self._tokens: dict[str, tuple[Secret, float]] = {}
+        self._tokens: dict[str, UploadToken] = {}
         self._db: sqlite3.Connection | None = None
         self._db_failed = False
 
@@ -142,17 +160,22 @@ class UploadCache:
 
     # -- short-lived upload tokens (memory only) ------------------------------------------------------
 
-    def token(self, scope: str, *, margin: float = 60.0) -> Secret | None:
-        """A token held for ``scope`` that lives ``margin`` seconds more, or None."""
+    def token(self, scope: str, *, margin: float = 60.0) -> UploadToken | None:
+        """The upload token held for ``scope`` that lives ``margin`` seconds more, or None."""
         with self._lock:
             held = self._tokens.get(scope)
-        if held is None or held[1] - self.clock() < margin:
+        if held is None or held.expires_at - self.clock() < margin:
             return None
-        return held[0]
+        return held
 
-    def hold_token(self, scope: str, token: Secret, expires_at: float) -> None:
+    def hold_token(self, scope: str, token: UploadToken) -> None:
         with self._lock:
-            self._tokens[scope] = (token, expires_at)
+            self._tokens[scope] = token
+
+    def drop_token(self, scope: str) -> None:
+        """Forget a token the vendor refused."""
+        with self._lock:
+            self._tokens.pop(scope, None)
 
     # -- the SQLite table ----------------------------------------------------------------------------
 
