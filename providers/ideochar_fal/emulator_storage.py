@@ -4,15 +4,15 @@ Written from ``reference/fal.md`` §3 (how fal_client 1.0.3 and fal-js upload) a
 ("Pricing"), not from our adapter. Routes, relative to the ``fal`` prefix (``rest`` is ``/rest``, the CDN
 ``/cdn``, the platform API ``/platform``); the name in brackets is the route name a fault profile uses:
 
-- ``POST /rest/storage/auth/token?storage_type=fal-cdn-v3`` [``storage.token``]: ``Authorization: Key``,
+- ``POST /rest/storage/auth/token?storage_type=fal-cdn-v3`` [``uploads.token``]: ``Authorization: Key``,
   a JSON object body (``{}``) -> ``{token, token_type: "Bearer", base_url, expires_at}`` [S]; the token
   lives :data:`TOKEN_SECONDS` [I].
-- ``POST /cdn/files/upload`` [``storage.upload``]: ``Authorization: Bearer <token>`` (a token this
+- ``POST /cdn/files/upload`` [``uploads.cdn``]: ``Authorization: Bearer <token>`` (a token this
   emulator issued, not expired: else 401), the raw bytes with their ``Content-Type``, optional
   ``X-Fal-File-Name`` and lifecycle headers -> ``{"access_url"}`` [S].
-- ``POST /rest/storage/upload/initiate?storage_type=gcs|fal-cdn-v3`` [``storage.initiate``]: ``Key`` auth,
+- ``POST /rest/storage/upload/initiate?storage_type=gcs|fal-cdn-v3`` [``uploads.initiate``]: ``Key`` auth,
   ``{"file_name", "content_type"}`` -> ``{"upload_url", "file_url"}`` [S]; then ``PUT upload_url``
-  [``storage.put``] with the bytes (a signed URL: no auth; once; within :data:`INITIATED_SECONDS` [I]).
+  [``uploads.put``] with the bytes (a signed URL: no auth; once; within :data:`INITIATED_SECONDS` [I]).
 - ``GET /platform/v1/models/pricing?endpoint_id=...`` [``pricing``]: ``Key`` auth, 1 to 50 endpoint ids
   (comma-separated or repeated) -> ``{"prices": [{endpoint_id, unit_price, unit, currency}], "next_cursor":
   null, "has_more": false}`` [D]; the listed unit price is BALANCED's [I], unknown ids are left out [I].
@@ -149,7 +149,7 @@ class _Storage:
         _, denied = self.owner_of(request)
         if denied is not None:
             return denied
-        injected = await self.kit.fault("storage.token", request)
+        injected = await self.kit.fault("uploads.token", request)
         if injected is not None:
             return injected
         try:
@@ -174,7 +174,7 @@ class _Storage:
         expires = self.tokens.get(_digest(token.strip())) if scheme.lower() == "bearer" else None
         if expires is None or self.clock() >= expires:
             return self._json({"detail": "Invalid or expired token"}, 401)
-        injected = await self.kit.fault("storage.upload", request)
+        injected = await self.kit.fault("uploads.cdn", request)
         if injected is not None:
             return injected
         try:
@@ -192,7 +192,7 @@ class _Storage:
         _, denied = self.owner_of(request)
         if denied is not None:
             return denied
-        injected = await self.kit.fault("storage.initiate", request)
+        injected = await self.kit.fault("uploads.initiate", request)
         if injected is not None:
             return injected
         try:
@@ -224,7 +224,7 @@ class _Storage:
         pending = self.pending.pop(request.path_params["ticket"], None)
         if pending is None or self.clock() >= pending.until:
             return Response("Invalid or expired upload URL", status_code=403, media_type="text/plain")
-        injected = await self.kit.fault("storage.put", request)
+        injected = await self.kit.fault("uploads.put", request)
         if injected is not None:
             return injected
         try:

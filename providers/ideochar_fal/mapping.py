@@ -76,11 +76,11 @@ EXPAND_PROMPT: Mapping[MagicPrompt, bool] = MappingProxyType({"auto": True, "on"
 #: What goes on the wire for a neutral setting left unset (``ProviderInfo.defaults`` and the docs say it).
 UNSET: Mapping[str, str] = MappingProxyType(
     {
-        "speed": "rendering_speed always sent (default: BALANCED, fal's own default too)",
-        "style": "style AUTO, sent on every endpoint (fal's default too); none with style codes",
-        "magic_prompt": "auto: expand_prompt true, sent (fal has no auto; true is its documented default)",
-        "size": "image_size {1024, 1024} sent when no size is given (fal's square_hd); edit: the image's size",
-        "seed": "left out: fal draws one per call and reports it for the call",
+        "speed": "`rendering_speed` always sent; default: BALANCED",
+        "style": "`style` AUTO, on every endpoint (none with style codes)",
+        "magic_prompt": "auto: `expand_prompt` true (fal has no auto; true is its default)",
+        "size": "`image_size` 1024x1024 (fal's square_hd); edit: the image's size",
+        "seed": "left out: fal draws one, reported for the call",
     }
 )
 

@@ -103,12 +103,11 @@ STYLE_TYPE_WHEN_UNSET: Final[WireStyle | None] = "AUTO"
 #: What goes on the wire for a neutral setting left unset (``ProviderInfo.defaults`` and the docs say it).
 UNSET: Final[Mapping[str, str]] = MappingProxyType(
     {
-        "speed": "rendering_speed always sent (default: DEFAULT, Ideogram's own default too)",
-        "style": "style_type AUTO, sent (Ideogram's own default, GENERAL, is not a character style); none "
-        "with style codes",
-        "magic_prompt": "auto: magic_prompt AUTO, sent",
-        "size": "aspect_ratio 1x1 sent when no size is given (Ideogram's default too); edit: the image's size",
-        "seed": "left out: Ideogram draws one per image and reports it with each",
+        "speed": "`rendering_speed` always sent; default: DEFAULT",
+        "style": "`style_type` AUTO (Ideogram's own GENERAL is no character style; none with style codes)",
+        "magic_prompt": "auto: `magic_prompt` AUTO",
+        "size": "`aspect_ratio` 1x1 (a resolution as given); edit: the image's size",
+        "seed": "left out: Ideogram draws one per image and reports it",
     }
 )
 

@@ -71,12 +71,11 @@ MAX_REPLICATE_SEED = MAX_SEED
 
 #: What goes on the wire for a neutral setting left unset (``ProviderInfo.defaults`` and the docs say it).
 UNSET: Mapping[str, str] = {
-    "speed": "rendering_speed always sent (default: Default, Replicate's own default too)",
-    "style": "style_type Auto, sent (Replicate's default too)",
-    "magic_prompt": "auto: magic_prompt_option Auto, sent (Replicate's default too)",
-    "size": "aspect_ratio 1:1 sent when no size is given (Replicate's default too); a resolution as given "
-    "(edit: the image's size)",
-    "seed": "a random seed drawn by ideochar, sent and reported on the image (Replicate would draw one)",
+    "speed": "`rendering_speed` always sent; default: Default",
+    "style": "`style_type` Auto",
+    "magic_prompt": "auto: `magic_prompt_option` Auto",
+    "size": "`aspect_ratio` 1:1 (a resolution as given); edit: the image's size",
+    "seed": "drawn by ideochar, sent, reported on each image",
 }
 
 #: The one table of title-case enums: wire field -> neutral value -> Replicate value.

@@ -99,12 +99,12 @@ SEGMIND_DEFAULTS: Mapping[str, str | int] = MappingProxyType(
 #: What goes on the wire for a neutral setting left unset (``ProviderInfo.defaults`` and the docs say it).
 UNSET: Mapping[str, str] = MappingProxyType(
     {
-        "speed": "rendering_speed always sent (default: Default); Segmind's own default is Quality",
-        "style": "style_type Auto, sent; Segmind's own default is Realistic",
-        "magic_prompt": "auto: magic_prompt_option Auto, sent; Segmind's own default is Off",
-        "size": "always a resolution: 1024x1024 unset, an aspect ratio's size otherwise; Segmind's own "
-        "default is 512x1536 (edit: the image's size)",
-        "seed": "a random seed drawn by ideochar, sent and reported on the image; Segmind's own default is 1",
+        "speed": "`rendering_speed` always sent; default: Default (Segmind's own: Quality)",
+        "style": "`style_type` Auto (Segmind's own default: Realistic)",
+        "magic_prompt": "auto: `magic_prompt_option` Auto (Segmind's own default: Off)",
+        "size": "always `resolution`: 1024x1024, or the aspect ratio's size (Segmind's own default: "
+        "512x1536); edit: the image's size",
+        "seed": "drawn by ideochar, sent, reported on each image (Segmind's own default: 1)",
     }
 )
 

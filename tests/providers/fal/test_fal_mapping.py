@@ -334,7 +334,7 @@ def test_provider_info_declares_prices_fields_and_what_is_inferred() -> None:
         "platform": "https://api.fal.ai",
     }
     assert set(INFO.defaults) == {"speed", "style", "magic_prompt", "size", "seed"}
-    assert "expand_prompt true" in INFO.defaults["magic_prompt"]
+    assert "`expand_prompt` true" in INFO.defaults["magic_prompt"]
 
 
 def test_credentials_come_from_fal_key_or_the_id_and_secret_pair() -> None:
