@@ -571,7 +571,7 @@ def routes(kit: EmulatorKit) -> list[BaseRoute]:
         )
     base = f"/{APP_ID}/requests/{{request_id}}"
     found += storage_routes(
-        kit, owner_of=emulator._auth, prices=PRICE_PER_IMAGE_USD, endpoints=ENDPOINTS, clock=kit_clock(kit)
+        kit, owner_of=emulator._auth, prices=PRICE_PER_IMAGE_USD, endpoints=ENDPOINTS, clock=kit.now
     )
     found += [
         Route(JWKS_PATH, emulator.webhooks.jwks, methods=["GET"], name="fal.jwks"),
@@ -966,14 +966,6 @@ class _FalEmulator:
 def retryable(status: int) -> str:
     """``X-Fal-Retryable`` for an app-level error: worth repeating after a 5xx or a 429, not otherwise [I]."""
     return "true" if status >= 500 or status == 429 else "false"
-
-
-def kit_clock(kit: EmulatorKit) -> Callable[[], float]:
-    """The clock the kit's files expire by (a test may move it), else the wall clock."""
-    state = getattr(kit, "state", None)
-    files = getattr(state, "files", None)
-    clock = getattr(files, "clock", None)
-    return (lambda: clock()) if callable(clock) else time.time  # read at each call: a test may swap it
 
 
 def _job_error(job: TimedJob[Any]) -> tuple[int, str, str] | None:

@@ -501,12 +501,12 @@ def _now() -> float:
 def routes(kit: EmulatorKit, *, clock: Callable[[], float] | None = None) -> list[BaseRoute]:
     """Starlette routes for Replicate's paths, bound to ``kit``.
 
-    ``clock`` (default :func:`_now`) drives every prediction's timeline; tests give a fake one to move
-    time (a deadline, the retention hour) without waiting.
+    ``clock`` (default :func:`_now`) drives every prediction's timeline and every uploaded file's life;
+    tests give a fake one (or patch ``_now``) to move time (a deadline, the retention hour) without waiting.
     """
     from starlette.routing import Route
 
-    emulator = _ReplicateEmulator(kit, clock or _now)
+    emulator = _ReplicateEmulator(kit, clock or (lambda: _now()))  # looked up at each call: a test may patch it
     kit.shape_errors(_error_answer)
     kit.on_reset(emulator.clear)
     kit.on_reset(emulator.webhooks.clear)

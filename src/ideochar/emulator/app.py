@@ -432,6 +432,9 @@ class VendorKit:
 
     # -- vendor storage
 
+    def now(self) -> float:
+        return self.state.files.clock()
+
     def record_upload(self, data: bytes) -> None:
         self.state.uploads.add(self.vendor, data)
 

@@ -315,6 +315,11 @@ class EmulatorKit(Protocol):
 
     # -- vendor storage (uploads) ------------------------------------------------------------------
 
+    def now(self) -> float:
+        """The emulator's wall clock (``time.time()`` unless a test moves it: ``state.files.clock``): what
+        uploaded files expire by, so a vendor's own expiry dates should be read against it too."""
+        ...
+
     def record_upload(self, data: bytes) -> None:
         """Count one file uploaded to this vendor's storage: what "uploaded once" is asserted against
         (``state.uploads``, ``/_emulator/uploads``)."""
