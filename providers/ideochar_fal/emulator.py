@@ -77,7 +77,6 @@ import functools
 import hashlib
 import json
 import re
-import time
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence

@@ -15,7 +15,6 @@ records, in the ledger entry's ``inputs``, what the run used. So:
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -48,9 +47,9 @@ def app() -> Any:
 
 
 @pytest.fixture
-def state(app: Any) -> Iterator[Any]:
+def state(app: Any) -> Any:
     testing.reset(app)
-    yield testing.state_of(app)
+    return testing.state_of(app)
 
 
 def client(app: Any, vendor: str) -> Client:
@@ -153,7 +152,8 @@ REMIX = CharacterRequest(prompt="a knight", reference=REFERENCE, operation=Remix
 EXPECTED: dict[tuple[str, str], tuple[CharacterRequest, dict[str, Any]]] = {
     ("fal", "generate"): (
         GENERATE,
-        {"rendering_speed": "BALANCED", "style": "AUTO", "expand_prompt": True, "image_size": {"width": 1024, "height": 1024}},
+        {"rendering_speed": "BALANCED", "style": "AUTO", "expand_prompt": True,
+         "image_size": {"width": 1024, "height": 1024}},
     ),
     ("fal", "edit"): (EDIT, {"rendering_speed": "BALANCED", "style": "AUTO", "expand_prompt": True}),
     ("fal", "remix"): (
