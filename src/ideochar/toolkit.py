@@ -929,13 +929,14 @@ def reuse_upload(
         made = yield from upload()
         return made.url
     digest = _digest(image)
-    while True:
-        found = cache.find(scope, digest)
-        if found is not None:
-            return found.url
+    found = cache.find(scope, digest)  # memory, then the journal's file (another process's upload)
+    while found is None:
         if cache.claim(scope, digest):
             break
         yield Sleep(UPLOAD_WAIT_SECONDS)
+        found = cache.find(scope, digest, memory_only=True)  # another job of this process is uploading it
+    if found is not None:
+        return found.url
     try:
         made = yield from upload()
     except BaseException:

@@ -117,13 +117,18 @@ class UploadCache:
 
     # -- uploads ---------------------------------------------------------------------------------------
 
-    def find(self, scope: str, sha256: str, *, margin: float = REUSE_MARGIN_SECONDS) -> Upload | None:
-        """The upload of this image in this scope that lives at least ``margin`` seconds more, or None."""
+    def find(
+        self, scope: str, sha256: str, *, margin: float = REUSE_MARGIN_SECONDS, memory_only: bool = False
+    ) -> Upload | None:
+        """The upload of this image in this scope that lives at least ``margin`` seconds more, or None.
+
+        Memory first; the journal's file only when memory has no live entry (another process may have
+        uploaded it), unless ``memory_only`` (a job waiting for this process's own upload looks often)."""
         now = self.clock()
         key = (scope, sha256)
         with self._lock:
             found = self._memory.get(key)
-        if found is None or not found.valid_for(margin, now=now):
+        if (found is None or not found.valid_for(margin, now=now)) and not memory_only:
             found = self._read(scope, sha256)
             if found is not None:
                 with self._lock:
