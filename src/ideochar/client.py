@@ -497,7 +497,7 @@ class _Base:
 
             with self._journal_lock:
                 if self._uploads is None:
-                    given = self._journal.path if self._journal is not None else None
+                    given = getattr(self._journal, "path", None)  # a journal given as an object: its file
                     self._uploads = UploadCache(given or self.settings.journal_path)
         return self._uploads
 

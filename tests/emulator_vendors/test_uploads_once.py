@@ -7,7 +7,8 @@ journal file (another process, the next day) finds the upload in the journal's `
 the upload's life the next job uploads again: the emulator refuses an expired file, so a job that
 reused one would fail.
 
-A thousand jobs per vendor (about a minute each) run with ``IDEOCHAR_RELIABILITY=1``::
+A thousand jobs per vendor (about a minute each) run with ``IDEOCHAR_RELIABILITY=1`` (``make
+reliability`` runs them)::
 
     IDEOCHAR_RELIABILITY=1 .venv/bin/pytest tests/emulator_vendors/test_uploads_once.py
 
