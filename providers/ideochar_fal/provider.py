@@ -78,6 +78,7 @@ from ideochar.toolkit import (
     Unreadable,
     clip,
     collect_images,
+    image_digest,
     json_or_none,
     parse_reply,
     poll,
@@ -245,7 +246,8 @@ INFO = ProviderInfo(
     inferred={
         "price_edit": "edit costs what generate and remix cost ($0.10/$0.15/$0.20); fal's page does not say",
         "price_per_image": "the price is per output image (fal says 'your request'; Ideogram prices per image)",
-        "data_uri_inputs": "the character endpoints accept data URIs for local images",
+        "data_uri_inputs": "with image_transport data_uri, the character endpoints accept data URIs for local "
+        "images (by default they are uploaded to fal's storage)",
         "mask": MASK_POLARITY_INFERRED,
         "strength": "remix strength is passed through: fal's 'strength of the input image' is read as how "
         "strongly the input shapes the result, the neutral meaning; fal documents no scale",
@@ -740,7 +742,7 @@ def _upload_local_images(request: CharacterRequest, ctx: CallContext, options: F
     for path, image in request.images():
         if not image.is_local:
             continue
-        digest = image.sha256
+        digest = image_digest(image)
         if digest not in by_digest:
             upload = functools.partial(_store, image, _file_name(path, image), ctx, options, tokens)
             by_digest[digest] = yield from reuse_upload(ctx, image, scope=scope, upload=upload)

@@ -107,6 +107,7 @@ __all__ = [
     "error_for",
     "first_problem",
     "has_code",
+    "image_digest",
     "int_or_none",
     "json_or_none",
     "json_summary",
@@ -928,7 +929,7 @@ def reuse_upload(
     if cache is None:
         made = yield from upload()
         return made.url
-    digest = _digest(image)
+    digest = image_digest(image)
     found = cache.find(scope, digest)  # memory, then the journal's file (another process's upload)
     while found is None:
         if cache.claim(scope, digest):
@@ -949,7 +950,7 @@ def reuse_upload(
 _DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
-def _digest(image: ImageInput) -> str:
+def image_digest(image: ImageInput) -> str:
     """The image's SHA-256, remembered per file (path, size, modification time): a thousand jobs naming
     one 10 MB reference hash it once, not a thousand times."""
     path = image.path
