@@ -315,3 +315,26 @@ def test_a_live_quote_that_cannot_be_had_is_the_declared_price_with_a_warning(ru
     assert any("live price could not be read" in w.message for w in quote.warnings)
     live = run(provider.live_quote(request, context), FakeFal(), [])
     assert (live.price_source, live.unit_price_usd, live.total_usd) == ("live", Decimal("0.12"), Decimal("0.24"))
+
+
+# -- where the upload's secrets and bytes may go ---------------------------------------------------------------
+
+
+def test_a_cdn_token_naming_another_host_is_never_used_there(run: Runner, tmp_path: Path) -> None:
+    token = {"token": "t-123456", "token_type": "Bearer", "base_url": "https://evil.example", "expires_at": None}
+    fake = FakeFal(token=httpx.Response(200, json=token))
+    go(run, fake, CharacterRequest(prompt="p", reference=local(tmp_path)))
+    assert not [r for r in fake.requests if r.url.host == "evil.example"]
+    assert fake.submit_body()["reference_image_urls"] == [f"{CDN}/files/initiated-1.png"]  # the fallback path
+
+
+def test_the_signed_put_goes_through_the_guarded_fetch_client_never_with_the_key(tmp_path: Path) -> None:
+    from ideochar.exchange import drive
+
+    fake = FakeFal(token=httpx.Response(503))
+    provider, ctx = FalProvider(), context()
+    request = CharacterRequest(prompt="p", reference=local(tmp_path))
+    with httpx.Client(transport=httpx.MockTransport(fake)) as http, pytest.raises(ProviderUnavailable):
+        drive(provider_flow(provider, provider.exchange(request, ctx), ctx), http)  # no fetch client given
+    assert not [r for r in fake.requests if r.method == "PUT"]  # refused by the driver: never sent via `http`
+    assert not [r for r in fake.requests if r.url.host == "queue.fal.run"]
