@@ -18,7 +18,6 @@ import io
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pytest
 from PIL import Image
 
@@ -239,7 +238,3 @@ def _b64(data: bytes) -> str:
     import base64
 
     return base64.b64encode(data).decode("ascii")
-
-
-def test_the_sync_client_transport_is_httpx() -> None:
-    assert issubclass(type(testing.sync_client(testing.emulator_app(vendors=["fal"]))), httpx.Client)

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fal_fakes import CDN, PLATFORM, QUEUE, REST, RUNNERS, SIGNED, FakeFal, Runner, context, sse
+from fal_fakes import CDN, PLATFORM, QUEUE, REST, RUNNERS, SIGNED, FakeFal, Runner, context
 
 import ideochar.exchange
 import ideochar.toolkit
@@ -277,10 +277,6 @@ def test_a_flood_of_log_lines_is_capped(run: Runner, monkeypatch: pytest.MonkeyP
     fake.stream = [fake.completed(logs=[_log(f"line {i}") for i in range(50)])]
     _, events = go(run, fake, CharacterRequest(prompt="p", reference=REF_URL))
     assert len([e for e in events if e.message and e.message.startswith("fal log:")]) == 3
-
-
-def test_the_sse_helper_still_speaks_fals_stream() -> None:
-    assert sse({"status": "COMPLETED"}).endswith(b'data: {"status": "COMPLETED"}\n\n')
 
 
 # -- live prices ------------------------------------------------------------------------------------------
