@@ -40,15 +40,17 @@ bench: $(VENV)/.installed-bench
 
 # Reliability (docs/reliability.md): the whole suite in tests/reliability/ with its slow parts (crash and
 # resume, the 10,000-job soak, the fault matrix over a real socket) and many hypothesis examples (thousands
-# of fault schedules), the named regressions in tests/regressions/, and 1,000 jobs finished through faulty
-# callbacks (tests/webhooks/test_callbacks_at_scale.py); the report is written even when a test fails, and
-# then make fails. It ends by printing how many fault schedules were tried.
+# of fault schedules), the named regressions in tests/regressions/, 1,000 jobs finished through faulty
+# callbacks (tests/webhooks/test_callbacks_at_scale.py) and 1,000 jobs per vendor sharing one uploaded
+# reference (tests/emulator_vendors/test_uploads_once.py); the report is written even when a test fails,
+# and then make fails. It ends by printing how many fault schedules were tried.
 RELIABILITY_RESULTS := out/reliability
 
 reliability: $(STAMP)
 	rm -rf $(RELIABILITY_RESULTS) && mkdir -p $(RELIABILITY_RESULTS)
 	IDEOCHAR_RELIABILITY=1 IDEOCHAR_RELIABILITY_RESULTS=$(CURDIR)/$(RELIABILITY_RESULTS) \
 		$(BIN)/pytest -q tests/reliability tests/regressions tests/webhooks/test_callbacks_at_scale.py \
+		tests/emulator_vendors/test_uploads_once.py \
 		--junitxml=$(RELIABILITY_RESULTS)/junit.xml; status=$$?; \
 		cd tests && IDEOCHAR_RELIABILITY=1 ../$(BIN)/python -m reliability.report ../$(RELIABILITY_RESULTS) \
 		../docs/reliability.md; \

@@ -63,3 +63,16 @@ def canary_key() -> str:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+#: The seed ideochar "draws" while ``pinned_seed`` is in use (cassettes compare request bodies).
+PINNED_SEED = 424242
+
+
+@pytest.fixture
+def pinned_seed(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Every seed ideochar draws for an unseeded request is :data:`PINNED_SEED` (toolkit.draw_seed)."""
+    import ideochar.toolkit
+
+    monkeypatch.setattr(ideochar.toolkit, "_random_below", lambda bound: PINNED_SEED % bound)
+    return PINNED_SEED

@@ -353,10 +353,22 @@ def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
         parsed = json.loads(body)
     except ValueError:
         return response
-    scrubbed = _scrub_json_value(parsed, _response_marker)
+    scrubbed = _drop_stated_sizes(_scrub_json_value(parsed, _response_marker))
     if scrubbed != parsed:
         response["body"]["string"] = json.dumps(scrubbed).encode()
     return response
+
+
+def _drop_stated_sizes(value: Any) -> Any:
+    """A file's stated byte size beside its URL (fal's ``file_size``) is dropped: on replay the image is a
+    stand-in of another size, and a client that checks downloads against it would rightly refuse it."""
+    if isinstance(value, dict):
+        return {
+            key: _drop_stated_sizes(item) for key, item in value.items() if not (key == "file_size" and "url" in value)
+        }
+    if isinstance(value, list):
+        return [_drop_stated_sizes(item) for item in value]
+    return value
 
 
 def _hide_known_keys(text: str) -> str:

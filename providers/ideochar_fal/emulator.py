@@ -11,6 +11,8 @@ a fault profile uses:
 - ``POST /run/fal-ai/ideogram/character[/edit|/remix]`` [``run``]
 - ``GET /rest/.well-known/jwks.json``: the public keys of the emulator's signed callbacks (a submit with
   ``?fal_webhook=URL`` is called back when it ends: see the callbacks section at the end of this module)
+- storage (``/rest/storage/...``, ``/cdn/...``) and pricing (``/platform/v1/models/pricing``): see
+  :mod:`ideochar_fal.emulator_storage`
 
 Behaviour, with its evidence ([D] fal docs, [S] fal_client source, [T] third party, [I] inferred — each
 inferred value is a constant or table below, easy to change):
@@ -23,14 +25,20 @@ inferred value is a constant or table below, easy to change):
   required fields, types, enums (``TURBO|BALANCED|QUALITY``, ``AUTO|REALISTIC|FICTION``, the palette
   and ``image_size`` presets), ranges (``num_images`` 1-8, ``strength`` 0.01-1), palette shapes
   (``name`` xor ``members`` with ``rgb``), style codes (8 hex digits, not with ``style``).
-- **Unknown fields are refused** (``extra_forbidden``), e.g. ``style``, ``image_size`` or
-  ``negative_prompt`` on edit [I: fal's models most likely ignore them; the emulator is stricter on
-  purpose (:data:`REJECT_UNKNOWN_FIELDS`), because a field silently dropped is an adapter bug].
+- **Unknown fields are refused** (``extra_forbidden``), e.g. ``image_size`` or ``negative_prompt`` on
+  edit [I: fal's models most likely ignore them; the emulator is stricter on purpose
+  (:data:`REJECT_UNKNOWN_FIELDS`), because a field silently dropped is an adapter bug]. Edit takes
+  ``style``: ``CharacterEditInputV3`` lists it [D].
+- **Documented defaults are applied** to a missing field (:data:`DEFAULTS` [D]: ``rendering_speed``
+  BALANCED and its price, ``style`` AUTO, ``expand_prompt`` true, ``num_images`` 1, ``image_size``
+  square_hd, ``negative_prompt`` "", ``sync_mode`` false, remix ``strength`` 0.8; a random seed); the
+  ledger entry's ``inputs`` holds what the run used, so a test sees an adapter that left a field out.
 - Images: http(s) URLs or data URIs [D]. Data URIs are decoded and must hold JPEG, PNG or WebP
   (``image_load_error``); references total at most 10 MB, style references too [D]; edit's image and
   mask must have the same pixel size [D]; each reference mask the size of its reference [I]. URLs of
-  files this emulator serves are read back; other URLs are not fetched (no internet): the image is
-  rendered without them and the job's logs say so.
+  files this emulator serves are read back (an upload that expired, or was never completed, is refused
+  with ``file_download_error`` [I wording]); other URLs are not fetched (no internet): the image is
+  rendered without them and the job's logs say so. Each job logs what it renders (``logs=1``).
 - Queue: submit answers ``{request_id, response_url, status_url, cancel_url, status: "IN_QUEUE",
   queue_position}`` with URLs that use only the owner and app (``/fal-ai/ideogram/requests/{id}``) [D].
   A job is ``IN_QUEUE`` for :data:`QUEUE_SHARE` of the model time, then ``IN_PROGRESS``, then
@@ -53,7 +61,9 @@ inferred value is a constant or table below, easy to change):
   ``num_images`` x $0.10/$0.15/$0.20 by speed [D; edit I]. A queued job cancelled, and a run that
   fails (5xx, content policy), are voided [D: "failed requests that return 5xx are not billed"; I].
 - Injected errors: app-level ones carry ``x-fal-request-id`` and fal's ``{"detail", "error_type"}``;
-  ``ingress`` ones are nginx pages without it (what fal_client's retry heuristic tells apart) [S].
+  ``ingress`` ones are nginx pages without it (what fal_client's retry heuristic tells apart) [S]. App
+  errors and failed runs carry ``X-Fal-Retryable`` [D: the header], true for 5xx and 429, false
+  otherwise (:func:`retryable`) [I: the values per error].
 
 Prompt markers to simulate the model's failures: ``[emulator:unsafe]`` (422 ``content_policy_violation``)
 and ``[emulator:fail]`` (500 ``internal_server_error``); the job still completes, with ``error`` set.
@@ -77,6 +87,7 @@ from typing import TYPE_CHECKING, Any
 from ideochar.emulator.inputs import ImageInfo, decode_data_uri, media_type, probe_image
 from ideochar.emulator.jobs import JobBoard, TimedJob
 from ideochar.emulator.kit import RESOLUTIONS, ConnectionDropped, Fault, StoredFile, nearest_resolution
+from ideochar_fal.emulator_storage import storage_routes
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -88,6 +99,7 @@ if TYPE_CHECKING:
 __all__ = [
     "APP_ID",
     "CANCEL_ANSWERS",
+    "DEFAULTS",
     "ENDPOINTS",
     "KEEPALIVE_SECONDS",
     "MARKER_FAIL",
@@ -112,6 +124,19 @@ PRICE_PER_IMAGE_USD: Mapping[str, Decimal] = {
     "QUALITY": Decimal("0.20"),
 }
 DEFAULT_SPEED = "BALANCED"
+#: What fal uses for a missing field, per endpoint [D: the schemas' defaults]; the seed is drawn at random.
+_COMMON_DEFAULTS: Mapping[str, Any] = {
+    "rendering_speed": DEFAULT_SPEED,
+    "style": "AUTO",
+    "expand_prompt": True,
+    "num_images": 1,
+    "sync_mode": False,
+}
+DEFAULTS: Mapping[str, Mapping[str, Any]] = {
+    "generate": {**_COMMON_DEFAULTS, "image_size": "square_hd", "negative_prompt": ""},
+    "edit": dict(_COMMON_DEFAULTS),
+    "remix": {**_COMMON_DEFAULTS, "image_size": "square_hd", "negative_prompt": "", "strength": 0.8},
+}
 #: Share of the model time a job spends IN_QUEUE before IN_PROGRESS [I].
 QUEUE_SHARE = 0.2
 #: A comment line on the status stream this often [D: "every 15 seconds"].
@@ -333,7 +358,12 @@ _GENERATE: Mapping[str, tuple[Check, bool]] = {
 }
 SCHEMAS: Mapping[str, Mapping[str, tuple[Check, bool]]] = {
     "generate": _GENERATE,
-    "edit": {**_COMMON, "image_url": (_string(1), True), "mask_url": (_string(1), True)},
+    "edit": {
+        **_COMMON,
+        "style": (_literal("AUTO", "REALISTIC", "FICTION"), False),
+        "image_url": (_string(1), True),
+        "mask_url": (_string(1), True),
+    },
     "remix": {**_GENERATE, "image_url": (_string(1), True), "strength": (_number(ge=0.01, le=1.0), False)},
 }
 
@@ -387,6 +417,13 @@ class _Input:
     mask: _Image | None = None
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def effective(self) -> dict[str, Any]:
+        """Every setting as the run uses it: the body's values, :data:`DEFAULTS` for the rest (image
+        fields left out)."""
+        values = {**DEFAULTS[self.operation], **self.body}
+        return {k: v for k, v in values.items() if not (k.endswith("_url") or k.endswith("_urls"))}
+
 
 class _Images:
     """Reads image fields: data URIs decoded, this emulator's URLs read back, equal bytes kept once."""
@@ -403,6 +440,8 @@ class _Images:
             data = decoded[1]
         elif value[:7].lower() == "http://" or value[:8].lower() == "https://":
             found = self.kit.lookup(value)
+            if found is None and self.kit.serves(value):  # its file, gone (expired) or never uploaded
+                raise _Invalid([_problem(loc, "Failed to download the file: HTTP 404", "file_download_error")])
             if found is None:
                 notes.append(f"{'.'.join(map(str, loc))}: URL not fetched (the emulator reads only its own files)")
                 return _Image(None, None)
@@ -530,6 +569,9 @@ def routes(kit: EmulatorKit) -> list[BaseRoute]:
             Route(f"/run/{endpoint}", emulator.runner(operation), methods=["POST"], name=f"fal.run.{operation}")
         )
     base = f"/{APP_ID}/requests/{{request_id}}"
+    found += storage_routes(
+        kit, owner_of=emulator._auth, prices=PRICE_PER_IMAGE_USD, endpoints=ENDPOINTS, clock=kit.now
+    )
     found += [
         Route(JWKS_PATH, emulator.webhooks.jwks, methods=["GET"], name="fal.jwks"),
         Route(f"{base}/status", emulator.status, methods=["GET"], name="fal.status"),
@@ -672,11 +714,11 @@ class _FalEmulator:
         ]
 
     def _admit(self, request_id: str, found: _Input, job: _Job, mode: str) -> None:
-        speed = found.body.get("rendering_speed", DEFAULT_SPEED)
-        count = found.body.get("num_images", 1)
+        inputs = {**found.effective, "seed": job.seed}
+        speed, count = inputs["rendering_speed"], inputs["num_images"]
         self.kit.admit(
             request_id, operation=found.operation, images=count, cost_usd=PRICE_PER_IMAGE_USD[speed] * count,
-            mode=mode, rendering_speed=speed,
+            mode=mode, rendering_speed=speed, inputs=inputs,
         )  # fmt: skip
         if job.failure is not None:
             self.kit.void(request_id, f"the run failed ({job.failure[2]})")
@@ -703,7 +745,8 @@ class _FalEmulator:
             body: dict[str, Any] = {"detail": [_problem(("prompt",), detail, error_type)]}
         else:
             body = {"detail": detail, "error_type": error_type}
-        return self._json(body, status, request_id, **{"x-fal-error-type": error_type})
+        hints = {"x-fal-error-type": error_type, "x-fal-retryable": retryable(status)}
+        return self._json(body, status, request_id, **hints)
 
     def _find(self, request: Request, owner: str) -> TimedJob[None] | None:
         job = self.board.get(request.path_params["request_id"])
@@ -746,6 +789,8 @@ class _FalEmulator:
         timed = self.board.submit(request_id, owner=owner, work=warm, stuck=stuck, data=job, on_done=on_done)
         for note in found.notes:
             timed.log(note, "WARN")
+        r = job.render
+        timed.log(f"emulated model: {len(r.seeds)} image(s) at {r.width}x{r.height}, seed {job.seed}")
         if fault is not None and fault.kind == "drop_after_admit":
             raise ConnectionDropped(
                 "emulated fault: the submit was admitted, then the connection dropped", admitted=True
@@ -917,6 +962,11 @@ class _FalEmulator:
         return self._json({"detail": f"Path {request.url.path} not found"}, 404)
 
 
+def retryable(status: int) -> str:
+    """``X-Fal-Retryable`` for an app-level error: worth repeating after a 5xx or a 429, not otherwise [I]."""
+    return "true" if status >= 500 or status == 429 else "false"
+
+
 def _job_error(job: TimedJob[Any]) -> tuple[int, str, str] | None:
     if job.error is not None:
         return (500, f"Internal server error: {job.error}", "internal_server_error")
@@ -941,7 +991,7 @@ def shape_fault(fault: Fault) -> Response:
 
     status = fault.status or (429 if fault.kind == "rate_limit" else 500)
     detail, error_type = FAULT_BODIES.get(status, (f"HTTP {status}", None))
-    headers = {"x-fal-request-id": str(uuid.uuid4())}
+    headers = {"x-fal-request-id": str(uuid.uuid4()), "x-fal-retryable": retryable(status)}
     if error_type:
         headers["x-fal-error-type"] = error_type
     if fault.retry_after is not None:

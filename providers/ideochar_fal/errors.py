@@ -19,6 +19,9 @@ Bodies are read without assuming JSON (an nginx 502 page is HTML). Choices made 
 * INFERRED: 403 with words of money ("Exhausted balance", "locked", ...) is InsufficientCredits
   (``CREDIT_WORDS``), and the content-policy types and words in ``CONTENT_POLICY_TYPES`` and
   ``CONTENT_POLICY_WORDS`` mark a safety refusal (ContentFiltered, not billed).
+* ``X-Fal-Retryable`` (or ``X-Fal-Needs-Retry``, as another copy of fal's error page names it) is read
+  into ``ProviderError.retryable``: fal's own hint whether the same request may succeed if repeated. It
+  is kept as data for the router; nothing here decides a retry or a failover from it.
 """
 
 from __future__ import annotations
@@ -48,10 +51,17 @@ from ideochar.toolkit import (
     clip,
     error_for,
     mentions,
+    retryable_hint,
     statuses,
 )
 from ideochar.toolkit import read_failure as read_any_failure
-from ideochar_fal.wire import HEADER_ERROR_TYPE, HEADER_REQUEST_ID, HEADER_TIMEOUT_TYPE
+from ideochar_fal.wire import (
+    HEADER_ERROR_TYPE,
+    HEADER_NEEDS_RETRY,
+    HEADER_REQUEST_ID,
+    HEADER_RETRYABLE,
+    HEADER_TIMEOUT_TYPE,
+)
 
 __all__ = [
     "CONTENT_POLICY_TYPES",
@@ -163,7 +173,10 @@ def read_failure(response: httpx.Response) -> Failure:
     detail = failure.detail
     if isinstance(failure.body, (dict, list)):
         detail, problems = _json_detail(failure.body, types)
-    return dataclasses.replace(failure, detail=detail, problems=tuple(problems), codes=frozenset(types))
+    retryable = retryable_hint(response.headers, HEADER_RETRYABLE, HEADER_NEEDS_RETRY)
+    return dataclasses.replace(
+        failure, detail=detail, problems=tuple(problems), codes=frozenset(types), retryable=retryable
+    )
 
 
 def _json_detail(body: Any, types: set[str]) -> tuple[str, list[tuple[str, str]]]:

@@ -20,4 +20,8 @@ def ideochar_register_providers(register: Callable[[Any], None]) -> None:
 def ideochar_register_emulator(register: Callable[[str, Any, Mapping[str, str]], None]) -> None:
     from ideochar_fal.emulator import routes
 
-    register("fal", routes, {"queue": "/fal", "run": "/fal/run", "rest": "/fal/rest"})
+    register(
+        "fal",
+        routes,
+        {"queue": "/fal", "run": "/fal/run", "rest": "/fal/rest", "cdn": "/fal/cdn", "platform": "/fal/platform"},
+    )

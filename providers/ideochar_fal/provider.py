@@ -18,13 +18,33 @@ be recovered (no id comes before the output), so it is not resumable.
 Only a POST that creates a job is sent with ``admits=True`` and never repeated; status, stream and result
 GETs are repeated freely (with backoff) when the network or fal's edge fails. The key goes only to fal's
 hosts or the configured base URL's host, never to a CDN or to a URL a reply names elsewhere.
+
+**Local images** go through fal's storage before the submit, as fal's own clients upload them
+(reference/fal.md §3): a CDN token from ``{rest}/storage/auth/token`` (held in memory until it expires),
+then ``POST {token base_url}/files/upload`` with the bytes and lifecycle headers; when that path fails,
+the initiate-and-PUT one (``{rest}/storage/upload/initiate``, then ``PUT upload_url``). Uploads are
+``Send`` steps of this exchange, never admitting, so both drivers make them and nothing is billed if one
+fails. An uploaded image is reused by later jobs while it lives (``CallContext.uploads``,
+:mod:`ideochar.uploads`). ``extra={"fal": {"image_transport": "data_uri"}}`` sends them inline instead.
+
+**Results, honestly per image.** fal reports one seed per call: an image carries it only when the call
+made one image; with several, each image's ``seed`` is None and the call's seed is in the result's
+metadata (``seed``), since fal does not say how it derives the others. Each download is checked against
+the ``file_size`` fal states (a different size is fetched again, then refused) and its ``content_type``
+(bytes of another format are kept under their real type, with a warning). fal's queue logs (``logs=1``)
+are passed on as ``progress`` events, and ``X-Fal-Retryable`` on an error as ``ProviderError.retryable``.
+
+**Live prices** (:meth:`FalProvider.live_price`): ``GET {platform}/v1/models/pricing?endpoint_id=...``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+import time
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
@@ -34,7 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from typing_extensions import Self
 
 from ideochar._constants import POLL_INITIAL_SECONDS, POLL_MAX_SECONDS
-from ideochar._secrets import redact
+from ideochar._secrets import Secret, redact
 from ideochar.errors import (
     GenerationFailed,
     InvalidRequest,
@@ -44,6 +64,7 @@ from ideochar.errors import (
 )
 from ideochar.events import Event
 from ideochar.exchange import ChunkReader, NextEvent, ReaderStream, Send, ServerSentEvent
+from ideochar.media import ImageInput
 from ideochar.request import CharacterRequest, OperationName, Speed
 from ideochar.spec import CallContext, Exchange, Provider, ProviderInfo, ProviderOutput
 from ideochar.toolkit import (
@@ -55,25 +76,43 @@ from ideochar.toolkit import (
     Retry,
     TrustedOrigins,
     Unreadable,
+    clip,
     collect_images,
+    image_digest,
     json_or_none,
     parse_reply,
     poll,
     read_body,
+    reuse_upload,
+    upload_scope,
 )
+from ideochar.uploads import Upload, UploadToken
 from ideochar_fal.errors import completed_error, error_from_response
-from ideochar_fal.mapping import MASK_POLARITY_INFERRED, Payload, to_payload
+from ideochar_fal.mapping import MASK_POLARITY_INFERRED, UNSET, Payload, live_unit_price, to_payload
 from ideochar_fal.wire import (
+    CDN_TOKEN_PATH,
+    CDN_UPLOAD_PATH,
+    ENDPOINTS,
+    HEADER_FILE_NAME,
     HEADER_LIFECYCLE,
     HEADER_NO_RETRY,
+    HEADER_OBJECT_LIFECYCLE,
     HEADER_PRIORITY,
     HEADER_REQUEST_ID,
     HEADER_REQUEST_TIMEOUT,
     HEADER_RUNNER_HINT,
+    INITIATE_PATH,
+    PRICING_PATH,
+    CdnToken,
+    CdnUpload,
+    InitiatedUpload,
+    LogLine,
     Output,
+    PriceList,
     QueueStatus,
     ResumeState,
     Submitted,
+    lifecycle,
     request_urls,
 )
 
@@ -97,6 +136,25 @@ POLL_GROWTH = 1.5
 RESULT_ATTEMPTS = 4
 #: Hosts that may receive the key besides the configured base URLs' hosts (and their subdomains).
 TRUSTED_DOMAINS: tuple[str, ...] = ("fal.run", "fal.ai", "falrun.com")
+#: Hosts a CDN upload token may go to (fal's token names its upload ``base_url``), besides the configured ones.
+CDN_DOMAINS: tuple[str, ...] = ("fal.media", "fal.run", "fal.ai")
+#: Read timeout of one upload request (a 10 MB reference over a slow line) and of a pricing GET.
+UPLOAD_TIMEOUT_SECONDS = 120.0
+PRICING_TIMEOUT_SECONDS = 30.0
+#: How long fal's storage is asked to keep an uploaded image (lifecycle headers). INFERRED that fal honours
+#: it for uploads: the cache reuses an upload while an hour of this remains, never after.
+UPLOAD_EXPIRATION_SECONDS = 24 * 3600
+#: A CDN token whose answer gives no ``expires_at`` is used this long [I: fal_client always gets one].
+CDN_TOKEN_FALLBACK_SECONDS = 300.0
+#: fal_client's fallback repository ("fal") initiates uploads with this storage type [S].
+INITIATE_STORAGE_TYPE = "gcs"
+#: Log lines of one job passed on as ``progress`` events, at most (a chatty model cannot flood observers).
+MAX_LOG_EVENTS = 100
+#: File names given to uploads, by neutral field: the caller's own file name (which may say who is in the
+#: picture) is not sent; the extension matches the sniffed bytes.
+UPLOAD_STEMS: Mapping[str, str] = MappingProxyType(
+    {"reference": "reference", "reference_mask": "reference_mask", "operation.image": "image", "operation.mask": "mask"}
+)
 
 #: USD per output image (reference/fal.md §5). Generate and remix are documented; edit is INFERRED to be
 #: the same (Ideogram's own prices apply to all three), and per-image (not per-request) is INFERRED too.
@@ -129,6 +187,11 @@ class FalOptions(BaseModel):
     """Ask fal to return the images inline as data URIs (they then stay out of fal's request history)."""
     object_expiration_seconds: Annotated[int, Field(ge=60)] | None = None
     """How long fal's CDN keeps the outputs (X-Fal-Object-Lifecycle-Preference); ideochar downloads them anyway."""
+    image_transport: Literal["upload", "data_uri"] = "upload"
+    """Local images: ``"upload"`` them to fal's storage first, as fal's clients do (reused by later jobs while
+    they live), or send them inside the request as ``"data_uri"``."""
+    upload_expiration_seconds: Annotated[int, Field(ge=60)] = UPLOAD_EXPIRATION_SECONDS
+    """How long fal's storage keeps an uploaded image (lifecycle headers); reused while an hour of it remains."""
 
     @model_validator(mode="after")
     def _queue_only(self) -> Self:
@@ -156,8 +219,8 @@ _SUPPORTED: Mapping[OperationName, frozenset[str]] = MappingProxyType(
     {
         "generate": _ALL_FIELDS,
         "remix": _ALL_FIELDS,
-        # The edit endpoint has no style, image_size or negative_prompt (fal docs and fal-js agree).
-        "edit": _ALL_FIELDS - {"style", "aspect_ratio", "resolution", "negative_prompt"},
+        # The edit endpoint has no image_size or negative_prompt; CharacterEditInputV3 lists style.
+        "edit": _ALL_FIELDS - {"aspect_ratio", "resolution", "negative_prompt"},
     }
 )
 
@@ -168,7 +231,13 @@ INFO = ProviderInfo(
     supported_fields=_SUPPORTED,
     prices_usd={"generate": PRICES_USD, "remix": PRICES_USD, "edit": PRICES_USD},
     credential_variables=(("FAL_KEY",), ("FAL_KEY_ID", "FAL_KEY_SECRET")),
-    base_urls={"queue": "https://queue.fal.run", "run": "https://fal.run", "rest": "https://rest.fal.ai"},
+    base_urls={
+        "queue": "https://queue.fal.run",
+        "run": "https://fal.run",
+        "rest": "https://rest.fal.ai",
+        "cdn": "https://v3.fal.media",
+        "platform": "https://api.fal.ai",
+    },
     max_images_per_call=8,
     can_resume=True,
     calls_back=True,
@@ -177,13 +246,22 @@ INFO = ProviderInfo(
     inferred={
         "price_edit": "edit costs what generate and remix cost ($0.10/$0.15/$0.20); fal's page does not say",
         "price_per_image": "the price is per output image (fal says 'your request'; Ideogram prices per image)",
-        "data_uri_inputs": "the character endpoints accept data URIs for local images",
+        "data_uri_inputs": "with image_transport data_uri, the character endpoints accept data URIs for local "
+        "images (by default they are uploaded to fal's storage)",
         "mask": MASK_POLARITY_INFERRED,
         "strength": "remix strength is passed through: fal's 'strength of the input image' is read as how "
         "strongly the input shapes the result, the neutral meaning; fal documents no scale",
         "credits": "a 403 naming the balance or a locked account means out of credit (errors.CREDIT_WORDS)",
         "content_policy": "content-policy refusals are recognised by type and words (errors.CONTENT_POLICY_*)",
+        "upload_lifetime": "an uploaded image lives as long as the lifecycle headers ask "
+        f"({UPLOAD_EXPIRATION_SECONDS // 3600} h by default); it is reused while an hour of that remains",
+        "upload_fallback": "the CDN path (token, then files/upload) failing for any reason but a refused key, "
+        "the initiate-and-PUT path is tried, as fal_client falls back",
+        "live_price_speeds": "fal's pricing endpoint lists one unit price per endpoint, taken as BALANCED's; "
+        "TURBO and QUALITY keep their declared ratio to it (mapping.live_unit_price)",
+        "seed_per_image": "with several images a call reports one seed; each image's own is not known",
     },
+    defaults=UNSET,
 )
 
 
@@ -196,7 +274,10 @@ class FalProvider(Provider):
 
     def exchange(self, request: CharacterRequest, ctx: CallContext) -> Exchange[ProviderOutput]:
         options = self._options(request, ctx)
-        payload = to_payload(request, sync_mode=options.sync_mode)
+        uploaded: dict[str, str] = {}
+        if options.image_transport == "upload":
+            uploaded = yield from _upload_local_images(request, ctx, options)
+        payload = to_payload(request, sync_mode=options.sync_mode, uploaded=uploaded)
         if options.mode == "run":
             return (yield from self._run(payload, request, ctx, options))
         return (yield from self._queue(payload, request, ctx, options))
@@ -206,6 +287,27 @@ class FalProvider(Provider):
         job = _resume_state(state, ctx)
         options = ctx.options if isinstance(ctx.options, FalOptions) else FalOptions()
         return (yield from self._follow(job, ctx, options, first_wait=0.0))
+
+    def live_price(self, request: CharacterRequest, ctx: CallContext) -> Exchange[Decimal | None]:
+        """The current price per image from fal's platform API (``GET {platform}/v1/models/pricing``).
+
+        Raises when it cannot be read; None when fal lists no per-image USD price for the endpoint (the
+        client then shows the declared price, saying why).
+        """
+        endpoint = ENDPOINTS[request.operation_name]
+        url = str(httpx.URL(ctx.url("platform", PRICING_PATH)).copy_merge_params({"endpoint_id": endpoint}))
+        response = yield Send(httpx.Request("GET", url, headers=_headers(ctx)), timeout=PRICING_TIMEOUT_SECONDS)
+        if not response.is_success:
+            raise error_from_response(response)
+        listed = parse_reply(response, PriceList)
+        if isinstance(listed, Unreadable):
+            raise UnexpectedResponse(
+                f"fal's pricing answer is unreadable ({listed.reason})", provider=PROVIDER, body=listed.body
+            )
+        for price in listed.prices:
+            if price.endpoint_id == endpoint and (price.unit or "image") == "image" and price.currency in (None, "USD"):
+                return live_unit_price(price.unit_price, request.speed, PRICES_USD)
+        return None
 
     def cancel(self, state: Mapping[str, Any], ctx: CallContext) -> Exchange[str]:
         """Ask fal to cancel a queue job: a queued job is removed, a running one is signalled.
@@ -285,12 +387,13 @@ class FalProvider(Provider):
         for url in (job.status_url, job.response_url):
             assert url is not None
             _require_trusted(url, ctx)
-        done, transport = None, "poll"
+        done, transport, logs = None, "poll", _Logs(job.request_id)
         if options.status == "stream":
-            done = yield from _stream_status(job, ctx)
+            done = yield from _stream_status(job, ctx, logs)
             transport = "stream" if done is not None else "poll"
         if done is None:
-            done = yield from _poll_status(job, ctx, first_wait=first_wait)
+            done = yield from _poll_status(job, ctx, logs, first_wait=first_wait)
+        yield from logs.events(done)
         if done.error is not None:
             raise completed_error(
                 done.error, done.error_type, request_id=job.request_id, body=done.model_dump(mode="json")
@@ -392,7 +495,49 @@ def _stream_url(status_url: str) -> str:
     return str(url.copy_with(path=url.path.rstrip("/") + "/stream").copy_merge_params({"logs": "1"}))
 
 
-def _stream_status(job: ResumeState, ctx: CallContext) -> Exchange[QueueStatus | None]:
+class _Logs:
+    """Which of a job's log lines were passed on. fal is taken to send them all again in every status
+    document [I]; a line is known by its timestamp, source and words, so a document holding only new
+    lines is read right too."""
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.seen: set[tuple[str | None, str | None, str]] = set()
+
+    def new(self, document: QueueStatus) -> tuple[Event, ...]:
+        """``progress`` events for the log lines not passed on yet (at most :data:`MAX_LOG_EVENTS` a job)."""
+        found: list[Event] = []
+        for item in document.logs or []:
+            line = _log_line(item)
+            if line is None or (key := (line.timestamp, line.source, line.message)) in self.seen:
+                continue
+            if len(self.seen) >= MAX_LOG_EVENTS:
+                break
+            self.seen.add(key)
+            extra = {"level": line.level, "source": line.source, "timestamp": line.timestamp}
+            found.append(
+                Event(
+                    "progress",
+                    vendor_request_id=self.request_id,
+                    status=_NEUTRAL_STATUS.get(document.status, "running"),
+                    message=f"fal log: {clip(line.message, 300)}",
+                    data={k: v for k, v in extra.items() if v},
+                )
+            )
+        return tuple(found)
+
+    def events(self, document: QueueStatus) -> Exchange[None]:
+        yield from self.new(document)  # events are answered with None
+
+
+def _log_line(item: Any) -> LogLine | None:
+    try:
+        return LogLine.model_validate(item)
+    except ValidationError:
+        return None
+
+
+def _stream_status(job: ResumeState, ctx: CallContext, logs: _Logs) -> Exchange[QueueStatus | None]:
     """Follow the job on fal's status stream; None when the stream is refused or ends early (then poll)."""
     assert job.status_url is not None
     headers = {**_headers(ctx), "Accept": "text/event-stream", "Cache-Control": "no-store"}
@@ -419,6 +564,7 @@ def _stream_status(job: ResumeState, ctx: CallContext) -> Exchange[QueueStatus |
             continue
         if document.status == "COMPLETED":
             return document
+        yield from logs.events(document)
         pending = _pending(job, document)
         if pending.key != last and pending.event is not None:
             yield pending.event
@@ -450,20 +596,21 @@ def _poll_schedule() -> PollSchedule:
     return PollSchedule(POLL_INITIAL_SECONDS, POLL_MAX_SECONDS, POLL_GROWTH, POLL_RETRIES)
 
 
-def _poll_status(job: ResumeState, ctx: CallContext, *, first_wait: float) -> Exchange[QueueStatus]:
+def _poll_status(job: ResumeState, ctx: CallContext, logs: _Logs, *, first_wait: float) -> Exchange[QueueStatus]:
     """Poll ``status_url`` until COMPLETED: fast at first, slower for a long queue. GETs are repeated
-    on transport errors, 429 (honouring Retry-After), 5xx and unreadable answers, up to POLL_RETRIES in a row."""
+    on transport errors, 429 (honouring Retry-After), 5xx and unreadable answers, up to POLL_RETRIES in a row.
+    Logs are asked for (``logs=1``) and passed on as ``progress`` events."""
     assert job.status_url is not None
-    url = str(httpx.URL(job.status_url).copy_merge_params({"logs": "0"}))
+    url = str(httpx.URL(job.status_url).copy_merge_params({"logs": "1"}))
 
     def send() -> Send:
         return Send(httpx.Request("GET", url, headers=_headers(ctx)), timeout=POLL_TIMEOUT_SECONDS)
 
-    read = functools.partial(_read_status, job)
+    read = functools.partial(_read_status, job, logs)
     return (yield from poll(send, read, _poll_schedule(), first_wait=first_wait))
 
 
-def _read_status(job: ResumeState, response: httpx.Response) -> Done[QueueStatus] | Pending | Retry:
+def _read_status(job: ResumeState, logs: _Logs, response: httpx.Response) -> Done[QueueStatus] | Pending | Retry:
     if response.status_code in (200, 202):
         document = parse_reply(response, QueueStatus)
         if isinstance(document, Unreadable):
@@ -479,7 +626,10 @@ def _read_status(job: ResumeState, response: httpx.Response) -> Done[QueueStatus
                     admitted=True,
                 )
             )
-        return Done(document) if document.status == "COMPLETED" else _pending(job, document)
+        if document.status == "COMPLETED":
+            return Done(document)
+        pending = _pending(job, document)
+        return dataclasses.replace(pending, notes=logs.new(document))
     error = error_from_response(response, admitted=True)
     if response.status_code == 429 or response.status_code >= 500:
         return Retry(error)
@@ -534,7 +684,12 @@ def _collect(
 ) -> Exchange[ProviderOutput]:
     """Download the images asked for; keep those that arrived and report the others, never losing a paid one."""
     used_seed = output.seed if output.seed is not None else seed
-    named = [NamedImage(file.url, seed=used_seed) for file in output.images]
+    # One seed for the call: an image carries it only when it is the call's only image.
+    image_seed = used_seed if len(output.images) == 1 else None
+    named = [
+        NamedImage(file.url, seed=image_seed, size=file.file_size, content_type=file.content_type)
+        for file in output.images
+    ]
     collected = yield from collect_images(
         named,
         asked=asked,
@@ -546,8 +701,8 @@ def _collect(
     )
     if not collected.images:
         raise _nothing_arrived(collected, request_id)
-    if output.seed is not None:
-        metadata["seed"] = output.seed
+    if used_seed is not None:
+        metadata["seed"] = used_seed  # the call's seed, whatever the number of images
     return ProviderOutput(
         images=collected.images,
         vendor_request_id=request_id,
@@ -572,3 +727,157 @@ def _nothing_arrived(collected: Collected, request_id: str | None) -> ProviderEr
         vendor_request_id=request_id,
         billed="unknown",
     )
+
+
+# -- local images through fal's storage ----------------------------------------------------------------------
+
+
+def _upload_local_images(request: CharacterRequest, ctx: CallContext, options: FalOptions) -> Exchange[dict[str, str]]:
+    """Each local image's URL in fal's storage, by field path: cached uploads reused, the rest uploaded
+    (an image given twice is uploaded once). URL inputs are passed through untouched."""
+    found: dict[str, str] = {}
+    by_digest: dict[str, str] = {}
+    scope = upload_scope(ctx, "rest")
+    tokens: list[UploadToken] = []  # this exchange's token, when there is no cache to hold it
+    for path, image in request.images():
+        if not image.is_local:
+            continue
+        digest = image_digest(image)
+        if digest not in by_digest:
+            upload = functools.partial(_store, image, _file_name(path, image), ctx, options, tokens)
+            by_digest[digest] = yield from reuse_upload(ctx, image, scope=scope, upload=upload)
+        found[path] = by_digest[digest]
+    return found
+
+
+def _file_name(path: str, image: ImageInput) -> str:
+    stem = UPLOAD_STEMS.get(path) or path.replace(".", "_")
+    return f"{stem}.{'jpg' if image.format == 'jpeg' else image.format or 'bin'}"
+
+
+class _UseFallback(Exception):
+    """The CDN path failed in a way the initiate-and-PUT path may not (fal_client falls back the same way)."""
+
+
+def _store(
+    image: ImageInput, name: str, ctx: CallContext, options: FalOptions, tokens: list[UploadToken]
+) -> Exchange[Upload]:
+    """Upload ``image`` to fal's storage: the CDN path, else the initiate-and-PUT path. Never admitting.
+    It lives as long as the lifecycle headers ask, from now (the cache's clock, when there is one)."""
+    now = ctx.uploads.clock() if ctx.uploads is not None else time.time()
+    expires_at = now + options.upload_expiration_seconds
+    try:
+        url = yield from _cdn_upload(image, name, ctx, options, tokens)
+    except _UseFallback:
+        url = yield from _initiated_upload(image, name, ctx, options)
+    return Upload(url, expires_at)
+
+
+def _cdn_token(ctx: CallContext, tokens: list[UploadToken]) -> Exchange[UploadToken]:
+    """A CDN upload token: one held that still lives (by the cache, else by this exchange in ``tokens``),
+    else a new one from ``{rest}/storage/auth/token``. A refused key is final (AuthenticationFailed);
+    anything else sends the upload down the fallback path."""
+    scope = upload_scope(ctx, "rest")
+    held = ctx.uploads.token(scope) if ctx.uploads is not None else next(iter(tokens), None)
+    if held is not None:
+        return held
+    url = str(httpx.URL(ctx.url("rest", CDN_TOKEN_PATH)).copy_merge_params({"storage_type": "fal-cdn-v3"}))
+    headers = {**_headers(ctx), "Content-Type": "application/json"}
+    try:
+        response = yield Send(httpx.Request("POST", url, headers=headers, json={}), timeout=POLL_TIMEOUT_SECONDS)
+    except ProviderUnavailable as exc:
+        raise _UseFallback(exc.message) from exc
+    if response.status_code in (401, 403):
+        raise error_from_response(response)
+    answer = parse_reply(response, CdnToken) if response.is_success else None
+    if answer is None or isinstance(answer, Unreadable):
+        raise _UseFallback(f"fal's CDN token answer: HTTP {response.status_code}")
+    base = answer.base_url or ctx.url("cdn")
+    if not TrustedOrigins.of(ctx.base_urls.values(), CDN_DOMAINS).trusts(base):
+        raise _UseFallback("fal's CDN token names an upload host that is not fal's")
+    token = UploadToken(Secret(f"{answer.token_type} {answer.token}"), base, _token_expiry(answer.expires_at))
+    if ctx.uploads is not None:
+        ctx.uploads.hold_token(scope, token)
+    tokens[:] = [token]
+    return token
+
+
+def _token_expiry(expires_at: str | None) -> float:
+    if expires_at:
+        try:
+            moment = datetime.fromisoformat(expires_at.strip().replace("Z", "+00:00"))
+        except ValueError:
+            moment = None
+        if moment is not None and moment.tzinfo is not None:
+            return moment.timestamp()
+    return time.time() + CDN_TOKEN_FALLBACK_SECONDS
+
+
+def _cdn_upload(
+    image: ImageInput, name: str, ctx: CallContext, options: FalOptions, tokens: list[UploadToken]
+) -> Exchange[str]:
+    """``POST {token base_url}/files/upload`` with the bytes (streamed) and lifecycle headers: the access URL."""
+    token = yield from _cdn_token(ctx, tokens)
+    headers = {
+        "Authorization": token.authorization.reveal(),
+        "User-Agent": ctx.user_agent,
+        "Accept": "application/json",
+        "Content-Type": image.content_type,
+        "Content-Length": str(image.size or 0),
+        HEADER_FILE_NAME: name,
+        **_lifecycle_headers(options),
+    }
+    url = token.base_url.rstrip("/") + CDN_UPLOAD_PATH
+    stream = ReaderStream(image.open, size=image.size)
+    try:
+        response = yield Send(
+            httpx.Request("POST", url, headers=headers, stream=stream), timeout=UPLOAD_TIMEOUT_SECONDS
+        )
+    except ProviderUnavailable as exc:
+        raise _UseFallback(exc.message) from exc
+    if response.status_code in (401, 403):  # stale or revoked: a new one next time
+        tokens.clear()
+        if ctx.uploads is not None:
+            ctx.uploads.drop_token(upload_scope(ctx, "rest"))
+    uploaded = parse_reply(response, CdnUpload) if response.is_success else None
+    if uploaded is None or isinstance(uploaded, Unreadable) or not _http_url(uploaded.access_url):
+        raise _UseFallback(f"fal's CDN upload answer: HTTP {response.status_code}")
+    return uploaded.access_url
+
+
+def _initiated_upload(image: ImageInput, name: str, ctx: CallContext, options: FalOptions) -> Exchange[str]:
+    """fal_client's fallback: ``POST {rest}/storage/upload/initiate``, then ``PUT`` the bytes to its
+    ``upload_url`` (a signed URL: no key goes there); the file's URL."""
+    url = str(httpx.URL(ctx.url("rest", INITIATE_PATH)).copy_merge_params({"storage_type": INITIATE_STORAGE_TYPE}))
+    headers = {**_headers(ctx), "Content-Type": "application/json", **_lifecycle_headers(options)}
+    body = {"file_name": name, "content_type": image.content_type}
+    response = yield Send(httpx.Request("POST", url, headers=headers, json=body), timeout=POLL_TIMEOUT_SECONDS)
+    if not response.is_success:
+        raise error_from_response(response)
+    initiated = parse_reply(response, InitiatedUpload)
+    if isinstance(initiated, Unreadable) or not (_http_url(initiated.upload_url) and _http_url(initiated.file_url)):
+        reason = initiated.reason if isinstance(initiated, Unreadable) else "a URL that is not http(s)"
+        raise UnexpectedResponse(f"fal's upload answer is unusable ({reason})", provider=PROVIDER, billed="no")
+    put_headers = {"Content-Type": image.content_type, "Content-Length": str(image.size or 0)}
+    put = httpx.Request(
+        "PUT", initiated.upload_url, headers=put_headers, stream=ReaderStream(image.open, size=image.size)
+    )
+    answer = yield Send(put, untrusted_url=True, timeout=UPLOAD_TIMEOUT_SECONDS)
+    if not answer.is_success:
+        raise ProviderUnavailable(
+            f"fal's storage refused the upload of {name} (HTTP {answer.status_code})",
+            provider=PROVIDER,
+            status=answer.status_code,
+            body=read_body(answer).kept(),
+        )
+    return initiated.file_url
+
+
+def _lifecycle_headers(options: FalOptions) -> dict[str, str]:
+    """How long fal's storage keeps an upload, in both headers fal_client sends."""
+    value = lifecycle(options.upload_expiration_seconds)
+    return {HEADER_OBJECT_LIFECYCLE: value, HEADER_LIFECYCLE: value}
+
+
+def _http_url(url: str) -> bool:
+    return url.lower().startswith(("https://", "http://"))

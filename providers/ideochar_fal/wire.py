@@ -13,9 +13,19 @@ Facts and sources are in ``reference/fal.md`` (§1 queue protocol, §4 schemas).
 Replies are parsed leniently (``extra="ignore"``, optional fields) so that an added field never breaks a
 paid job; the request models are strict (``extra="forbid"``) so that a typo in our mapping fails a test.
 
-Local images travel inside the JSON as data URIs. :class:`InlineImagesBody` streams such a body: the
-JSON text around each image is written as is and the image's base64 is produced chunk by chunk from the
-file, so a 10 MB reference is never held as one 13 MB string (nor as a 13 MB JSON document).
+Local images go through fal's storage (§3), as fal's own clients upload them: a CDN token
+(``POST {rest}/storage/auth/token?storage_type=fal-cdn-v3`` -> :class:`CdnToken`), then the bytes
+(``POST {token.base_url}/files/upload`` -> :class:`CdnUpload`); or, as fal_client falls back, an initiated
+upload (``POST {rest}/storage/upload/initiate`` -> :class:`InitiatedUpload`) and a ``PUT`` of the bytes to
+its ``upload_url``. Lifecycle headers (:data:`HEADER_OBJECT_LIFECYCLE`, :data:`HEADER_LIFECYCLE`) say how
+long fal keeps the file.
+
+Or, as an option, local images travel inside the JSON as data URIs. :class:`InlineImagesBody` streams such
+a body: the JSON text around each image is written as is and the image's base64 is produced chunk by
+chunk from the file, so a 10 MB reference is never held as one 13 MB string (nor as a 13 MB JSON document).
+
+The platform API's pricing endpoint (``GET {platform}/v1/models/pricing?endpoint_id=...``) answers a
+:class:`PriceList` (fal's platform API docs, "Pricing").
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import functools
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -34,29 +45,43 @@ from ideochar.toolkit import Count, QueuePosition, Seed, VendorModel
 
 __all__ = [
     "APP_ID",
+    "CDN_TOKEN_PATH",
+    "CDN_UPLOAD_PATH",
     "ENDPOINTS",
     "HEADER_ERROR_TYPE",
+    "HEADER_FILE_NAME",
     "HEADER_LIFECYCLE",
+    "HEADER_NEEDS_RETRY",
     "HEADER_NO_RETRY",
+    "HEADER_OBJECT_LIFECYCLE",
     "HEADER_PRIORITY",
     "HEADER_REQUEST_ID",
     "HEADER_REQUEST_TIMEOUT",
     "HEADER_RETRYABLE",
     "HEADER_RUNNER_HINT",
     "HEADER_TIMEOUT_TYPE",
+    "INITIATE_PATH",
+    "PRICING_PATH",
+    "CdnToken",
+    "CdnUpload",
     "ColorPaletteWire",
     "EditInput",
     "FalFile",
     "GenerateInput",
     "ImageSize",
+    "InitiatedUpload",
     "InlineImagesBody",
+    "LogLine",
     "Output",
     "PaletteMemberWire",
+    "Price",
+    "PriceList",
     "QueueStatus",
     "RemixInput",
     "ResumeState",
     "Rgb",
     "Submitted",
+    "lifecycle",
     "request_urls",
 ]
 
@@ -80,6 +105,22 @@ HEADER_REQUEST_ID = "x-fal-request-id"
 HEADER_ERROR_TYPE = "x-fal-error-type"
 HEADER_TIMEOUT_TYPE = "x-fal-request-timeout-type"
 HEADER_RETRYABLE = "x-fal-retryable"
+#: The same hint under the name another copy of fal's error docs gives it.
+HEADER_NEEDS_RETRY = "x-fal-needs-retry"
+#: On an upload, with the preference header: how long fal's storage keeps the file (fal_client sends both).
+HEADER_OBJECT_LIFECYCLE = "X-Fal-Object-Lifecycle"
+HEADER_FILE_NAME = "X-Fal-File-Name"
+
+#: Storage and platform paths, under the ``rest``, token ``base_url`` (``cdn``) and ``platform`` base URLs.
+CDN_TOKEN_PATH = "/storage/auth/token"  # noqa: S105 (a path, not a secret)
+CDN_UPLOAD_PATH = "/files/upload"
+INITIATE_PATH = "/storage/upload/initiate"
+PRICING_PATH = "/v1/models/pricing"
+
+
+def lifecycle(expiration_seconds: int) -> str:
+    """The lifecycle headers' JSON: ``{"expiration_duration_seconds": N}``."""
+    return json.dumps({"expiration_duration_seconds": expiration_seconds}, separators=(",", ":"))
 
 
 def request_urls(queue_base: str, request_id: str) -> tuple[str, str, str]:
@@ -151,8 +192,10 @@ class GenerateInput(_Common):
 
 
 class EditInput(_Common):
-    """No ``style``, ``image_size`` or ``negative_prompt`` on the edit endpoint (docs and fal-js agree)."""
+    """No ``image_size`` or ``negative_prompt`` on the edit endpoint. ``style`` is there: fal's
+    ``CharacterEditInputV3`` lists it (AUTO/REALISTIC/FICTION), though an older docs tab and fal-js did not."""
 
+    style: StyleWire | None = None
     image_url: str
     mask_url: str
 
@@ -167,6 +210,53 @@ class RemixInput(GenerateInput):
 
 class _Lenient(VendorModel):
     """fal's documents: unknown keys ignored, a malformed optional field dropped (never the request id)."""
+
+
+class LogLine(_Lenient):
+    """One item of a status document's ``logs``: ``{timestamp, level, source, message}``."""
+
+    message: str
+    level: str | None = None
+    source: str | None = None
+    timestamp: str | None = None
+
+
+class CdnToken(_Lenient):
+    """The answer to ``POST {rest}/storage/auth/token``: a short-lived upload token for fal's CDN."""
+
+    token: Annotated[str, Field(min_length=1)]
+    token_type: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")]
+    base_url: str | None = None
+    expires_at: str | None = None
+    """ISO 8601; fal_client caches the token until then."""
+
+
+class CdnUpload(_Lenient):
+    """The answer to ``POST {cdn}/files/upload``."""
+
+    access_url: Annotated[str, Field(min_length=1)]
+
+
+class InitiatedUpload(_Lenient):
+    """The answer to ``POST {rest}/storage/upload/initiate``: where to PUT the bytes, and the file's URL."""
+
+    upload_url: Annotated[str, Field(min_length=1)]
+    file_url: Annotated[str, Field(min_length=1)]
+
+
+class Price(_Lenient):
+    endpoint_id: str
+    unit_price: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+    unit: str | None = None
+    currency: str | None = None
+
+
+class PriceList(_Lenient):
+    """The answer to ``GET {platform}/v1/models/pricing``."""
+
+    prices: list[Price]
+    next_cursor: str | None = None
+    has_more: bool | None = None
 
 
 class Submitted(_Lenient):

@@ -34,6 +34,10 @@ Behaviour, with its evidence ([V] vendor document, [I] inferred — each inferre
 - 402 ``insufficient_funds`` and other vendor errors come from the emulator's fault profile.
 - Output sizes: ``resolution`` as given; ``aspect_ratio`` the legal size of that shape nearest one
   megapixel (16x9 → 1312x736); edit keeps the input's size; remix without a size is 1x1, the default [V].
+- **Documented defaults are applied** to a missing field, read from the spec's ``default`` values
+  (``rendering_speed`` DEFAULT, ``style_type`` GENERAL, ``num_images`` 1, ``image_weight`` 50 [V]) and
+  :data:`PROSE_DEFAULTS` (``aspect_ratio`` 1x1 [V prose]; ``magic_prompt`` AUTO [I]); the ledger entry's
+  ``inputs`` holds what the run used, so an adapter that leaves a field to Ideogram is seen.
 
 Safety simulation (prompt markers; the marker text is kept in the returned prompt):
 
@@ -100,6 +104,9 @@ MARKER_UNSAFE = "[emulator:unsafe]"
 MARKER_WITHHOLD = "[emulator:withhold]"
 
 #: USD per output image with a character reference, by rendering speed [V: ideogram.ai/features/api-pricing].
+#: Defaults the spec states only in its descriptions, or not at all [V: AspectRatioV3 "Defaults to 1x1";
+#: I: magic_prompt, whose default no page states].
+PROSE_DEFAULTS: Mapping[str, str] = {"aspect_ratio": "1x1", "magic_prompt": "AUTO"}
 #: BALANCED is the legacy name of DEFAULT [V]; FLASH has no character price [I: refused below].
 PRICE_PER_IMAGE_USD: Mapping[str, Decimal] = {
     "TURBO": Decimal("0.10"),
@@ -183,6 +190,17 @@ def _kind(schema: Mapping[str, Any]) -> tuple[FieldKind, Mapping[str, Any]]:
     if "oneOf" in schema or schema.get("type") == "object":
         return "json", schema
     return "text", schema
+
+
+def _defaults(contract: _Contract) -> dict[str, Any]:
+    """A route's defaults: each text field's ``default`` in the spec, then :data:`PROSE_DEFAULTS`."""
+    found = {
+        f.name: f.schema["default"] for f in contract.fields.values() if f.kind == "text" and "default" in f.schema
+    }
+    for name, value in PROSE_DEFAULTS.items():
+        if name in contract.fields:
+            found.setdefault(name, value)
+    return found
 
 
 @cache
@@ -274,14 +292,25 @@ class _Job:
     route: str
     values: dict[str, Any] = field(default_factory=dict)
     images: dict[str, list[_Picture]] = field(default_factory=dict)
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    """The route's documented defaults (:func:`_defaults`)."""
+
+    @property
+    def effective(self) -> dict[str, Any]:
+        """Every setting as the run uses it: the values given, the documented defaults for the rest (an
+        aspect ratio only when no resolution was given)."""
+        values = {**self.defaults, **self.values}
+        if "resolution" in self.values:
+            values.pop("aspect_ratio", None)
+        return values
 
     @property
     def num_images(self) -> int:
-        return int(self.values.get("num_images", 1))
+        return int(self.effective.get("num_images", 1))
 
     @property
     def speed(self) -> str:
-        return str(self.values.get("rendering_speed", "DEFAULT"))
+        return str(self.effective.get("rendering_speed", "DEFAULT"))
 
     @property
     def prompt(self) -> str:
@@ -545,6 +574,7 @@ class _IdeogramEmulator:
             cost_usd=PRICE_PER_IMAGE_USD[job.speed] * job.num_images,
             route=name,
             rendering_speed=job.speed,
+            inputs=job.effective,
         )
         fault = self.kit.choose_fault(name)
         if fault is not None and fault.kind == "stuck":
@@ -568,7 +598,7 @@ class _IdeogramEmulator:
             raise ConnectionDropped("emulated fault: connection dropped after admission", admitted=True)
         width, height = _output_size(job)
         prompt = job.prompt
-        if job.values.get("magic_prompt") == "ON":
+        if job.effective.get("magic_prompt") == "ON":
             prompt = f"{prompt} (emulated magic prompt)"
         data = [
             {
@@ -577,7 +607,7 @@ class _IdeogramEmulator:
                 "resolution": f"{width}x{height}",
                 "is_image_safe": index not in withheld,
                 "seed": seed,
-                "style_type": job.values.get("style_type", "GENERAL"),
+                "style_type": job.effective.get("style_type", "GENERAL"),
             }
             for index, seed in enumerate(seeds)
         ]
@@ -634,7 +664,7 @@ async def _read_job(request: Request, route: str, contract: _Contract) -> _Job:
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
         raise _Reject(413, "Request body too large")
-    job = _Job(route)
+    job = _Job(route, defaults=_defaults(contract))
     if kind == "application/json":
         _read_json(body, contract, job)
     else:

@@ -19,6 +19,12 @@ mask is the same ("Black regions in the mask should match up with the regions of
 would like to edit"), so the mask is sent unchanged: no inversion. The character reference mask's
 polarity is not documented by Ideogram; it is passed through unchanged as well.
 
+**Nothing is left to a default the caller did not choose** (:data:`UNSET`): speed, magic prompt,
+style (``AUTO`` when unset; the schema's default, ``GENERAL``, is not a character style), the number of
+images and, on generate and remix, the size (``aspect_ratio`` ``1x1`` when none is given: Ideogram's
+documented default, sent all the same) always go. The seed is left out when unset: Ideogram draws one
+per image and reports it with each image.
+
 **Inferred** (easy to change, each in one place): :func:`image_weight_from_strength` and
 :data:`STYLE_TYPE_WHEN_UNSET`.
 """
@@ -32,6 +38,7 @@ from typing import Final
 
 from ideochar.media import ImageInput
 from ideochar.request import CharacterRequest, ColorPalette, Edit, MagicPrompt, OperationName, Remix, Speed, Style
+from ideochar.toolkit import DEFAULT_ASPECT_RATIO
 from ideochar_ideogram.wire import (
     EDIT_PATHS,
     GENERATE_PATH,
@@ -55,6 +62,7 @@ __all__ = [
     "SPEED",
     "STYLE",
     "STYLE_TYPE_WHEN_UNSET",
+    "UNSET",
     "aspect_ratio_to_wire",
     "color_palette_to_wire",
     "image_weight_from_strength",
@@ -91,6 +99,17 @@ _PALETTE_PRESET: Final[Mapping[str, WirePalettePreset]] = MappingProxyType(
 #: character reference is unknown, so "let the model decide" is said explicitly. ``None`` would send
 #: nothing. Never sent with ``style_codes`` (the spec forbids combining them).
 STYLE_TYPE_WHEN_UNSET: Final[WireStyle | None] = "AUTO"
+
+#: What goes on the wire for a neutral setting left unset (``ProviderInfo.defaults`` and the docs say it).
+UNSET: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "speed": "`rendering_speed` always sent; default: DEFAULT",
+        "style": "`style_type` AUTO (Ideogram's own GENERAL is no character style; none with style codes)",
+        "magic_prompt": "auto: `magic_prompt` AUTO",
+        "size": "`aspect_ratio` 1x1 (a resolution as given); edit: the image's size",
+        "seed": "left out: Ideogram draws one per image and reports it",
+    }
+)
 
 #: File names given to file parts, by neutral field: the caller's own file name (which may say who is
 #: in the picture) is not sent; the extension always matches the sniffed bytes.
@@ -174,10 +193,10 @@ def to_form(request: CharacterRequest, images: Mapping[str, ImageInput] | None =
     if isinstance(operation, Remix):
         parts.append(TextPart("image_weight", str(image_weight_from_strength(operation.strength))))
     if op != "edit":
-        if request.aspect_ratio is not None:
-            parts.append(TextPart("aspect_ratio", aspect_ratio_to_wire(request.aspect_ratio)))
-        elif request.resolution is not None:
+        if request.resolution is not None:
             parts.append(TextPart("resolution", request.resolution))
+        else:
+            parts.append(TextPart("aspect_ratio", aspect_ratio_to_wire(request.aspect_ratio or DEFAULT_ASPECT_RATIO)))
     parts.append(TextPart("rendering_speed", SPEED[request.speed]))
     parts.append(TextPart("magic_prompt", MAGIC_PROMPT[request.magic_prompt]))
     style = STYLE[request.style] if request.style is not None else STYLE_TYPE_WHEN_UNSET

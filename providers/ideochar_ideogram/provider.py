@@ -48,7 +48,7 @@ from ideochar.request import CharacterRequest, Speed
 from ideochar.spec import CallContext, Exchange, Provider, ProviderInfo, ProviderOutput
 from ideochar.toolkit import Collected, NamedImage, Unreadable, collect_images, parse_reply
 from ideochar_ideogram.errors import PROVIDER, error_from_response
-from ideochar_ideogram.mapping import request_images, route_path, to_form
+from ideochar_ideogram.mapping import UNSET, request_images, route_path, to_form
 from ideochar_ideogram.wire import HEADER_KEY, EditPath, GenerationResponse, ImageObject, MultipartBody
 
 __all__ = ["GENERATE_TIMEOUT_SECONDS", "INFO", "PRICES_USD", "IdeogramOptions", "IdeogramProvider"]
@@ -132,6 +132,7 @@ INFO = ProviderInfo(
         "reference_mask": "the character reference mask is passed through unchanged (its polarity is undocumented)",
         "gateway_timeouts": "504/524 from a gateway are OutcomeUnknown: the synchronous generation may have run",
     },
+    defaults=UNSET,
 )
 
 

@@ -23,7 +23,14 @@ Behaviour, with its evidence ([V] vendor document, [I] inferred — each inferre
   must also use a mask"; whether it fails at creation or as a failed prediction is unverified].
 - Image inputs: ``data:`` URIs are decoded and must be JPEG, PNG or WebP [I]; URLs of files uploaded
   here (``POST /v1/files`` → ``urls.get``) or served by this emulator are read back; any other URL is not
-  fetched — the image is rendered without it and the prediction's logs say so.
+  fetched — the image is rendered without it and the prediction's logs say so. A file uploaded here
+  lives :data:`FILE_LIFETIME_SECONDS` (its ``expires_at``); used after that it is refused with the 422
+  of an input that cannot be read [I], so a client that reuses an expired upload is caught. Every upload
+  is counted (``state.uploads``).
+- **Documented defaults are applied** to a missing input field (:data:`INPUT_SCHEMA` ``default``:
+  ``rendering_speed`` Default, ``style_type`` Auto, ``aspect_ratio`` 1:1, ``resolution`` None,
+  ``magic_prompt_option`` Auto [V]; a random seed [V]); the ledger entry's ``inputs`` holds what the run
+  used (an inpainting run uses no size [V: "Ignored if an inpainting image is given"]).
 - ``Prefer: wait`` / ``wait=N`` (1–60) holds the answer until the prediction is terminal or N seconds
   passed (201 when terminal, 202 "does not yet have all outputs" otherwise [V spec]); without it the
   answer is 201 at once with status ``starting``. A malformed ``Prefer`` is a 400 [I].
@@ -164,6 +171,8 @@ MIN_CANCEL_AFTER_SECONDS = 5.0
 MAX_WAIT_SECONDS = 60
 #: [V: OpenAPI files.create 413 "Files must be less than 100MB in size"].
 MAX_FILE_BYTES = 100 * 1024 * 1024
+#: How long an uploaded file lives, its ``expires_at`` [I: a day].
+FILE_LIFETIME_SECONDS = 24 * 3600.0
 #: [V: predictions.list] "It will return 100 records per page".
 LIST_PAGE_SIZE = 100
 TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
@@ -382,6 +391,19 @@ def _decodes(data: bytes) -> bool:
     return True
 
 
+def _effective(given: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """Every scalar input as the run uses it: the given value, else the schema's ``default`` [V]; the seed
+    used; no size on an inpainting run ("Ignored if an inpainting image is given" [V])."""
+    properties = INPUT_SCHEMA["properties"]
+    values = {name: spec["default"] for name, spec in properties.items() if "default" in spec}
+    values.update({k: v for k, v in given.items() if properties.get(k, {}).get("format") != "uri"})
+    values["seed"] = seed
+    if "image" in given:
+        values.pop("aspect_ratio", None)
+        values.pop("resolution", None)
+    return values
+
+
 def _output_size(given: Mapping[str, Any], base: bytes | None) -> tuple[int, int]:
     """The inpainting image's size; else ``resolution`` ("Overrides aspect ratio"); else the aspect ratio [V]."""
     info = probe_image(base) if base is not None else None
@@ -479,12 +501,12 @@ def _now() -> float:
 def routes(kit: EmulatorKit, *, clock: Callable[[], float] | None = None) -> list[BaseRoute]:
     """Starlette routes for Replicate's paths, bound to ``kit``.
 
-    ``clock`` (default :func:`_now`) drives every prediction's timeline; tests give a fake one to move
-    time (a deadline, the retention hour) without waiting.
+    ``clock`` (default :func:`_now`) drives every prediction's timeline and every uploaded file's life;
+    tests give a fake one (or patch ``_now``) to move time (a deadline, the retention hour) without waiting.
     """
     from starlette.routing import Route
 
-    emulator = _ReplicateEmulator(kit, clock or _now)
+    emulator = _ReplicateEmulator(kit, clock or (lambda: _now()))  # looked up at each call: a test may patch it
     kit.shape_errors(_error_answer)
     kit.on_reset(emulator.clear)
     kit.on_reset(emulator.webhooks.clear)
@@ -663,7 +685,7 @@ class _ReplicateEmulator:
             found.append(_Invalid("dependency", "input", "image and mask must be given together (inpainting)"))
         if found:
             raise _invalid(found)
-        speed = given.get("rendering_speed", "Default")
+        speed = _effective(given, 0)["rendering_speed"]
         now = self.clock()
         total = max(0.0, self.kit.model_seconds)
         fault = self.kit.choose_fault("create")
@@ -690,6 +712,7 @@ class _ReplicateEmulator:
             images=1,
             cost_usd=PRICE_PER_IMAGE_USD[speed],
             rendering_speed=speed,
+            inputs=_effective(given, prediction.seed),
         )
         if prediction.deadline is not None and prediction.deadline < prediction.start_at:
             self.kit.void(prediction.id, "aborted: its Cancel-After deadline passes before it can start")
@@ -727,6 +750,9 @@ class _ReplicateEmulator:
             return decoded[1]
         match = re.search(r"/v1/files/([a-z0-9]+)$", urllib.parse.urlsplit(value).path)
         uploaded = self.files.get(match.group(1)) if match else None
+        if uploaded is not None and self.clock() >= uploaded.created_at + FILE_LIFETIME_SECONDS:
+            found.append(_Invalid("format", field_name, "The file has expired and can no longer be read"))
+            return None
         if uploaded is not None:
             return uploaded.data
         served = self.kit.lookup(value)
@@ -809,6 +835,7 @@ class _ReplicateEmulator:
         except _Problem as problem:
             return self._answer(problem)
         self.files[upload.id] = upload
+        self.kit.record_upload(upload.data)
         return JSONResponse(self._file_json(upload, request), status_code=201)
 
     async def get_file(self, request: Request) -> Response:
@@ -873,7 +900,7 @@ class _ReplicateEmulator:
             "checksums": {"sha256": hashlib.sha256(upload.data).hexdigest(), "md5": md5},
             "metadata": upload.metadata,
             "created_at": _iso(upload.created_at),
-            "expires_at": _iso((created + timedelta(days=1)).timestamp()),
+            "expires_at": _iso((created + timedelta(seconds=FILE_LIFETIME_SECONDS)).timestamp()),
             "urls": {"get": f"{self.kit.base_url(request)}/v1/files/{upload.id}"},
         }
 

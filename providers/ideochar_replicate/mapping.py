@@ -6,13 +6,18 @@ means unset; we leave the field out instead). Images are strings: an http(s) URL
 (recommended by Replicate only under 1 MB), or the ``urls.get`` of a file uploaded through
 ``POST /v1/files``. Which of the three an image becomes is decided here, from what is known locally.
 One thing here is not a pure function of the request: a seed is drawn for a request that names none
-(:func:`create_body`), so that each prediction can be told apart in Replicate's list.
+(:func:`create_body`, with the toolkit's :func:`~ideochar.toolkit.draw_seed`), so that each prediction
+can be told apart in Replicate's list, the images of a fan-out differ, and each reports its seed.
+
+Nothing is left to a default the caller did not choose (:data:`UNSET`): speed, style (``Auto`` when
+unset), magic prompt and, on a generation, the aspect ratio (``1:1`` when no size is given) are always
+sent. ``resolution`` is left out unless given: Replicate's documented default, ``"None"``, is what an
+unset resolution means (the aspect ratio decides).
 """
 
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
@@ -21,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ideochar._constants import MAX_REFERENCE_BYTES
 from ideochar.media import ImageInput
 from ideochar.request import CharacterRequest, Edit
-from ideochar.toolkit import int_or_none
+from ideochar.toolkit import DEFAULT_ASPECT_RATIO, MAX_SEED, draw_seed, int_or_none
 from ideochar_replicate.wire import CreatePrediction, PredictionInput, WebhookEvent
 
 __all__ = [
@@ -32,11 +37,11 @@ __all__ = [
     "MODEL",
     "NEUTRAL_STATUS",
     "TITLE_CASE",
+    "UNSET",
     "ImageRoute",
     "ReplicateOptions",
     "create_body",
     "create_headers",
-    "draw_seed",
     "image_route",
     "prediction_input",
     "prompt_from_logs",
@@ -61,8 +66,17 @@ DATA_URI_MAX_BYTES = 1_000_000
 #: round trip, and polling, fast at first, costs well under a second of latency.
 DEFAULT_WAIT_SECONDS = 0
 
-#: Replicate's schema caps the seed here [V: the model's input schema].
-MAX_SEED = 2_147_483_647
+#: Replicate's schema caps the seed at 2147483647, the toolkit's MAX_SEED [V: the model's input schema].
+MAX_REPLICATE_SEED = MAX_SEED
+
+#: What goes on the wire for a neutral setting left unset (``ProviderInfo.defaults`` and the docs say it).
+UNSET: Mapping[str, str] = {
+    "speed": "`rendering_speed` always sent; default: Default",
+    "style": "`style_type` Auto",
+    "magic_prompt": "auto: `magic_prompt_option` Auto",
+    "size": "`aspect_ratio` 1:1 (a resolution as given); edit: the image's size",
+    "seed": "drawn by ideochar, sent, reported on each image",
+}
 
 #: The one table of title-case enums: wire field -> neutral value -> Replicate value.
 TITLE_CASE: Mapping[str, Mapping[str, str]] = {
@@ -147,27 +161,24 @@ def request_images(request: CharacterRequest) -> Iterator[tuple[str, str, ImageI
         yield "mask", "operation.mask", request.operation.mask
 
 
-def draw_seed() -> int:
-    """A random seed for a request that names none (what Replicate would otherwise draw itself)."""
-    return secrets.randbelow(MAX_SEED + 1)
-
-
 def prediction_input(request: CharacterRequest, images: Mapping[str, str], seed: int | None = None) -> PredictionInput:
     """The ``input`` object. ``images`` maps wire field -> the string to send (URL or data URI).
 
-    Speed and magic prompt are always sent explicitly (the speed sets the price, so it must not
-    depend on the vendor's default); style and size only when the caller set them. ``seed`` stands in
-    for the request's when it has none. An edit carries no size: the neutral request forbids one, and
-    Replicate ignores it with an image.
+    Speed, style and magic prompt are always sent explicitly (:data:`UNSET`); a generation always says
+    its size (an aspect ratio, 1:1 when none is given, or the resolution). ``seed`` stands in for the
+    request's when it has none. An edit carries no size: the neutral request forbids one, and Replicate
+    ignores it with an image.
     """
     title = TITLE_CASE
+    edit = isinstance(request.operation, Edit)
+    ratio = request.aspect_ratio or (DEFAULT_ASPECT_RATIO if request.resolution is None else None)
     return PredictionInput(
         prompt=request.prompt,
         character_reference_image=images["character_reference_image"],
         rendering_speed=title["rendering_speed"][request.speed],
-        style_type=title["style_type"][request.style] if request.style else None,
+        style_type=title["style_type"][request.style or "auto"],
         magic_prompt_option=title["magic_prompt_option"][request.magic_prompt],
-        aspect_ratio=request.aspect_ratio,
+        aspect_ratio=None if edit else ratio,
         resolution=request.resolution,
         seed=request.seed if request.seed is not None else seed,
         image=images.get("image"),

@@ -27,7 +27,9 @@ Why it is built this way:
 * An upload (``POST /v1/files``) creates no billable job, so it is sent as a plain request; its lost
   answer is *not* repeated here either: the exchange ends with ProviderUnavailable, and the router
   repeats it only when it provably never left (connect error). An orphan file costs nothing and
-  expires on Replicate's side.
+  expires on Replicate's side. An uploaded file is reused by every later job with the same image while
+  it lives (``CallContext.uploads``, :mod:`ideochar.uploads`): its ``expires_at``, else
+  :data:`UPLOAD_LIFETIME_SECONDS`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import functools
 import math
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -66,13 +69,17 @@ from ideochar.toolkit import (
     int_or_none,
     parse_reply,
     poll,
+    reuse_upload,
+    upload_scope,
 )
+from ideochar.uploads import Upload
 from ideochar_replicate.errors import PROVIDER, error_from_prediction, error_from_response
 from ideochar_replicate.mapping import (
     CREATE_PATH,
     FILES_PATH,
     MODEL,
     NEUTRAL_STATUS,
+    UNSET,
     ReplicateOptions,
     create_body,
     create_headers,
@@ -101,6 +108,9 @@ CREATE_ANSWER_MARGIN_SECONDS = 30.0
 POLL_FAILURES_TOLERATED = 6
 #: Polls start fast and double up to a ceiling.
 POLL_SCHEDULE = PollSchedule(POLL_INITIAL_SECONDS, POLL_MAX_SECONDS, 2.0, POLL_FAILURES_TOLERATED)
+#: How long an uploaded file lives when Replicate's answer has no ``expires_at`` [I: the emulator's
+#: day, which is also what Replicate's file objects showed in the examples read].
+UPLOAD_LIFETIME_SECONDS = 24 * 3600.0
 
 _PRICES: dict[Speed, Decimal] = {"turbo": Decimal("0.10"), "default": Decimal("0.15"), "quality": Decimal("0.20")}
 
@@ -146,7 +156,10 @@ class ReplicateProvider(Provider):
             f"over {sum(LOST_ANSWER_LOOKS_SECONDS):g} s. Several matches are never guessed between (OutcomeUnknown).",
             "cancel_after": "Durations are sent as written ('30s', '5m', '1h30m'); Replicate's full grammar "
             "was not seen.",
+            "upload_lifetime": "an uploaded file without an expires_at is taken to live a day "
+            "(provider.UPLOAD_LIFETIME_SECONDS); it is reused only while an hour of that remains",
         },
+        defaults=UNSET,
     )
 
     # -- the protocol ------------------------------------------------------------------------------
@@ -229,7 +242,12 @@ class ReplicateProvider(Provider):
             return found.as_prediction(), True
 
     def _upload(self, image: ImageInput, neutral_field: str, ctx: CallContext) -> Exchange[str]:
-        """Upload a large local image through ``POST /v1/files``, streamed; returns its ``urls.get``."""
+        """A large local image's ``urls.get``: uploaded once, reused by later jobs while it lives."""
+        upload = functools.partial(self._upload_file, image, neutral_field, ctx)
+        return (yield from reuse_upload(ctx, image, scope=upload_scope(ctx, "api"), upload=upload))
+
+    def _upload_file(self, image: ImageInput, neutral_field: str, ctx: CallContext) -> Exchange[Upload]:
+        """Upload a local image through ``POST /v1/files``, streamed; its ``urls.get`` and expiry."""
         body = MultipartBody([FilePart("content", image)])
         headers = {**_auth(ctx), "Content-Type": body.content_type, "Content-Length": str(body.length)}
         response = yield Send(httpx.Request("POST", ctx.url("api", FILES_PATH), headers=headers, stream=body.stream()))
@@ -243,7 +261,7 @@ class ReplicateProvider(Provider):
                 body=uploaded.body,
                 billed="no",
             )
-        return uploaded.urls.get
+        return Upload(uploaded.urls.get, _expiry(uploaded.expires_at))
 
     def _follow(
         self, prediction_id: str, get_url: str, ctx: CallContext, *, first: Prediction | None
@@ -390,6 +408,18 @@ def _state_id(state: Mapping[str, Any]) -> str:
         return Prediction.model_validate({"id": value, "status": "starting"}).id
     except ValidationError:
         raise InvalidRequest.for_field("state.id", f"{value!r} is not a Replicate prediction id") from None
+
+
+def _expiry(expires_at: str | None) -> float:
+    """When an uploaded file goes (a ``time.time()`` value): Replicate's ``expires_at``, else a day from now."""
+    if expires_at:
+        try:
+            moment = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
+        except ValueError:
+            moment = None
+        if moment is not None and moment.tzinfo is not None:
+            return moment.timestamp()
+    return time.time() + UPLOAD_LIFETIME_SECONDS
 
 
 def _created(response: httpx.Response) -> Prediction:

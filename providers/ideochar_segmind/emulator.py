@@ -28,9 +28,15 @@ inferred value is a constant or table below):
 - Images: JPEG, PNG or WebP of at most 10 MB [I]; ``image`` and ``mask`` together and of the same size
   [I]. URLs of files this emulator serves are read back; other URLs are not fetched (no internet): the
   image is rendered without them and ``x-emulator-note`` says so. A data URI in JSON is accepted [I].
+- **Documented defaults are applied** to a missing field (:data:`DEFAULTS`, Segmind's API page [V]):
+  ``resolution`` 512x1536, ``aspect_ratio`` 16:9, ``style_type`` Realistic, ``rendering_speed`` Quality
+  (and its price), ``magic_prompt_option`` Off, ``seed`` 1. A missing ``resolution`` is the default one,
+  which overrides ``aspect_ratio`` [I: :data:`DEFAULT_RESOLUTION_WINS`; "Overrides aspect ratio" in
+  Replicate's schema for the same model]: only ``resolution: "None"`` lets an aspect ratio decide. What
+  was applied is in the ledger entry's ``inputs``, so a test sees an adapter that left a field out.
 - v1 success: 200 ``image/jpeg`` bytes with ``x-remaining-credits``, ``x-cost``, ``x-seed-value``,
-  ``x-request-id`` and ``x-generation-time`` [V, V3]. Size: ``resolution``, else ``aspect_ratio``
-  (default ``16:9`` [V]) at Ideogram's size for that ratio; an edit renders at its image's size.
+  ``x-request-id`` and ``x-generation-time`` [V, V3]. Size: the resolution that applies (above), or the
+  aspect ratio's Ideogram size; an edit renders at its image's size.
 - v2 [V: async-inference docs; V3 metric names]: submit answers ``{"request_id", "status": "QUEUED",
   "poll_url", "status_url", "response_url"}``; status moves QUEUED -> PROCESSING -> COMPLETED (or
   FAILED, answered with HTTP 422); the result is ``{"status", "output": <image URL>, "metrics"}``.
@@ -86,6 +92,8 @@ if TYPE_CHECKING:
     from ideochar.emulator.kit import EmulatorKit
 
 __all__ = [
+    "DEFAULTS",
+    "DEFAULT_RESOLUTION_WINS",
     "ENUMS",
     "FIELDS",
     "MARKER_FAIL",
@@ -108,8 +116,20 @@ ENUMS: Mapping[str, tuple[str, ...]] = {
 IMAGE_FIELDS = ("character_reference_image", "image", "mask")
 #: Every field the endpoint takes [V: the API page's parameter list].
 FIELDS = ("prompt", *IMAGE_FIELDS, "seed", "resolution", "aspect_ratio", *ENUMS)
-DEFAULT_ASPECT_RATIO = "16:9"
-DEFAULT_SPEED = "Default"
+#: What Segmind uses for a missing field [V: the ideogram-character API page].
+DEFAULTS: Mapping[str, Any] = {
+    "resolution": "512x1536",
+    "aspect_ratio": "16:9",
+    "style_type": "Realistic",
+    "rendering_speed": "Quality",
+    "magic_prompt_option": "Off",
+    "seed": 1,
+}
+#: A missing resolution is the default one and it overrides aspect_ratio, so a request that gives only an
+#: aspect ratio comes back 512x1536 [I: "Overrides aspect ratio" in Replicate's schema for the same model].
+DEFAULT_RESOLUTION_WINS = True
+#: Fields an edit does not use (it keeps its image's size).
+_SIZE_FIELDS = ("resolution", "aspect_ratio")
 #: USD per image by speed [I: "$0.125 - $0.250 per generation" = 1.25 x Ideogram's prices].
 PRICE_USD: Mapping[str, Decimal] = {"Turbo": Decimal("0.125"), "Default": Decimal("0.1875"), "Quality": Decimal("0.25")}
 #: Credit (USD) every key starts with [I].
@@ -164,11 +184,21 @@ class _Input:
 
     @property
     def speed(self) -> str:
-        return str(self.values.get("rendering_speed", DEFAULT_SPEED))
+        return str(self.effective["rendering_speed"])
 
     @property
     def operation(self) -> str:
         return "edit" if "image" in self.images else "generate"
+
+    @property
+    def effective(self) -> dict[str, Any]:
+        """Every setting as the run uses it: the request's values, Segmind's :data:`DEFAULTS` for the rest
+        (an edit uses no size)."""
+        values = {**DEFAULTS, **self.values}
+        if self.operation == "edit":
+            for name in _SIZE_FIELDS:
+                values.pop(name, None)
+        return values
 
 
 # -- reading and checking a request ------------------------------------------------------------------------
@@ -316,14 +346,18 @@ class _Reader:
 
 
 def output_size(found: _Input) -> tuple[int, int]:
+    """The size Segmind renders: an edit's image size; else the resolution that applies (given, or the
+    default one, which wins over an aspect ratio: :data:`DEFAULT_RESOLUTION_WINS`); ``"None"`` lets the
+    aspect ratio (given or default) decide."""
     image = found.images.get("image")
     if image is not None and image.info is not None:
         return image.info.width, image.info.height
-    resolution = found.values.get("resolution")
-    if resolution not in (None, "None"):
+    given = found.values.get("resolution")
+    resolution = given if given is not None else (DEFAULTS["resolution"] if DEFAULT_RESOLUTION_WINS else "None")
+    if resolution != "None":
         width, height = str(resolution).split("x")
         return int(width), int(height)
-    return size_for_aspect_ratio(str(found.values.get("aspect_ratio", DEFAULT_ASPECT_RATIO)))
+    return size_for_aspect_ratio(str(found.effective["aspect_ratio"]))
 
 
 # -- the emulator ---------------------------------------------------------------------------------------------
@@ -419,7 +453,13 @@ class _SegmindEmulator:
             self.credits[owner] = balance - cost
             remaining = self.credits[owner]
         self.kit.admit(
-            request_id, operation=found.operation, images=1, cost_usd=cost, mode=mode, rendering_speed=found.speed
+            request_id,
+            operation=found.operation,
+            images=1,
+            cost_usd=cost,
+            mode=mode,
+            rendering_speed=found.speed,
+            inputs=found.effective,
         )
         prompt = str(found.values["prompt"])
         failure = "Server had some issue" if MARKER_FAIL in prompt else None
@@ -427,7 +467,7 @@ class _SegmindEmulator:
             self.kit.void(request_id, "the run failed")
             with self._lock:
                 self.credits[owner] += cost
-        seed = int(found.values["seed"]) if "seed" in found.values else self.kit.random_seed()
+        seed = int(found.effective["seed"])  # Segmind's default is 1, not a random seed
         return _Job(seed=seed, cost=cost, remaining=remaining, failure=failure)
 
     def _plan(self, found: _Input, job: _Job) -> None:

@@ -13,6 +13,9 @@ Choices made here:
 * 404 and 410 on the model's route mean the endpoint moved or the model was retired: not the caller's
   fault and another vendor may serve, so ProviderUnavailable (fails over), not RequestRejected.
 * 405 (HTML) means the base URL does not point at Segmind's API (a proxy, a typo): ProviderUnavailable.
+* 406 is documented as "Not enough credits": it is InsufficientCredits (the router fails over) unless its
+  body clearly says otherwise — the Content-Type (our bug, RequestRejected) or a parameter
+  (``PARAMETER_WORDS``, **inferred**: RequestRejected). An empty or unreadable 406 is out of credit.
 * 500 is ProviderUnavailable, though Segmind warns it is often a parameter the model refused; the
   message says so, so a person reading it looks at the request first.
 * Messages naming a safety check become ContentFiltered. The words are **inferred** (Segmind documents
@@ -54,6 +57,7 @@ from ideochar_segmind.wire import HEADER_RATE_LIMIT_RESET, HEADER_REQUEST_ID
 __all__ = [
     "CONTENT_TYPE_WORDS",
     "CREDIT_WORDS",
+    "PARAMETER_WORDS",
     "RULES",
     "SAFETY_WORDS",
     "error_from_response",
@@ -70,6 +74,9 @@ SAFETY_WORDS: tuple[str, ...] = ("nsfw", "safety", "unsafe", "content policy", "
 CREDIT_WORDS: tuple[str, ...] = ("credit", "balance", "spend", "insufficient", "fund")
 #: A 406 about the request's Content-Type: a bug on our side, worth a precise message.
 CONTENT_TYPE_WORDS: tuple[str, ...] = ("content type", "content-type")
+#: A 406 that names a parameter rather than money. INFERRED: Segmind's catalogue mentions 406 for a refused
+#: parameter without quoting it; these words mark one. Any other 406 is "Not enough credits", as documented.
+PARAMETER_WORDS: tuple[str, ...] = ("parameter", "invalid", "must be", "not supported", "unsupported", "required")
 #: Where Segmind's words are in a JSON error body (``{"error"}``, or OAuth's ``{"error", "error_description"}``).
 DETAIL_KEYS: tuple[str, ...] = ("error", "error_description", "message", "detail")
 
@@ -113,6 +120,13 @@ RULES: tuple[ErrorRule, ...] = (
         "parameter",
         RequestRejected,
         "Segmind refused a parameter value before running the model: {detail}",
+        statuses(406),
+        mentions("parameter words", PARAMETER_WORDS),
+    ),
+    ErrorRule(
+        "406",
+        InsufficientCredits,
+        "Segmind answered 406, documented as 'Not enough credits' (its body does not say otherwise): {detail}",
         statuses(406),
     ),
     ErrorRule("invalid", RequestRejected, "Segmind rejected the request as invalid: {detail}", statuses(400, 413, 422)),

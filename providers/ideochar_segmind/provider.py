@@ -58,13 +58,14 @@ from ideochar.toolkit import (
     PollSchedule,
     Retry,
     TrustedOrigins,
+    draw_seed,
     int_or_none,
     json_or_none,
     poll,
     read_body,
 )
-from ideochar_segmind.errors import PROVIDER, error_from_response, failed_job_error, vendor_detail
-from ideochar_segmind.mapping import MASK_POLARITY_INFERRED, to_wire
+from ideochar_segmind.errors import PARAMETER_WORDS, PROVIDER, error_from_response, failed_job_error, vendor_detail
+from ideochar_segmind.mapping import MASK_POLARITY_INFERRED, UNSET, to_wire
 from ideochar_segmind.wire import (
     HEADER_COST,
     HEADER_GENERATION_TIME,
@@ -166,7 +167,12 @@ INFO = ProviderInfo(
         "v2_output": "a v2 result's `output` is the image URL",
         "safety": "safety refusals are recognised by words in the message (errors.SAFETY_WORDS)",
         "rate_limit_reset": "x-rate-limit-reset-at-utc is a date or a Unix time (errors.retry_after_seconds)",
+        "resolution_default": "a missing resolution falls back to the documented 512x1536 and overrides an "
+        "aspect ratio (as Replicate's schema for the same model says), so the size is always sent as a resolution",
+        "406": "a 406 is out of credit unless its body names the Content-Type or a parameter "
+        f"(errors.PARAMETER_WORDS: {', '.join(PARAMETER_WORDS)})",
     },
+    defaults=UNSET,
 )
 
 
@@ -179,10 +185,11 @@ class SegmindProvider(Provider):
 
     def exchange(self, request: CharacterRequest, ctx: CallContext) -> Exchange[ProviderOutput]:
         options = self._options(request, ctx)
-        payload = to_wire(request)
+        seed = request.seed if request.seed is not None else draw_seed()  # Segmind's own default is 1
+        payload = to_wire(request, seed=seed)
         if options.mode == "v2":
-            return (yield from self._v2(payload, request, ctx, options))
-        return (yield from self._v1(payload, request, ctx))
+            return (yield from self._v2(payload, seed, ctx, options))
+        return (yield from self._v1(payload, seed, ctx))
 
     def resume(self, state: Mapping[str, Any], ctx: CallContext) -> Exchange[ProviderOutput]:
         """Follow a v2 job from its ``submitted`` event's resume data. v1 jobs leave none to resume from."""
@@ -197,7 +204,7 @@ class SegmindProvider(Provider):
 
     # -- v1: one blocking call --------------------------------------------------------------------
 
-    def _v1(self, payload: CharacterInput, request: CharacterRequest, ctx: CallContext) -> Exchange[ProviderOutput]:
+    def _v1(self, payload: CharacterInput, sent_seed: int, ctx: CallContext) -> Exchange[ProviderOutput]:
         http_request = _post(ctx.url("api", V1_PATH), payload, ctx)
         response = yield Send(http_request, admits=True, timeout=V1_READ_TIMEOUT_SECONDS)
         if response.status_code != 200:
@@ -207,7 +214,7 @@ class SegmindProvider(Provider):
             # After the fact: v1 has no id before the image; the journal still learns which job paid.
             yield Event("submitted", vendor_request_id=request_id, status="completed")
         seed = int_or_none(response.headers.get(HEADER_SEED))
-        image = yield from _v1_image(response, seed=seed if seed is not None else request.seed)
+        image = yield from _v1_image(response, seed=seed if seed is not None else sent_seed)
         metadata: dict[str, Any] = {"mode": "v1"}
         if (credits := decimal_or_none(response.headers.get(HEADER_REMAINING_CREDITS))) is not None:
             metadata["remaining_credits"] = credits
@@ -223,7 +230,7 @@ class SegmindProvider(Provider):
     # -- v2: submit, poll, fetch ------------------------------------------------------------------
 
     def _v2(
-        self, payload: CharacterInput, request: CharacterRequest, ctx: CallContext, options: SegmindOptions
+        self, payload: CharacterInput, sent_seed: int, ctx: CallContext, options: SegmindOptions
     ) -> Exchange[ProviderOutput]:
         http_request = _post(ctx.url("api", V2_PATH), payload, ctx)
         response = yield Send(http_request, admits=True, timeout=V2_SUBMIT_TIMEOUT_SECONDS)
@@ -251,7 +258,7 @@ class SegmindProvider(Provider):
             status_url=submitted.status_url or ctx.url("api", V2_STATUS_PATH.format(request_id=submitted.request_id)),
             response_url=submitted.response_url
             or ctx.url("api", V2_RESULT_PATH.format(request_id=submitted.request_id)),
-            seed=request.seed,
+            seed=sent_seed,
         )
         yield Event("submitted", vendor_request_id=job.request_id, status="queued", resume=job.model_dump(mode="json"))
         return (yield from self._follow(job, ctx, options, first_wait=options.poll_interval_seconds))

@@ -87,8 +87,8 @@ TERMINAL_STATUSES: frozenset[str] = frozenset({"COMPLETED", "FAILED"})
 class CharacterInput(BaseModel):
     """The body of ``POST /v{1,2}/ideogram-character`` in Segmind's own field names.
 
-    Unset fields are not sent, so Segmind applies its defaults. Field order is the order of the
-    multipart parts.
+    The mapping fills every field (``mapping.to_wire``): Segmind's defaults are not what an unset neutral
+    field means. A None here is left out. Field order is the order of the multipart parts.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -271,4 +271,4 @@ class ResumeState(VendorModel):
     status_url: str = Field(min_length=1)
     response_url: str = Field(min_length=1)
     seed: Seed | None = None
-    """The seed asked for, if any: v2 documents do not report the one used."""
+    """The seed sent (the caller's, or the one ideochar drew): v2 documents do not report the one used."""

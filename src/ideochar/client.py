@@ -13,15 +13,16 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, overload
 
 import httpx
 import pluggy
@@ -55,6 +56,7 @@ from ideochar.spec import CallContext, Provider, ProviderOutput, Quote
 if TYPE_CHECKING:
     from ideochar.config import Settings
     from ideochar.journal import JobRecord, Journal
+    from ideochar.uploads import UploadCache
 
 __all__ = ["EMULATOR_KEY", "AsyncClient", "Client", "RequestFields"]
 
@@ -211,6 +213,7 @@ class _Base:
         self._checked_base_urls: dict[str, dict[str, str]] = {}
         self._configured_origins: frozenset[Any] | None = None
         self.webhook_url = _webhook(webhook_url)
+        self._uploads: UploadCache | None = None
 
     # -- plugins and providers (loaded on first use, not at import) ---------------------------------
 
@@ -259,6 +262,15 @@ class _Base:
         """Price and support of every configured provider for ``request``. Sends nothing."""
         return [p.quote(request, fan_out=self.fan_out) for p in self.providers]
 
+    def _live_quotes(self, request: CharacterRequest) -> Any:
+        """An exchange: each provider's quote with its vendor's current price where one is published
+        (:meth:`~ideochar.spec.Provider.live_quote`), the declared price with a warning where it cannot be had."""
+        quotes: list[Quote] = []
+        for provider in self.providers:
+            context = functools.partial(self._context, provider, request, None)
+            quotes.append((yield from provider.live_quote(request, context, fan_out=self.fan_out)))
+        return quotes
+
     def plan(
         self,
         request: CharacterRequest,
@@ -305,6 +317,7 @@ class _Base:
             job_id=job_id,
             user_agent=_user_agent(),
             webhook_url=webhook_url if provider.info.calls_back else None,
+            uploads=self.uploads,
         )
 
     def _base_urls(self, provider: Provider) -> dict[str, str]:
@@ -475,10 +488,25 @@ class _Base:
         return self._journal
 
     def _close_journal(self) -> None:
+        if self._uploads is not None:
+            self._uploads.close()
         if self._journal is not None and self._owns_journal:
             self._journal.close()
             self._journal = None
             self._journal_opened = False
+
+    @property
+    def uploads(self) -> UploadCache:
+        """Local images this client uploaded to vendors' storage, reused while their URLs live
+        (:mod:`ideochar.uploads`): in the journal's file, or in memory when the journal is off."""
+        if self._uploads is None:
+            from ideochar.uploads import UploadCache
+
+            with self._journal_lock:
+                if self._uploads is None:
+                    given = getattr(self._journal, "path", None)  # a journal given as an object: its file
+                    self._uploads = UploadCache(given or self.settings.journal_path)
+        return self._uploads
 
     # -- limits ----------------------------------------------------------------------------------------
 
@@ -647,6 +675,18 @@ class Client(_Base):
             ),
             strict=strict,
         )
+
+    def quote(self, request: CharacterRequest, *, live: bool = False) -> list[Quote]:
+        """Price and support of every configured provider for ``request``; nothing billable is sent.
+
+        ``live=True`` asks each vendor that publishes prices (fal's pricing endpoint) for its current unit
+        price, with that provider's key; where it cannot be had the declared price is shown, with a warning
+        saying why (``Quote.price_source`` tells which).
+        """
+        if not live:
+            return super().quote(request)
+        quotes: list[Quote] = self._drive(self._live_quotes(request))
+        return quotes
 
     def run(self, request: CharacterRequest, *, strict: bool | None = None) -> CharacterResult:
         """Serve a prepared request, failing over as configured."""
@@ -863,6 +903,17 @@ class AsyncClient(_Base):
             ),
             strict=strict,
         )
+
+    @overload
+    def quote(self, request: CharacterRequest, *, live: Literal[False] = False) -> list[Quote]: ...
+    @overload
+    def quote(self, request: CharacterRequest, *, live: Literal[True]) -> Awaitable[list[Quote]]: ...
+    def quote(self, request: CharacterRequest, *, live: bool = False) -> list[Quote] | Awaitable[list[Quote]]:
+        """As :meth:`Client.quote`; with ``live=True`` it asks the vendors, so await it:
+        ``quotes = await client.quote(request, live=True)``."""
+        if not live:
+            return super().quote(request)
+        return self._drive(self._live_quotes(request))
 
     async def run(self, request: CharacterRequest, *, strict: bool | None = None) -> CharacterResult:
         self.accept_inputs.check_images(request.images())  # a request built elsewhere: its kinds again

@@ -189,6 +189,7 @@ class ProviderError(IdeocharError):
         retry_after: float | None = None,
         admitted: bool = False,
         sent: bool = True,
+        retryable: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.provider = provider
@@ -198,6 +199,9 @@ class ProviderError(IdeocharError):
         self.billed: Billed = billed or self.default_billed
         self.body = redact_any(body)
         self.retry_after = retry_after
+        #: The vendor's own hint whether repeating the request may succeed (fal's ``X-Fal-Retryable``),
+        #: None when it gave none. Data for the router, which alone decides what happens next.
+        self.retryable = retryable
         #: True when the vendor accepted the job (a later error must not lead to a resubmission).
         self.admitted = admitted
         #: False only when the request provably never reached the vendor (connect error): safe to repeat.

@@ -14,9 +14,9 @@ from decimal import Decimal
 from pathlib import Path
 
 from ideochar.request import OperationName, Speed
-from ideochar.spec import Provider
+from ideochar.spec import DEFAULT_TOPICS, Provider
 
-__all__ = ["END", "START", "embed", "matrix_block", "provider_matrix", "provider_notes"]
+__all__ = ["END", "START", "embed", "matrix_block", "provider_defaults", "provider_matrix", "provider_notes"]
 
 START = "<!-- provider-matrix:start -->"
 END = "<!-- provider-matrix:end -->"
@@ -80,6 +80,25 @@ def provider_matrix(providers: Iterable[Provider]) -> str:
     return "\n".join(lines)
 
 
+_TOPIC_LABELS = {
+    "speed": "speed",
+    "style": "style unset / auto",
+    "magic_prompt": "magic prompt auto",
+    "size": "size unset",
+    "seed": "seed unset",
+}
+
+
+def provider_defaults(providers: Iterable[Provider]) -> str:
+    """What goes on the wire for each setting left unset (``ProviderInfo.defaults``), as a table."""
+    ordered = sorted(providers, key=lambda p: p.info.name)
+    lines = ["| unset setting | " + " | ".join(p.info.name for p in ordered) + " |", "|---|" + "---|" * len(ordered)]
+    for topic in DEFAULT_TOPICS:
+        cells = [p.info.defaults.get(topic, "—").replace("|", "\\|") for p in ordered]
+        lines.append(f"| {_TOPIC_LABELS[topic]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def provider_notes(providers: Iterable[Provider]) -> str:
     """The inferred (unverified) facts each provider relies on, as a list."""
     lines = []
@@ -101,6 +120,8 @@ def matrix_block(providers: list[Provider]) -> str:
     """The table and the inferred-facts list, as embedded between the markers."""
     return (
         provider_matrix(providers)
+        + "\n\nWhat an unset setting sends (nothing is left to a vendor default the caller did not choose):\n\n"
+        + provider_defaults(providers)
         + "\n\nInferred facts (unverified against the live vendor):\n\n"
         + provider_notes(providers)
     )

@@ -24,22 +24,24 @@ Example, a minimal provider::
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Generator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ideochar._secrets import Secret
-from ideochar.errors import InvalidRequest, Unsupported
+from ideochar.errors import IdeocharError, InvalidRequest, Unsupported
 from ideochar.request import NEUTRAL_FIELDS, CharacterRequest, OperationName, Speed
 from ideochar.result import GeneratedImage, ImageFailure, RequestWarning
 
 if TYPE_CHECKING:
     from ideochar.exchange import Step
+    from ideochar.uploads import UploadCache
 
 __all__ = [
+    "DEFAULT_TOPICS",
     "CallContext",
     "Exchange",
     "NoOptions",
@@ -50,6 +52,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+#: What ``ProviderInfo.defaults`` may describe: the neutral settings a caller can leave unset (or at "auto").
+DEFAULT_TOPICS: tuple[str, ...] = ("speed", "style", "magic_prompt", "size", "seed")
 #: A provider's protocol, written once: yields steps, receives responses, returns its output.
 Exchange = Generator["Step", Any, T]
 
@@ -95,6 +99,11 @@ class ProviderInfo:
     typical_seconds: float | None = None
     """How long one call usually takes, submission to downloaded image, as the vendor documents it; None when
     it does not say. ``ideochar quote`` shows it (or what the journal has seen) next to the price."""
+    defaults: Mapping[str, str] = field(default_factory=dict)
+    """What goes on the wire when the caller leaves a setting unset or at "auto", in the vendor's words, by
+    topic (:data:`DEFAULT_TOPICS`): ``{"style": "style AUTO, sent"}``. Nothing is left to a vendor default
+    the caller did not choose: a field is left out only where the vendor documents the same value. Shown
+    in the provider matrix, so what "auto" means at each vendor is written down."""
 
     def supports(self, operation: OperationName, field_name: str) -> bool:
         return field_name in self.supported_fields.get(operation, frozenset())
@@ -108,6 +117,9 @@ class ProviderInfo:
             raise ValueError(f"{self.name}: supported_fields names unknown fields {sorted(unknown)}")
         if self.max_images_per_call < 1:
             raise ValueError(f"{self.name}: max_images_per_call must be at least 1")
+        unknown_topics = set(self.defaults) - set(DEFAULT_TOPICS)
+        if unknown_topics:
+            raise ValueError(f"{self.name}: defaults names unknown topics {sorted(unknown_topics)}")
 
 
 @dataclass(frozen=True)
@@ -122,6 +134,8 @@ class CallContext:
     user_agent: str = "ideochar"
     webhook_url: str | None = None
     """Where the vendor should call back when the job ends (``ProviderInfo.calls_back``); None: no callback."""
+    uploads: UploadCache | None = None
+    """Images already uploaded to vendors' storage (:mod:`ideochar.uploads`); None: upload every time."""
 
     def url(self, name: str, path: str = "") -> str:
         """Join a named base URL and a path: ``ctx.url("queue", "/fal-ai/ideogram/character")``."""
@@ -163,6 +177,8 @@ class Quote:
     reason: str | None = None
     """Why it is not supported (or the first warning), as a sentence."""
     price_inferred: bool = False
+    price_source: Literal["declared", "live"] = "declared"
+    """``"live"`` when the unit price was just read from the vendor (``Client.quote(request, live=True)``)."""
 
     @property
     def total_usd(self) -> Decimal | None:
@@ -235,6 +251,42 @@ class Provider(ABC):
         note = warnings[0].message if warnings else None
         return Quote(name, True, unit, request.num_images, calls, tuple(warnings), note, inferred)
 
+    # -- live prices ----------------------------------------------------------------------------------
+
+    def live_price(self, request: CharacterRequest, ctx: CallContext) -> Exchange[Decimal | None]:
+        """The vendor's current price per output image for ``request``, asked of its pricing endpoint.
+
+        Override where a vendor publishes one (fal's platform API). Returns None when it has none for
+        this request; raises an ideochar error when it cannot be read. Never billable: a GET.
+        """
+        return None
+        yield  # pragma: no cover  (makes this a generator)
+
+    @property
+    def has_live_price(self) -> bool:
+        """True when this provider can ask its vendor for the current price (:meth:`live_price`)."""
+        return type(self).live_price is not Provider.live_price
+
+    def live_quote(
+        self, request: CharacterRequest, context: Callable[[], CallContext], *, fan_out: bool = True
+    ) -> Exchange[Quote]:
+        """:meth:`quote` with the vendor's current unit price where it publishes one; the declared price,
+        with a warning saying why, when the live one cannot be read (no key, no answer, no such price).
+
+        ``context`` builds the call's context only when a live price is asked for: a provider that
+        publishes none needs no key to be quoted.
+        """
+        quote = self.quote(request, fan_out=fan_out)
+        if not quote.supported or not self.has_live_price:
+            return quote
+        try:
+            price = yield from self.live_price(request, context())
+        except IdeocharError as exc:
+            return _with_warning(quote, self.info, f"its live price could not be read ({exc.message})")
+        if price is None:
+            return _with_warning(quote, self.info, "it published no live price for this request")
+        return replace(quote, unit_price_usd=price, price_source="live")
+
     def credentials(self, environ: Mapping[str, str]) -> Secret | None:
         """The key from the environment: the first alternative whose variables are all set (joined by ':')."""
         for names in self.info.credential_variables:
@@ -276,3 +328,11 @@ class Provider(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.info.name}>"
+
+
+def _with_warning(quote: Quote, info: ProviderInfo, why: str) -> Quote:
+    """``quote`` at its declared price, saying why the live one is not shown."""
+    warning = RequestWarning(
+        kind="other", field=None, message=f"{info.title}: {why}; the declared price is shown", provider=info.name
+    )
+    return replace(quote, warnings=(*quote.warnings, warning), reason=quote.reason or warning.message)

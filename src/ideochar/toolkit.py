@@ -19,7 +19,13 @@ redacted, a key sent to another port of a trusted host, 300 downloads for one im
   arrived and reports the rest as :class:`~ideochar.result.ImageFailure`;
 * **vendor numbers** -- :class:`VendorModel`, the base of every reply model: a malformed optional field is
   dropped (with a log line) instead of making the whole answer unreadable, and :data:`Seed`,
-  :data:`QueuePosition`, :data:`Count` and :data:`Seconds` keep numbers inside what the journal can store.
+  :data:`QueuePosition`, :data:`Count` and :data:`Seconds` keep numbers inside what the journal can store;
+* **explicit defaults** -- :func:`draw_seed` (the seed ideochar chooses for a vendor that makes one image
+  per call, so the images of a fan-out differ and each reports its seed) and :func:`output_size` (the
+  pixels a request means, an unset size being :data:`DEFAULT_ASPECT_RATIO`), so no vendor default the
+  caller did not choose decides what is made;
+* **uploads** -- :func:`reuse_upload` uploads a local image once per vendor and scope while its URL
+  lives (:mod:`ideochar.uploads`), as ``Send`` steps of the provider's own exchange.
 
 Nothing here decides billing: rules carry the vendor's *hint* (what its documentation says a refusal
 costs), and the router decides what an attempt was billed from what happened on the wire.
@@ -42,7 +48,9 @@ from __future__ import annotations
 import functools
 import html
 import logging
+import os
 import re
+import secrets
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -55,18 +63,25 @@ from ideochar._secrets import redact, redact_any
 from ideochar.errors import Billed, ProviderError, ProviderUnavailable, UnexpectedResponse
 from ideochar.events import Event
 from ideochar.exchange import Send, Sleep, download_image
+from ideochar.media import ImageInput
+from ideochar.request import CharacterRequest, Edit
 from ideochar.result import GeneratedImage, ImageFailure, RequestWarning
 from ideochar.retry import backoff_seconds, parse_retry_after
-from ideochar.spec import Exchange
+from ideochar.spec import CallContext, Exchange
+from ideochar.uploads import Upload, account_fingerprint
 
 __all__ = [
     "ALWAYS",
     "CLIENT_ERRORS",
+    "DEFAULT_ASPECT_RATIO",
     "DETAIL_CHARS",
     "INT64_MAX",
     "INT64_MIN",
     "KEPT_BODY_CHARS",
+    "MAX_SEED",
+    "RATIO_SIZES",
     "SERVER_ERRORS",
+    "UPLOAD_WAIT_SECONDS",
     "Collected",
     "Condition",
     "Count",
@@ -88,19 +103,25 @@ __all__ = [
     "classify",
     "clip",
     "collect_images",
+    "draw_seed",
     "error_for",
     "first_problem",
     "has_code",
+    "image_digest",
     "int_or_none",
     "json_or_none",
     "json_summary",
     "mentions",
     "on_phase",
+    "output_size",
     "parse_reply",
     "poll",
     "read_body",
     "read_failure",
+    "retryable_hint",
+    "reuse_upload",
     "statuses",
+    "upload_scope",
 ]
 
 logger = logging.getLogger("ideochar.toolkit")
@@ -269,6 +290,10 @@ class Failure:
     """Which route answered, for vendors where one status means different things per route."""
     problems: tuple[tuple[str, str], ...] = ()
     """``(field, message)`` pairs, for vendors that name the fields they refused."""
+    retryable: bool | None = None
+    """The vendor's own hint whether the same request may succeed if repeated (fal's ``X-Fal-Retryable``);
+    None when it gave none. Kept on the error (``ProviderError.retryable``) for the router to read: a hint,
+    never a decision taken here."""
 
     def mentions(self, words: Iterable[str]) -> bool:
         text = self.detail.lower()
@@ -367,6 +392,7 @@ class ErrorRule:
             retry_after=failure.retry_after,
             admitted=admitted,
             sent=self.sent or admitted,
+            retryable=failure.retryable,
         )
 
 
@@ -417,6 +443,8 @@ class Pending:
     event: Event | None = None
     body: Any = None
     """What the vendor said, for the error a give-up raises."""
+    notes: tuple[Event, ...] = ()
+    """Events yielded whatever the key (new log lines a vendor sent with this answer)."""
 
 
 @dataclass(frozen=True)
@@ -485,6 +513,7 @@ def poll(
             wait = schedule.after_failure(answer.error, failures)
             continue
         failures, pending = 0, pending + 1
+        yield from answer.notes  # events are answered with None
         if answer.key != reported:
             reported = answer.key
             if answer.event is not None:
@@ -588,6 +617,10 @@ class NamedImage:
     prompt: str | None = None
     withheld: str | None = None
     """Why the vendor gives no image (a safety check); such an image was made, and billed."""
+    size: int | None = None
+    """The byte size the vendor states (fal's ``file_size``): a download of another size is not the file."""
+    content_type: str | None = None
+    """The type the vendor states (fal's ``content_type``): bytes of another format are kept, with a warning."""
 
 
 @dataclass
@@ -660,9 +693,7 @@ def _one_image(
         )
         return None
     try:
-        image = yield from download_image(
-            item.url, seed=item.seed, prompt=item.prompt, headers=headers(item.url) if headers else None
-        )
+        image = yield from _download_checked(item, headers(item.url) if headers else None)
     except ProviderError as exc:
         exc.provider = exc.provider or provider
         collected.errors.append(exc)
@@ -676,8 +707,36 @@ def _one_image(
             )
         )
         return None
+    if item.content_type and item.content_type.split(";", 1)[0].strip().lower() != image.content_type:
+        collected.warnings.append(
+            RequestWarning(
+                kind="other",
+                field=None,
+                message=f"image {index + 1}: the vendor called it {clip(item.content_type, 60)}, its bytes are "
+                f"{image.content_type} (kept as {image.content_type})",
+                provider=provider,
+            )
+        )
     collected.images.append(image)
     return image
+
+
+#: Downloads of an image whose size is not the size its vendor stated, before it counts as failed.
+SIZE_CHECK_ATTEMPTS = 2
+
+
+def _download_checked(item: NamedImage, headers: dict[str, str] | None) -> Exchange[GeneratedImage]:
+    """Download ``item``; when the vendor stated its size and another arrived, fetch it again, then fail."""
+    assert item.url is not None
+    for attempt in range(1, SIZE_CHECK_ATTEMPTS + 1):
+        image = yield from download_image(item.url, seed=item.seed, prompt=item.prompt, headers=headers)
+        if item.size is None or len(image.data) == item.size:
+            return image
+        if attempt < SIZE_CHECK_ATTEMPTS:
+            yield Sleep(backoff_seconds(attempt))
+    raise UnexpectedResponse(
+        f"the download is {len(image.data):,} bytes where the vendor stated {item.size:,}", billed="yes"
+    )
 
 
 def _account(collected: Collected, *, asked: int | None, limit: int, provider: str, title: str) -> None:
@@ -774,3 +833,137 @@ def _droppable(model: type[BaseModel], data: Any, exc: ValidationError) -> froze
 
 def _names(model: type[BaseModel], keys: Iterable[str]) -> str:
     return ", ".join(f"{model.__name__}.{key}" for key in sorted(keys))
+
+
+# -- explicit defaults ----------------------------------------------------------------------------------------
+
+#: The largest seed every vendor takes (Ideogram's and Replicate's schemas; Segmind's is unstated).
+MAX_SEED = 2_147_483_647
+
+#: What an unset size means, at every vendor: a square image (fal's ``square_hd``, Ideogram's and
+#: Replicate's documented default). Sent explicitly, so a vendor whose default differs (Segmind documents
+#: 512x1536) cannot decide it.
+DEFAULT_ASPECT_RATIO = "1:1"
+
+#: Each of the 15 neutral aspect ratios as the legal Ideogram resolution of that ratio nearest one megapixel
+#: (reference/vendors.md §4). 16:9 and 9:16 have no exact legal size: 1312x736 is within 0.3 %.
+RATIO_SIZES: Mapping[str, tuple[int, int]] = {
+    "1:1": (1024, 1024),
+    "1:3": (512, 1536),
+    "3:1": (1536, 512),
+    "1:2": (704, 1408),
+    "2:1": (1408, 704),
+    "9:16": (736, 1312),
+    "16:9": (1312, 736),
+    "10:16": (800, 1280),
+    "16:10": (1280, 800),
+    "2:3": (832, 1248),
+    "3:2": (1248, 832),
+    "3:4": (864, 1152),
+    "4:3": (1152, 864),
+    "4:5": (896, 1120),
+    "5:4": (1120, 896),
+}
+
+
+def draw_seed() -> int:
+    """A random seed for a request that names none, chosen here rather than left to the vendor.
+
+    For vendors that make one image per call (Segmind, Replicate): each call of a fan-out gets its own,
+    so the images differ (Segmind's documented default seed is 1: every unseeded call would draw the same
+    image), and each image can report the seed that made it.
+    """
+    return _random_below(MAX_SEED + 1)
+
+
+#: Where drawn seeds come from (a test may pin it: ``monkeypatch.setattr(toolkit, "_random_below", ...)``).
+_random_below: Callable[[int], int] = secrets.randbelow
+
+
+def output_size(request: CharacterRequest) -> tuple[int, int] | None:
+    """The pixels ``request`` asks for: its resolution, its aspect ratio's size (:data:`RATIO_SIZES`), or,
+    unset, :data:`DEFAULT_ASPECT_RATIO`'s. None for an edit, which keeps the size of its image."""
+    if isinstance(request.operation, Edit):
+        return None
+    if request.resolution is not None:
+        width, height = (int(v) for v in request.resolution.split("x"))
+        return width, height
+    return RATIO_SIZES[request.aspect_ratio or DEFAULT_ASPECT_RATIO]
+
+
+def retryable_hint(headers: httpx.Headers, *names: str) -> bool | None:
+    """A vendor's yes/no header (``X-Fal-Retryable: true``) as a bool; None when absent or unreadable."""
+    for name in names:
+        value = headers.get(name, "").strip().lower()
+        if value in ("true", "1", "yes"):
+            return True
+        if value in ("false", "0", "no"):
+            return False
+    return None
+
+
+# -- uploads ------------------------------------------------------------------------------------------------
+
+#: Between two looks at an upload another job of this process is making (a sleep step: both drivers wait).
+UPLOAD_WAIT_SECONDS = 0.05
+
+
+def upload_scope(ctx: CallContext, base_url: str) -> str:
+    """Who an upload belongs to: the provider, the origin it goes to (an emulator's URL is not fal's),
+    and a one-way fingerprint of the key (an account's files are not assumed readable by another)."""
+    origin = Origin.of(ctx.base_urls.get(base_url, ""))
+    return f"{ctx.provider}|{origin or '-'}|{account_fingerprint(ctx.credentials)}"
+
+
+def reuse_upload(
+    ctx: CallContext, image: ImageInput, *, scope: str, upload: Callable[[], Exchange[Upload]]
+) -> Exchange[str]:
+    """The URL of ``image`` in a vendor's storage: a cached upload that still lives, else ``upload()``.
+
+    ``upload`` is the vendor's upload as an exchange (its requests are ``Send`` steps of the provider's
+    own flow, never admitting). Within one process one job uploads an image and the others wait for it
+    (short :class:`~ideochar.exchange.Sleep` steps); an upload that fails frees the claim for the next.
+    Without a cache (``ctx.uploads`` None) every call uploads.
+    """
+    cache = ctx.uploads
+    if cache is None:
+        made = yield from upload()
+        return made.url
+    digest = image_digest(image)
+    found = cache.find(scope, digest)  # memory, then the journal's file (another process's upload)
+    while found is None:
+        if cache.claim(scope, digest):
+            break
+        yield Sleep(UPLOAD_WAIT_SECONDS)
+        found = cache.find(scope, digest, memory_only=True)  # another job of this process is uploading it
+    if found is not None:
+        return found.url
+    try:
+        made = yield from upload()
+    except BaseException:
+        cache.release(scope, digest)
+        raise
+    cache.store(scope, digest, made)
+    return made.url
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def image_digest(image: ImageInput) -> str:
+    """The image's SHA-256, remembered per file (path, size, modification time): a thousand jobs naming
+    one 10 MB reference hash it once, not a thousand times."""
+    path = image.path
+    if path is None:
+        return image.sha256
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return image.sha256
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    found = _DIGESTS.get(key)
+    if found is None:
+        if len(_DIGESTS) > 1024:
+            _DIGESTS.clear()
+        found = _DIGESTS[key] = image.sha256
+    return found

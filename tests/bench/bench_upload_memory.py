@@ -67,7 +67,9 @@ def _call(arm: str, url: str, reference: Path, probe: _Probe) -> Callable[[], An
 
         provider = arm.split()[-1]
         http = httpx.Client(event_hooks=hooks, timeout=120)
-        client = ideochar.Client([provider], emulator=url, journal=False, http=http)
+        # fal's arm measures the data URI body (the default uploads to fal's storage first instead).
+        options = {"fal": {"image_transport": "data_uri"}} if provider == "fal" else None
+        client = ideochar.Client([provider], emulator=url, journal=False, http=http, options=options)
         return lambda: client.generate(PROMPT, reference, aspect_ratio="1:1")
     if arm == "raw httpx segmind":
         http = httpx.Client(event_hooks=hooks, timeout=120)

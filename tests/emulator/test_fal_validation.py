@@ -116,11 +116,18 @@ async def test_generate_fields_are_checked_like_fal(
     assert locs(response) == {("body", *loc): kind}
 
 
-@pytest.mark.parametrize("field", ["style", "image_size", "negative_prompt"])
+@pytest.mark.parametrize("field", ["image_size", "negative_prompt"])
 async def test_edit_refuses_fields_it_does_not_have(http: httpx.AsyncClient, field: str) -> None:
-    value = {"style": "AUTO", "image_size": "square_hd", "negative_prompt": "blur"}[field]
+    value = {"image_size": "square_hd", "negative_prompt": "blur"}[field]
     response = await http.post(FAL_EDIT, json=edit_body(**{field: value}), headers=FAL_KEY)
     assert locs(response) == {("body", field): "extra_forbidden"}
+
+
+async def test_edit_takes_style_as_characteredit_input_v3_lists_it(http: httpx.AsyncClient) -> None:
+    response = await http.post(FAL_EDIT, json=edit_body(style="FICTION"), headers=FAL_KEY)
+    assert response.status_code == 200, response.text
+    wrong = await http.post(FAL_EDIT, json=edit_body(style="GENERAL"), headers=FAL_KEY)
+    assert locs(wrong) == {("body", "style"): "literal_error"}
 
 
 async def test_edit_needs_its_image_and_mask(http: httpx.AsyncClient) -> None:

@@ -37,7 +37,7 @@ async def test_a_multipart_request_answers_jpeg_bytes_with_accounting_headers(
         [
             ("prompt", "a knight"),
             reference_part(),
-            ("aspect_ratio", "9:16"),
+            ("resolution", "736x1312"),
             ("rendering_speed", "Turbo"),
             ("seed", "42"),
         ],
@@ -53,11 +53,67 @@ async def test_a_multipart_request_answers_jpeg_bytes_with_accounting_headers(
     assert entry.job_id == response.headers["x-request-id"]
 
 
-async def test_the_default_size_is_16_9_and_a_resolution_is_honoured(http: httpx.AsyncClient) -> None:
-    default = await post_form(http, [("prompt", "p"), reference_part()])
-    assert pixel_size(default.content) == (1312, 736)
+async def test_a_missing_resolution_is_the_documented_512x1536_even_with_an_aspect_ratio(
+    http: httpx.AsyncClient,
+) -> None:
+    bare = await post_form(http, [("prompt", "p"), reference_part()])
+    assert pixel_size(bare.content) == (512, 1536)
+    ratio_only = await post_form(http, [("prompt", "p"), reference_part(), ("aspect_ratio", "9:16")])
+    assert pixel_size(ratio_only.content) == (512, 1536)  # the default resolution wins
     sized = await post_form(http, [("prompt", "p"), reference_part(), ("resolution", "832x1248")])
     assert pixel_size(sized.content) == (832, 1248)
+    unset = await post_form(http, [("prompt", "p"), reference_part(), ("resolution", "None")])
+    assert pixel_size(unset.content) == (1312, 736)  # the default aspect ratio, 16:9
+    by_ratio = await post_form(
+        http, [("prompt", "p"), reference_part(), ("resolution", "None"), ("aspect_ratio", "9:16")]
+    )
+    assert pixel_size(by_ratio.content) == (736, 1312)
+
+
+async def test_every_documented_default_is_applied_to_a_missing_field(http: httpx.AsyncClient, state: Any) -> None:
+    response = await post_form(http, [("prompt", "p"), reference_part()])
+    assert response.status_code == 200, response.text
+    [entry] = state.ledger.entries("segmind")
+    assert entry.detail["inputs"] == {
+        "prompt": "p",
+        "resolution": "512x1536",
+        "aspect_ratio": "16:9",
+        "style_type": "Realistic",
+        "rendering_speed": "Quality",
+        "magic_prompt_option": "Off",
+        "seed": 1,
+    }
+    assert entry.cost_usd == Decimal("0.25")  # Quality's price
+    assert response.headers["x-seed-value"] == "1"  # every unseeded request draws the same image
+    again = await post_form(http, [("prompt", "p"), reference_part()])
+    assert again.content == response.content
+
+
+async def test_values_given_replace_the_defaults_and_an_edit_uses_no_size(http: httpx.AsyncClient, state: Any) -> None:
+    scene = image(96, 64)
+    mask = image(96, 64, color=(0, 0, 0))
+    fields = [
+        ("prompt", "p"),
+        reference_part(),
+        ("image", ("scene.png", scene, "image/png")),
+        ("mask", ("mask.png", mask, "image/png")),
+        ("style_type", "Auto"),
+        ("rendering_speed", "Turbo"),
+        ("magic_prompt_option", "Auto"),
+        ("seed", "7"),
+    ]
+    response = await post_form(http, fields)
+    assert response.status_code == 200, response.text
+    [entry] = state.ledger.entries("segmind")
+    inputs = entry.detail["inputs"]
+    assert (inputs["style_type"], inputs["rendering_speed"], inputs["magic_prompt_option"], inputs["seed"]) == (
+        "Auto",
+        "Turbo",
+        "Auto",
+        7,
+    )
+    assert "resolution" not in inputs and "aspect_ratio" not in inputs
+    assert pixel_size(response.content) == (96, 64)
 
 
 async def test_credits_go_down_with_each_request(http: httpx.AsyncClient) -> None:
@@ -222,10 +278,10 @@ async def test_v2_submits_then_completes_with_an_output_url(http: httpx.AsyncCli
             assert status["status"] in ("QUEUED", "PROCESSING")
             await anyio.sleep(0.02)
     result = (await http.get(submitted["response_url"], headers=SEGMIND_KEY)).json()
-    assert result["metrics"]["cost"] == 0.1875
+    assert result["metrics"]["cost"] == 0.25  # the documented default speed, Quality
     jpeg = (await http.get(result["output"])).content
-    assert pixel_size(jpeg) == (1312, 736)
-    assert decode(jpeg).size == (1312, 736)
+    assert pixel_size(jpeg) == (512, 1536)  # the documented default resolution
+    assert decode(jpeg).size == (512, 1536)
 
 
 async def test_v2_failed_jobs_answer_422_and_are_not_billed(http: httpx.AsyncClient, state: Any) -> None:

@@ -38,6 +38,8 @@ def test_the_background_server_binds_loopback_and_serves_every_vendor() -> None:
         "queue": f"{server.url}/fal",
         "run": f"{server.url}/fal/run",
         "rest": f"{server.url}/fal/rest",
+        "cdn": f"{server.url}/fal/cdn",
+        "platform": f"{server.url}/fal/platform",
     }
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{server.url}/_emulator/health")
@@ -165,7 +167,9 @@ def test_serve_prints_each_vendors_base_url_and_stops_on_ctrl_c(tmp_path: Path) 
         url = lines[0].split()[3]
         assert url.startswith("http://127.0.0.1:")
         vendors = {line.split(":")[0].strip(): line.split(":", 1)[1].strip() for line in lines[1:-2]}
-        assert vendors["fal"] == f"queue={url}/fal, rest={url}/fal/rest, run={url}/fal/run"
+        assert vendors["fal"] == (
+            f"cdn={url}/fal/cdn, platform={url}/fal/platform, queue={url}/fal, rest={url}/fal/rest, run={url}/fal/run"
+        )
         assert vendors["segmind"] == f"api={url}/segmind"
         assert httpx.post(f"{url}{FAL_GENERATE}", json=fal_body(), headers=FAL_KEY).status_code == 503
     finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
 from ideochar.emulator.inputs import decode_data_uri
@@ -38,9 +39,15 @@ SCENE_MASK = grey_mask(96, 64)
 
 
 def _data(value: str) -> bytes:
+    """An image the body names: a data URI's bytes, or the file a local image was uploaded to in the
+    emulator's fal storage (local images go through fal's storage by default)."""
     decoded = decode_data_uri(value)
-    assert decoded is not None, value[:40]
-    return decoded[1]
+    if decoded is not None:
+        return decoded[1]
+    assert "/_emulator/files/" in value, value[:60]
+    response = httpx.get(value)
+    assert response.status_code == 200, value
+    return response.content
 
 
 def _submitted(emulator: Emulator, endpoint: str) -> Received:
@@ -95,7 +102,7 @@ def test_each_fal_operation_round_trips_through_the_queue(emulator: Emulator, dr
         assert (body["style"], body["expand_prompt"], body["negative_prompt"]) == ("REALISTIC", False, "blurry")
     if operation == "edit":
         assert (_data(body["image_url"]), _data(body["mask_url"])) == (SCENE, SCENE_MASK)
-        assert not {"style", "image_size", "negative_prompt"} & set(body)
+        assert not {"image_size", "negative_prompt"} & set(body) and body["style"] == "AUTO"
     if operation == "remix":
         assert _data(body["image_url"]) == SCENE and body["strength"] == 0.4
         assert body["image_size"] == {"width": 1248, "height": 832}
@@ -157,12 +164,13 @@ def test_fal_style_codes_and_a_palette_preset_reach_the_endpoint(emulator: Emula
         lambda c: c.generate(PROMPT, REFERENCE, seed=5, style_codes=["0A1B2C3D", "deadbeef"], color_palette="ember"),
     )  # fmt: skip
 
-    check_image(result.image, (1024, 1024), "png")  # no size: fal's default square_hd
+    check_image(result.image, (1024, 1024), "png")  # no size: 1:1, sent as fal's square_hd in pixels
     check_billing(emulator.state, result, "fal", admissions=1, images_each=1, speed="BALANCED")
     body = _submitted(emulator, "character").json()
     assert body["style_codes"] == ["0A1B2C3D", "DEADBEEF"]
     assert body["color_palette"] == {"name": "EMBER"}
-    assert "style" not in body and "image_size" not in body
+    assert "style" not in body  # fal: "not with style_codes"
+    assert body["image_size"] == {"width": 1024, "height": 1024}
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
@@ -175,14 +183,11 @@ def test_fal_edit_warns_about_fields_its_endpoint_lacks_and_does_not_send_them(
                          negative_prompt="rain"),
     )  # fmt: skip
 
-    assert sorted((w.kind, w.field) for w in result.warnings) == [
-        ("unsupported", "negative_prompt"),
-        ("unsupported", "style"),
-    ]
+    assert sorted((w.kind, w.field) for w in result.warnings) == [("unsupported", "negative_prompt")]
     check_image(result.image, (96, 64), "png")
     check_billing(emulator.state, result, "fal", admissions=1, images_each=1, speed="BALANCED")
     body = _submitted(emulator, "character/edit").json()
-    assert "style" not in body and "negative_prompt" not in body
+    assert body["style"] == "FICTION" and "negative_prompt" not in body  # CharacterEditInputV3 lists style
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
@@ -206,7 +211,9 @@ def test_fal_run_mode_is_one_request_and_one_admission(emulator: Emulator, drive
     assert result.image.data == expected_render(emulator.state, "fal", REFERENCE, PROMPT, (1024, 1024), 4)
     (entry,) = check_billing(emulator.state, result, "fal", admissions=1, images_each=1, speed="BALANCED")
     assert entry.detail["mode"] == "run"
-    assert emulator.recorder.one_post("fal").path == "/fal/run/fal-ai/ideogram/character"
+    posts = [r.path for r in emulator.recorder.requests("fal", "POST")]
+    assert posts == ["/fal/rest/storage/auth/token", "/fal/cdn/files/upload", "/fal/run/fal-ai/ideogram/character"]
+    assert emulator.state.uploads.count("fal") == 1  # the local reference, through fal's storage
     assert [r.path for r in emulator.recorder.requests("fal", "GET")] == []
 
 

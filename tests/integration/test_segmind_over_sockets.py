@@ -146,7 +146,16 @@ def test_segmind_fans_several_images_out_into_one_admission_each(emulator: Emula
     sent = sorted(int(p.texts()["seed"][0]) for p in posts)
     assert sent == [11, 12, 13]
     for post in posts:  # the emulator refuses unknown fields; these are not even offered
-        assert set(post.form()) == {"prompt", "seed", "aspect_ratio", "rendering_speed", "character_reference_image"}
+        assert set(post.form()) == {
+            "prompt",
+            "seed",
+            "resolution",
+            "style_type",
+            "rendering_speed",
+            "magic_prompt_option",
+            "character_reference_image",
+        }
+        assert post.texts()["resolution"] == ["1312x736"]  # the aspect ratio as its size, never left to 512x1536
     assert result.vendor_request_id in {e.job_id for e in entries}
 
 

@@ -178,7 +178,8 @@ def test_a_schedule_without_faults_is_served_by_its_first_vendor_within_every_in
 
 
 def test_a_kill_reaches_the_caller_and_the_job_is_resumed_from_the_journal(emulated: Emulators) -> None:
-    schedule = Schedule(("fal", "segmind"), Modes(fal="poll"), "sync", "default", interruption=Kill(2, True))
+    # Requests 1 and 2 upload the reference to fal's storage (a CDN token, then the bytes); 3 is the submit.
+    schedule = Schedule(("fal", "segmind"), Modes(fal="poll"), "sync", "default", interruption=Kill(4, True))
     seen = run_schedule(emulated, schedule)
     assert seen.killed and isinstance(seen.outcome, Killed), seen.summary()
     assert seen.ledger_after_run["fal"] == 1  # the submit went through; the first poll was cut off

@@ -100,7 +100,7 @@ def test_the_journal_names_output_files_itself_whatever_the_vendor_calls_them(tm
         journal=tmp_path / "j.sqlite3",
         output_dir=out,
         config=False,
-        options={"fal": {"status": "poll"}},
+        options={"fal": {"status": "poll", "image_transport": "data_uri"}},  # this fake fal has no storage
     ) as client:
         result = client.generate("a knight", PNG, num_images=len(TRAVERSALS))
     assert len(result.images) == len(TRAVERSALS)
@@ -123,7 +123,8 @@ def test_the_command_line_names_output_files_itself_whatever_the_vendor_calls_th
         server_url = root
         config = tmp_path / "ideochar.toml"
         config.write_text(
-            f'journal = false\n[base_urls.fal]\nqueue = "{server_url}/fal"\n[options.fal]\nstatus = "poll"\n'
+            f'journal = false\n[base_urls.fal]\nqueue = "{server_url}/fal"\n'
+            '[options.fal]\nstatus = "poll"\nimage_transport = "data_uri"\n'  # this fake fal has no storage
         )
         reference = tmp_path / "hero.png"
         reference.write_bytes(PNG)

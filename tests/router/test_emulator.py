@@ -82,8 +82,8 @@ def test_the_breaker_opens_after_n_failures_and_closes_after_a_probe(
     breaker = CircuitBreaker(failure_threshold=2, cooldown_seconds=60, clock=lambda: now[0])
     counted = Counted()
 
-    def to_fal() -> int:
-        return sum(1 for r in counted.sent if r.url.path.startswith("/fal/"))
+    def to_fal() -> int:  # submits (the reference's upload to fal's storage comes first, once)
+        return sum(1 for r in counted.sent if r.url.path.startswith("/fal/fal-ai/"))
 
     testing.set_faults(server, {"fal": [{"route": "submit", "kind": "status", "status": 503}]})
     with client(server, tmp_path, breaker=breaker, http=counted.http) as c:

@@ -5,6 +5,7 @@ Layout (``create_app``)::
     /{vendor}/...                 the vendor's own paths (routes from its plugin), e.g. /fal/fal-ai/ideogram/character
     /_emulator/health             GET: vendors, their base URLs, model time
     /_emulator/ledger             GET: admitted (billable) jobs per vendor (?vendor=fal)
+    /_emulator/uploads            GET: files uploaded to each vendor's storage (?vendor=fal), with their digests
     /_emulator/faults             GET the profile; POST/PUT a new one (JSON or TOML); DELETE clears it
     /_emulator/config             POST {"model_seconds": 2.0}
     /_emulator/reset              POST: forget jobs, files, ledger and faults
@@ -49,7 +50,7 @@ from ideochar.emulator.callbacks import CallbackSender
 from ideochar.emulator.faults import JOB_KINDS, REQUEST_KINDS, FaultProfile, Faults, load_profile
 from ideochar.emulator.files import FILES_PATH, FileStore
 from ideochar.emulator.kit import Callback, ConnectionDropped, ErrorShaper, Fault, LedgerEntry, StoredFile
-from ideochar.emulator.ledger import Ledger
+from ideochar.emulator.ledger import Ledger, Uploads
 from ideochar.emulator.registry import EmulatedVendor, collect_emulated
 from ideochar.emulator.render import Recipe, RenderCache, is_cheap, prepare, render_recipe
 
@@ -101,6 +102,8 @@ class EmulatorState:
         self.vendors = dict(vendors)
         self.model_seconds = float(model_seconds)
         self.ledger = Ledger()
+        self.uploads = Uploads()
+        """Every file a client uploaded to a vendor's storage (fal's CDN, Replicate's files)."""
         self.faults = Faults(load_profile(_as_source(profile)))
         self.callbacks = CallbackSender(self.faults)
         """Callbacks sent to requests' webhook URLs (their log; a transport for in-process receivers)."""
@@ -153,6 +156,7 @@ class EmulatorState:
         self._timers.clear()
         self.callbacks.reset()
         self.ledger.clear()
+        self.uploads.clear()
         self.files.clear()
         self.renders.clear()
         self.faults.set(FaultProfile())
@@ -426,6 +430,32 @@ class VendorKit:
     def stopping(self) -> bool:
         return self.state.stopping
 
+    # -- vendor storage
+
+    def now(self) -> float:
+        return self.state.files.clock()
+
+    def record_upload(self, data: bytes) -> None:
+        self.state.uploads.add(self.vendor, data)
+
+    def new_file_id(self, content_type: str) -> str:
+        return self.state.files.new_id(content_type)
+
+    def store_upload(
+        self, data: bytes, content_type: str, request: Request, *, expires_in: float | None, file_id: str | None = None
+    ) -> str:
+        files = self.state.files
+        expires_at = None if expires_in is None else files.clock() + expires_in
+        stored = files.add_bytes(self.vendor, data, content_type, file_id=file_id, expires_at=expires_at)
+        self.record_upload(data)
+        return self.file_url(request, stored)
+
+    def file_url_for(self, request: Request, file_id: str) -> str:
+        return f"{_root(request)}{FILES_PATH}/{file_id}"
+
+    def serves(self, url: str) -> bool:
+        return f"{FILES_PATH}/" in urlsplit(url).path
+
     # -- faults
 
     async def apply_faults(self, route: str, request: Request) -> tuple[Fault | None, Response | None]:
@@ -631,6 +661,12 @@ def _admin_routes(state: EmulatorState) -> list[BaseRoute]:
             return error(f"no emulated vendor {vendor!r}", 404)
         return JSONResponse(state.ledger_json(vendor))
 
+    async def uploads(request: Request) -> Response:
+        vendor = request.query_params.get("vendor")
+        if vendor and vendor not in state.vendors:
+            return error(f"no emulated vendor {vendor!r}", 404)
+        return JSONResponse(state.uploads.to_json([vendor] if vendor else sorted(state.vendors)))
+
     async def faults(request: Request) -> Response:
         if request.method == "GET":
             return JSONResponse(state.profile.to_document())
@@ -697,7 +733,7 @@ def _admin_routes(state: EmulatorState) -> list[BaseRoute]:
             if injected is not None:
                 return injected
         entry = state.files.entry(file_id)
-        if entry is None or entry.expired:
+        if entry is None or entry.gone(state.files.clock()):
             return PlainTextResponse("Not Found", status_code=404)
         if kit is None or state.files.is_cheap(file_id):
             data = state.files.read(file_id)  # a worker thread would only fight the event loop for the GIL
@@ -716,6 +752,7 @@ def _admin_routes(state: EmulatorState) -> list[BaseRoute]:
         Route("/", index, methods=["GET"]),
         Route(f"{prefix}/health", health, methods=["GET"]),
         Route(f"{prefix}/ledger", ledger, methods=["GET"]),
+        Route(f"{prefix}/uploads", uploads, methods=["GET"]),
         Route(f"{prefix}/faults", faults, methods=["GET", "POST", "PUT", "DELETE"]),
         Route(f"{prefix}/config", config, methods=["POST"]),
         Route(f"{prefix}/reset", reset, methods=["POST"]),

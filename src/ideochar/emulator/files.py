@@ -12,6 +12,7 @@ import hashlib
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ideochar.emulator.kit import StoredFile
@@ -33,27 +34,55 @@ class _Entry:
     recipe: Recipe | None
     created: float
     expired: bool = False
+    expires_at: float | None = None
+    """When an uploaded file goes (a ``time.time()`` value); None: kept."""
+
+    def gone(self, now: float) -> bool:
+        return self.expired or (self.expires_at is not None and now >= self.expires_at)
 
 
 class FileStore:
-    def __init__(self, renders: RenderCache) -> None:
+    def __init__(self, renders: RenderCache, *, clock: Callable[[], float] = time.time) -> None:
         self.renders = renders
+        self.clock = clock
         self._files: dict[str, _Entry] = {}
         self._blobs: dict[str, bytes] = {}
         self._lock = threading.Lock()
 
-    def _new(self, vendor: str, content_type: str, size: int, data: bytes | None, recipe: Recipe | None) -> StoredFile:
-        file_id = secrets.token_hex(12) + _EXTENSIONS.get(content_type, "")
+    @staticmethod
+    def new_id(content_type: str) -> str:
+        return secrets.token_hex(12) + _EXTENSIONS.get(content_type, "")
+
+    def _new(
+        self,
+        vendor: str,
+        content_type: str,
+        size: int,
+        data: bytes | None,
+        recipe: Recipe | None,
+        *,
+        file_id: str | None = None,
+        expires_at: float | None = None,
+    ) -> StoredFile:
+        file_id = file_id or self.new_id(content_type)
         file = StoredFile(id=file_id, content_type=content_type, size=size, file_name=file_id)
         with self._lock:
-            self._files[file_id] = _Entry(vendor, file, data, recipe, time.time())
+            self._files[file_id] = _Entry(vendor, file, data, recipe, self.clock(), expires_at=expires_at)
         return file
 
-    def add_bytes(self, vendor: str, data: bytes, content_type: str) -> StoredFile:
+    def add_bytes(
+        self,
+        vendor: str,
+        data: bytes,
+        content_type: str,
+        *,
+        file_id: str | None = None,
+        expires_at: float | None = None,
+    ) -> StoredFile:
         digest = hashlib.sha256(data).hexdigest()
         with self._lock:
             data = self._blobs.setdefault(digest, data)
-        return self._new(vendor, content_type, len(data), data, None)
+        return self._new(vendor, content_type, len(data), data, None, file_id=file_id, expires_at=expires_at)
 
     def add_recipe(self, vendor: str, recipe: Recipe, data: bytes) -> StoredFile:
         """A rendered file: ``data`` is its first rendering (for its size); the recipe renders it again."""
@@ -69,7 +98,7 @@ class FileStore:
     def read(self, file_id: str) -> bytes | None:
         """The file's bytes; None when unknown or expired."""
         entry = self._files.get(file_id)
-        if entry is None or entry.expired:
+        if entry is None or entry.gone(self.clock()):
             return None
         if entry.data is not None:
             return entry.data

@@ -313,6 +313,38 @@ class EmulatorKit(Protocol):
         Call it on the event loop."""
         ...
 
+    # -- vendor storage (uploads) ------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The emulator's wall clock (``time.time()`` unless a test moves it: ``state.files.clock``): what
+        uploaded files expire by, so a vendor's own expiry dates should be read against it too."""
+        ...
+
+    def record_upload(self, data: bytes) -> None:
+        """Count one file uploaded to this vendor's storage: what "uploaded once" is asserted against
+        (``state.uploads``, ``/_emulator/uploads``)."""
+        ...
+
+    def new_file_id(self, content_type: str) -> str:
+        """An id for a file whose bytes come later (an upload initiated now, its bytes PUT after)."""
+        ...
+
+    def store_upload(
+        self, data: bytes, content_type: str, request: Request, *, expires_in: float | None, file_id: str | None = None
+    ) -> str:
+        """Serve ``data`` as a file uploaded to this vendor's storage (counted, and gone after ``expires_in``
+        seconds; None: kept); its absolute URL. ``file_id`` fills an id from :meth:`new_file_id`."""
+        ...
+
+    def file_url_for(self, request: Request, file_id: str) -> str:
+        """The absolute URL of the file ``file_id`` as seen by the client that sent ``request``."""
+        ...
+
+    def serves(self, url: str) -> bool:
+        """True when ``url`` names a file of this emulator (live, expired or not yet uploaded): an input
+        that :meth:`lookup` cannot read is then refused as the vendor would, not merely left unread."""
+        ...
+
 
 # -- sizes, shared by vendors that take an aspect ratio ------------------------------------------------------
 

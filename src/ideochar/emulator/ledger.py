@@ -8,13 +8,15 @@ cancelled, a run that failed), so the history stays readable.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import threading
+import time
 from decimal import Decimal
 from typing import Any
 
 from ideochar.emulator.kit import LedgerEntry
 
-__all__ = ["Ledger"]
+__all__ = ["Ledger", "UploadEntry", "Uploads"]
 
 
 class Ledger:
@@ -71,6 +73,53 @@ class Ledger:
                 "total_usd": str(self.total_usd(name)),
             }
             for name in names
+        }
+
+    def __len__(self) -> int:
+        return self.count()
+
+
+@dataclasses.dataclass(frozen=True)
+class UploadEntry:
+    """One file a client uploaded to a vendor's storage."""
+
+    vendor: str
+    sha256: str
+    size: int
+    at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"vendor": self.vendor, "sha256": self.sha256, "size": self.size, "at": self.at}
+
+
+class Uploads:
+    """Every upload to a vendor's storage, in order: tests assert "uploaded once per vendor" against it."""
+
+    def __init__(self) -> None:
+        self._entries: list[UploadEntry] = []
+        self._lock = threading.Lock()
+
+    def add(self, vendor: str, data: bytes) -> UploadEntry:
+        entry = UploadEntry(vendor, hashlib.sha256(data).hexdigest(), len(data), time.time())
+        with self._lock:
+            self._entries.append(entry)
+        return entry
+
+    def entries(self, vendor: str | None = None) -> list[UploadEntry]:
+        with self._lock:
+            return [e for e in self._entries if vendor is None or e.vendor == vendor]
+
+    def count(self, vendor: str | None = None, sha256: str | None = None) -> int:
+        """How many uploads (of one vendor, of one image's digest)."""
+        return sum(1 for e in self.entries(vendor) if sha256 is None or e.sha256 == sha256)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def to_json(self, vendors: list[str]) -> dict[str, Any]:
+        return {
+            name: {"uploads": [e.to_json() for e in self.entries(name)], "count": self.count(name)} for name in vendors
         }
 
     def __len__(self) -> int:

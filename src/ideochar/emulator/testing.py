@@ -29,6 +29,7 @@ of an emulator in another process — then over its admin endpoints)::
     testing.set_faults(target, {"seed": 1, "fal": [{"route": "submit", "kind": "status", "status": 503}]})
     testing.ledger(target, "fal")        # [LedgerEntry, ...] (voided ones included; see .billed)
     testing.billed(target, "fal")        # how many admissions a vendor would charge for
+    testing.uploads(target, "fal")       # how many files clients uploaded to fal's storage
     testing.expire_files(target)         # result URLs now answer 404
     testing.reset(target)                # forget jobs, files, ledger and faults
 
@@ -80,6 +81,7 @@ __all__ = [
     "set_faults",
     "state_of",
     "sync_client",
+    "uploads",
 ]
 
 #: The root URL in-process clients use (any host works: URLs the emulator returns follow the request's).
@@ -234,6 +236,15 @@ def ledger(target: Target, vendor: str | None = None) -> list[LedgerEntry]:
 def billed(target: Target, vendor: str | None = None) -> int:
     """How many admissions the vendor (or all of them) would charge for."""
     return sum(1 for entry in ledger(target, vendor) if entry.voided is None)
+
+
+def uploads(target: Target, vendor: str | None = None, *, sha256: str | None = None) -> int:
+    """How many files clients uploaded to a vendor's storage (of one image's digest, if given)."""
+    if isinstance(target, str):
+        document = _admin(target, "GET", "uploads", params={"vendor": vendor} if vendor else None)
+        items = [item for per_vendor in document.values() for item in per_vendor["uploads"]]
+        return sum(1 for item in items if sha256 is None or item["sha256"] == sha256)
+    return state_of(target).uploads.count(vendor, sha256)
 
 
 def set_faults(target: Target, profile: FaultProfile | Mapping[str, Any] | str | None) -> None:

@@ -57,6 +57,16 @@ COMPLETED: dict[str, Any] = {
 OUTPUT: dict[str, Any] = {"images": [{"url": OUTPUT_URL}], "seed": SEED}
 #: Cancel: https://fal.ai/docs/inference-api/queue/cancel -- body ``status``.
 CANCELLED: dict[str, Any] = {"status": "CANCELLATION_REQUESTED"}
+#: Storage, as fal_client 1.0.3 reads it (reference/fal.md §3): the CDN token's four fields
+#: (``CDNTokenManager._refresh_token``), then ``access_url`` from ``POST {base_url}/files/upload``.
+CDN_TOKEN: dict[str, Any] = {
+    "token": "cdn-token-documented-shape",
+    "token_type": "Bearer",
+    "base_url": "https://v3.fal.media",
+    "expires_at": "2099-01-01T00:00:00+00:00",
+}
+UPLOADED_URL = "https://v3.fal.media/files/lion/reference-upload.png"
+CDN_UPLOADED: dict[str, Any] = {"access_url": UPLOADED_URL}
 
 
 def docs_handler() -> Any:
@@ -68,6 +78,10 @@ def docs_handler() -> Any:
 
     def handler(request: httpx.Request) -> httpx.Response:
         path = request.url.path
+        if request.url.host == "rest.fal.ai" and path == "/storage/auth/token":
+            return httpx.Response(200, json=CDN_TOKEN)
+        if request.url.host == "v3.fal.media" and path == "/files/upload":
+            return httpx.Response(200, json=CDN_UPLOADED)
         if request.url.host == "v3.fal.media":
             return httpx.Response(200, content=make_image(96, 64, "PNG"), headers={"content-type": "image/png"})
         if request.method == "POST":

@@ -21,6 +21,10 @@ from ideochar_fal.provider import INFO, FalOptions
 QUEUE = "https://queue.fal.run"
 RUN = "https://fal.run"
 CDN = "https://v3.fal.media"
+REST = "https://rest.fal.ai"
+PLATFORM = "https://api.fal.ai"
+#: Where the fake's initiated uploads are PUT (a signed URL on another host, as GCS's are).
+SIGNED = "https://storage.googleapis.com"
 REF_URL = "https://v3.fal.media/files/koala/reference.png"
 
 
@@ -75,6 +79,15 @@ class FakeFal:
     num_images: int = 1
     seed: int = 123456
     requests: list[httpx.Request] = field(default_factory=list)
+    token: Answer | None = None
+    """``POST {rest}/storage/auth/token``; default: a CDN token on v3.fal.media."""
+    cdn_upload: Answer | None = None
+    """``POST {cdn}/files/upload``; default: ``{"access_url": .../files/upload-N.png}``."""
+    initiate: Answer | None = None
+    put: Answer | None = None
+    pricing: Answer | None = None
+    uploaded: list[bytes] = field(default_factory=list)
+    """Bytes received by the CDN upload and by the signed PUT, in order."""
 
     # -- documented default answers ------------------------------------------------------------------
 
@@ -115,6 +128,16 @@ class FakeFal:
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         url, path, method = request.url, request.url.path, request.method
+        if url.host == "rest.fal.ai" and path == "/storage/auth/token":
+            return self._answer(self.token, self._token)(request)
+        if url.host == "rest.fal.ai" and path == "/storage/upload/initiate":
+            return self._answer(self.initiate, self._initiated)(request)
+        if url.host == "v3.fal.media" and path == "/files/upload":
+            return self._answer(self.cdn_upload, lambda: self._stored(request, "access_url"))(request)
+        if url.host == "storage.googleapis.com" and method == "PUT":
+            return self._answer(self.put, lambda: self._stored(request, None))(request)
+        if url.host == "api.fal.ai":
+            return self._answer(self.pricing, self._prices)(request)
         if url.host == "v3.fal.media":
             return self._answer(self.images.get(str(url)), lambda: _png_response())(request)
         if url.host == "fal.run" and method == "POST":
@@ -140,6 +163,46 @@ class FakeFal:
             )
         return httpx.Response(404, json={"detail": f"no route for {method} {path}"})
 
+    # -- storage and pricing ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _token() -> httpx.Response:
+        return httpx.Response(
+            200,
+            json={
+                "token": "cdn-token-7d1e",
+                "token_type": "Bearer",
+                "base_url": CDN,
+                "expires_at": "2999-01-01T00:00:00+00:00",
+            },
+        )
+
+    def _stored(self, request: httpx.Request, key: str | None) -> httpx.Response:
+        self.uploaded.append(request.read())
+        if key is None:
+            return httpx.Response(200)
+        return httpx.Response(200, json={key: f"{CDN}/files/upload-{len(self.uploaded)}.png"})
+
+    def _initiated(self) -> httpx.Response:
+        number = len(self.uploaded) + 1
+        return httpx.Response(
+            200,
+            json={"upload_url": f"{SIGNED}/put/{number}?sig=abc", "file_url": f"{CDN}/files/initiated-{number}.png"},
+        )
+
+    @staticmethod
+    def _prices() -> httpx.Response:
+        return httpx.Response(
+            200,
+            json={
+                "prices": [
+                    {"endpoint_id": "fal-ai/ideogram/character", "unit_price": 0.12, "unit": "image", "currency": "USD"}
+                ],
+                "next_cursor": None,
+                "has_more": False,
+            },
+        )
+
     def _default_stream(self) -> list[dict[str, Any]]:
         return [
             {"status": "IN_QUEUE", "queue_position": 2, "response_url": self.job},
@@ -164,7 +227,7 @@ class FakeFal:
         return [r for r in self.requests if r.method == method and contains in str(r.url)]
 
     def submit_body(self) -> dict[str, Any]:
-        (post,) = self.sent("POST")
+        (post,) = [r for r in self.sent("POST") if r.url.host in ("queue.fal.run", "fal.run")]
         return json.loads(post.content)  # type: ignore[no-any-return]
 
 

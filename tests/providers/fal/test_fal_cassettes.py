@@ -70,7 +70,8 @@ def test_generate_replays_the_docs_cassette() -> None:
     with cassette("fal", "docs", "generate_stream", handler=docs_handler()) as http:
         output = drive(FalProvider().exchange(GENERATE, context()), http, on_event=events.append, fetch=http)
     check_output(output, events)
-    assert [e.status for e in events if e.kind == "progress"] == ["queued", "running"]
+    assert [e.status for e in events if e.kind == "progress" and not e.message] == ["queued", "running"]
+    assert [e.message for e in events if e.message] == ["fal log: Generating image", "fal log: Done"]
 
 
 def test_edit_replays_the_docs_cassette_by_polling() -> None:
@@ -85,7 +86,16 @@ def test_edit_replays_the_docs_cassette_by_polling() -> None:
 
 def test_remix_replays_the_docs_cassette_with_an_inline_reference() -> None:
     events: list[Event] = []
+    options = FalOptions(image_transport="data_uri")
     with cassette("fal", "docs", "remix_inline_reference", handler=docs_handler()) as http:
+        output = drive(FalProvider().exchange(REMIX, context(options)), http, on_event=events.append, fetch=http)
+    check_output(output, events)
+
+
+def test_remix_replays_the_docs_cassette_with_the_reference_uploaded_to_fals_storage() -> None:
+    """The default transport: token, upload (lifecycle headers), then the submit names the stored file."""
+    events: list[Event] = []
+    with cassette("fal", "docs", "remix_uploaded_reference", handler=docs_handler()) as http:
         output = drive(FalProvider().exchange(REMIX, context()), http, on_event=events.append, fetch=http)
     check_output(output, events)
 

@@ -140,7 +140,7 @@ def test_polling_takes_over_when_the_stream_is_refused(run: Runner) -> None:
     )
     output, events = go(run, fake, generate())
     polls = fake.sent("GET", "/status?")
-    assert [str(r.url) for r in polls] == [f"{fake.job}/status?logs=0"] * 3
+    assert [str(r.url) for r in polls] == [f"{fake.job}/status?logs=1"] * 3
     assert [(e.status, e.queue_position) for e in events if e.kind == "progress"] == [("queued", 1), ("running", None)]
     assert output.metadata["status_via"] == "poll" and len(output.images) == 1
 
@@ -379,7 +379,8 @@ def test_a_local_reference_is_streamed_as_a_data_uri_that_decodes_back_to_the_fi
     path.write_bytes(make_image(200, 150, "PNG", color="green"))
     mask = make_image(200, 150, "PNG", color="black")
     fake = FakeFal()
-    go(run, fake, generate(reference=path, operation=Edit(image=path, mask=mask)))
+    options = FalOptions(image_transport="data_uri")
+    go(run, fake, generate(reference=path, operation=Edit(image=path, mask=mask)), options)
     (post,) = fake.sent("POST")
     assert int(post.headers["content-length"]) == len(post.content)
     body = json.loads(post.content)

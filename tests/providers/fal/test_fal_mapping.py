@@ -74,14 +74,76 @@ def test_generate_golden_payload_with_every_field() -> None:
     }
 
 
-def test_generate_minimal_always_sends_speed_and_leaves_magic_prompt_auto_out(png: bytes) -> None:
+def test_generate_golden_defaults_every_unset_setting_is_explicit(png: bytes) -> None:
     body = wire(CharacterRequest(prompt="hello", reference=png))
     assert body == {
         "prompt": "hello",
         "reference_image_urls": [data_uri(png)],
         "rendering_speed": "BALANCED",
         "num_images": 1,
+        "expand_prompt": True,  # fal has no "auto"; true is its documented default, sent
+        "style": "AUTO",
+        "image_size": {"width": 1024, "height": 1024},  # fal's square_hd, sent
     }
+
+
+def test_edit_golden_defaults_send_style_but_no_size() -> None:
+    request = CharacterRequest(prompt="p", reference=REF_URL, operation=Edit(image=SCENE_URL, mask=MASK_URL))
+    assert wire(request) == {
+        "prompt": "p",
+        "reference_image_urls": [REF_URL],
+        "rendering_speed": "BALANCED",
+        "num_images": 1,
+        "expand_prompt": True,
+        "style": "AUTO",
+        "image_url": SCENE_URL,
+        "mask_url": MASK_URL,
+    }
+
+
+def test_remix_golden_defaults_send_the_square_size_and_the_neutral_strength() -> None:
+    request = CharacterRequest(prompt="p", reference=REF_URL, operation=Remix(image=SCENE_URL))
+    assert wire(request) == {
+        "prompt": "p",
+        "reference_image_urls": [REF_URL],
+        "rendering_speed": "BALANCED",
+        "num_images": 1,
+        "expand_prompt": True,
+        "style": "AUTO",
+        "image_size": {"width": 1024, "height": 1024},
+        "image_url": SCENE_URL,
+        "strength": 0.8,
+    }
+
+
+def test_edit_follows_fals_edit_schema_and_sends_the_style_asked() -> None:
+    request = CharacterRequest(
+        prompt="p", reference=REF_URL, operation=Edit(image=SCENE_URL, mask=MASK_URL), style="fiction"
+    )
+    assert wire(request)["style"] == "FICTION"
+    assert FalProvider().check(request) == []
+
+
+def test_uploaded_local_images_are_sent_by_their_storage_url(png: bytes) -> None:
+    request = CharacterRequest(prompt="p", reference=png, operation=Edit(image=png, mask=MASK_URL))
+    uploaded = {"reference": "https://v3.fal.media/files/a/ref.png", "operation.image": "https://v3.fal.media/b.png"}
+    body = to_payload(request, uploaded=uploaded).document()
+    assert body["reference_image_urls"] == [uploaded["reference"]]
+    assert (body["image_url"], body["mask_url"]) == (uploaded["operation.image"], MASK_URL)
+    assert not to_payload(request, uploaded=uploaded).inline
+
+
+@pytest.mark.parametrize(
+    ("listed", "speed", "price"),
+    [("0.15", "default", "0.15"), ("0.15", "turbo", "0.1000"), ("0.30", "quality", "0.4000")],
+)
+def test_the_live_unit_price_is_balanceds_and_other_speeds_keep_their_ratio(
+    listed: str, speed: str, price: str
+) -> None:
+    from ideochar_fal.mapping import live_unit_price
+    from ideochar_fal.provider import PRICES_USD
+
+    assert live_unit_price(Decimal(listed), speed, PRICES_USD) == Decimal(price)  # type: ignore[arg-type]
 
 
 def test_edit_golden_payload_has_no_style_size_or_negative_prompt(png: bytes) -> None:
@@ -133,6 +195,7 @@ def test_remix_golden_payload_with_local_image_and_exact_resolution(tmp_path: Pa
         "image_urls": ["https://example.com/style.png", data_uri(style)],
         "rendering_speed": "BALANCED",
         "num_images": 1,
+        "expand_prompt": True,
         "style": "FICTION",
         "image_size": {"width": 896, "height": 1152},
         "image_url": data_uri(scene.read_bytes(), "image/jpeg"),
@@ -260,10 +323,18 @@ def test_provider_info_declares_prices_fields_and_what_is_inferred() -> None:
     assert INFO.price("remix", "default") == Decimal("0.15")
     assert INFO.price("edit", "quality") == Decimal("0.20")
     assert {"price_edit", "price_per_image"} <= set(INFO.inferred)
-    assert not INFO.supports("edit", "style") and not INFO.supports("edit", "aspect_ratio")
+    assert INFO.supports("edit", "style") and not INFO.supports("edit", "aspect_ratio")
     assert INFO.supports("remix", "negative_prompt") and INFO.supports("edit", "color_palette")
     assert INFO.credential_variables == (("FAL_KEY",), ("FAL_KEY_ID", "FAL_KEY_SECRET"))
-    assert INFO.base_urls == {"queue": "https://queue.fal.run", "run": "https://fal.run", "rest": "https://rest.fal.ai"}
+    assert INFO.base_urls == {
+        "queue": "https://queue.fal.run",
+        "run": "https://fal.run",
+        "rest": "https://rest.fal.ai",
+        "cdn": "https://v3.fal.media",
+        "platform": "https://api.fal.ai",
+    }
+    assert set(INFO.defaults) == {"speed", "style", "magic_prompt", "size", "seed"}
+    assert "`expand_prompt` true" in INFO.defaults["magic_prompt"]
 
 
 def test_credentials_come_from_fal_key_or_the_id_and_secret_pair() -> None:

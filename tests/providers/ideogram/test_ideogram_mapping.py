@@ -155,3 +155,54 @@ def test_mask_polarity_is_not_inverted() -> None:
     request = CharacterRequest(prompt="p", reference=PNG, operation=Edit(image=PNG, mask=mask))
     (mask_part,) = [p for p in to_form(request) if isinstance(p, FilePart) and p.name == "mask"]
     assert mask_part.image.read() == mask
+
+
+# -- golden defaults: nothing left to a vendor default the caller did not choose -------------------------------
+
+
+def _all_texts(request: CharacterRequest) -> dict[str, list[str]]:
+    return _texts(to_form(request))
+
+
+def test_generate_golden_defaults_send_every_setting() -> None:
+    assert _all_texts(CharacterRequest(prompt="p", reference=PNG)) == {
+        "prompt": ["p"],
+        "aspect_ratio": ["1x1"],
+        "rendering_speed": ["DEFAULT"],
+        "magic_prompt": ["AUTO"],
+        "style_type": ["AUTO"],
+        "num_images": ["1"],
+    }
+
+
+def test_remix_golden_defaults_send_every_setting_and_the_neutral_strength() -> None:
+    request = CharacterRequest(prompt="p", reference=PNG, operation=Remix(image=PNG))
+    assert _all_texts(request) == {
+        "prompt": ["p"],
+        "image_weight": ["80"],
+        "aspect_ratio": ["1x1"],
+        "rendering_speed": ["DEFAULT"],
+        "magic_prompt": ["AUTO"],
+        "style_type": ["AUTO"],
+        "num_images": ["1"],
+    }
+
+
+def test_edit_golden_defaults_send_every_setting_but_a_size() -> None:
+    request = CharacterRequest(
+        prompt="p", reference=PNG, operation=Edit(image=PNG, mask=make_image(64, 48, color="black"))
+    )
+    assert _all_texts(request) == {
+        "prompt": ["p"],
+        "rendering_speed": ["DEFAULT"],
+        "magic_prompt": ["AUTO"],
+        "style_type": ["AUTO"],
+        "num_images": ["1"],
+    }
+
+
+def test_the_unset_defaults_are_declared_for_the_matrix() -> None:
+    from ideochar_ideogram.provider import INFO
+
+    assert set(INFO.defaults) == {"speed", "style", "magic_prompt", "size", "seed"}
+    assert "1x1" in INFO.defaults["size"] and "AUTO" in INFO.defaults["style"]

@@ -57,20 +57,42 @@ def test_generate_payload_is_exactly_the_documented_input_shape() -> None:
     }
 
 
-def test_minimal_generate_sends_speed_magic_prompt_and_a_drawn_seed_and_nothing_unset(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(mapping, "draw_seed", lambda: 90210)
+def test_generate_golden_defaults_every_unset_setting_is_explicit(pinned_seed: int) -> None:
     request = CharacterRequest(prompt="a knight", reference=REF_URL)
     assert _body(request) == {
         "input": {
             "prompt": "a knight",
             "character_reference_image": REF_URL,
             "rendering_speed": "Default",
+            "style_type": "Auto",
             "magic_prompt_option": "Auto",
-            "seed": 90210,
+            "aspect_ratio": "1:1",
+            "seed": pinned_seed,
         }
     }
+
+
+def test_edit_golden_defaults_every_unset_setting_is_explicit_and_no_size(pinned_seed: int) -> None:
+    image, mask = png_bytes(64, 64, "blue"), png_bytes(64, 64, "black")
+    request = CharacterRequest(prompt="p", reference=REF_URL, operation=Edit(image=image, mask=mask))
+    body = _body(request)["input"]
+    assert isinstance(body, dict)
+    assert {k: v for k, v in body.items() if k not in ("image", "mask")} == {
+        "prompt": "p",
+        "character_reference_image": REF_URL,
+        "rendering_speed": "Default",
+        "style_type": "Auto",
+        "magic_prompt_option": "Auto",
+        "seed": pinned_seed,
+    }
+
+
+def test_the_seed_is_drawn_by_the_one_shared_toolkit_helper(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ideochar.toolkit
+
+    assert mapping.draw_seed is ideochar.toolkit.draw_seed
+    monkeypatch.setattr(mapping, "draw_seed", lambda: 90210)
+    assert _body(CharacterRequest(prompt="a knight", reference=REF_URL))["input"]["seed"] == 90210  # type: ignore[index]
 
 
 def test_each_create_without_a_seed_gets_its_own_so_siblings_differ_in_the_list() -> None:
@@ -94,10 +116,10 @@ def test_resolution_is_sent_as_wxh_without_an_aspect_ratio() -> None:
     assert payload["rendering_speed"] == "Quality"
 
 
-def test_unset_size_is_omitted_never_sent_as_the_string_none() -> None:
+def test_unset_size_is_the_square_ratio_never_the_string_none() -> None:
     payload = _body(CharacterRequest(prompt="p", reference=REF_URL))["input"]
     assert isinstance(payload, dict)
-    assert "resolution" not in payload
+    assert "resolution" not in payload and payload["aspect_ratio"] == "1:1"
     assert "None" not in payload.values()
 
 

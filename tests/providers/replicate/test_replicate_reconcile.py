@@ -163,6 +163,7 @@ def test_the_marker_identifies_the_prediction_and_holds_no_key_and_no_image_byte
             "rendering_speed": "Default",
             "style_type": "Fiction",
             "magic_prompt_option": "Auto",
+            "aspect_ratio": "1:1",
             "seed": 7,
         },
         "images": {

@@ -116,6 +116,10 @@ def replay(
     return anyio.run(main)  # type: ignore[no-any-return]
 
 
+#: Request bodies are compared: the seed ideochar draws for an unseeded request is pinned.
+pytestmark = pytest.mark.usefixtures("pinned_seed")
+
+
 @pytest.fixture(params=["drive", "adrive"])
 def driver(request: pytest.FixtureRequest) -> str:
     return str(request.param)

@@ -104,6 +104,24 @@ CASES = [
         id="406-parameter",
     ),
     pytest.param(
+        partial(json_answer, 406, {"error": "Not enough credits"}),
+        InsufficientCredits,
+        "Not enough credits",
+        id="406-documented-wording",
+    ),
+    pytest.param(
+        partial(text_answer, 406, "", "text/plain"),
+        InsufficientCredits,
+        "406",
+        id="406-empty-body",
+    ),
+    pytest.param(
+        partial(text_answer, 406, "<html><title>406 Not Acceptable</title></html>", "text/html"),
+        InsufficientCredits,
+        "Not Acceptable",
+        id="406-html-page",
+    ),
+    pytest.param(
         partial(json_answer, 400, {"error": "Prompt is Mandatory and must be string"}),
         RequestRejected,
         "Prompt is Mandatory",
@@ -199,6 +217,11 @@ def test_the_html_405_is_read_without_assuming_json() -> None:
     detail, body = vendor_detail(text_answer(405, NGINX_405, "text/html"))
     assert detail == "an HTML page titled '405 Not Allowed'"
     assert body.startswith("<html>")
+
+
+def test_a_406_that_does_not_say_otherwise_is_out_of_credit_so_the_router_fails_over() -> None:
+    error = error_from_response(json_answer(406, {"error": "Something went wrong"}))
+    assert type(error) is InsufficientCredits and error.fail_over and error.billed == "no"
 
 
 def test_a_406_about_content_type_is_never_read_as_credits() -> None:

@@ -13,7 +13,8 @@ from segmind_support import context, make_image, parse_form
 
 from ideochar import CharacterRequest, InvalidRequest, Unsupported
 from ideochar.exchange import ReaderStream
-from ideochar.request import Edit, Remix
+from ideochar.request import RESOLUTIONS, Edit, Remix
+from ideochar.toolkit import RATIO_SIZES
 from ideochar_segmind.mapping import ENUMS, enum_value, size_fields, to_wire
 from ideochar_segmind.provider import INFO, SegmindOptions, SegmindProvider, _post
 
@@ -26,7 +27,7 @@ def request(**fields: object) -> CharacterRequest:
     return CharacterRequest(**{"prompt": "a knight in the rain", "reference": REF_URL, **fields})
 
 
-# -- golden payloads -----------------------------------------------------------------------------------
+# -- golden payloads: every field explicit ---------------------------------------------------------------
 
 
 def test_generate_with_url_reference_is_one_json_body_in_segmind_words() -> None:
@@ -41,14 +42,41 @@ def test_generate_with_url_reference_is_one_json_body_in_segmind_words() -> None
         "prompt": "a knight in the rain",
         "character_reference_image": REF_URL,
         "seed": 77,
-        "aspect_ratio": "9:16",
+        "resolution": "736x1312",
         "style_type": "Fiction",
         "rendering_speed": "Quality",
         "magic_prompt_option": "Off",
     }
 
 
-def test_edit_with_urls_sends_image_and_mask_and_no_size() -> None:
+def test_generate_golden_defaults_every_unset_field_is_sent_explicitly() -> None:
+    """Segmind's page defaults (512x1536, Realistic, Quality, Off, seed 1) are none of what unset means."""
+    assert to_wire(request(), seed=1234).json_body() == {
+        "prompt": "a knight in the rain",
+        "character_reference_image": REF_URL,
+        "seed": 1234,
+        "resolution": "1024x1024",
+        "style_type": "Auto",
+        "rendering_speed": "Default",
+        "magic_prompt_option": "Auto",
+    }
+
+
+def test_edit_golden_defaults_send_image_mask_and_every_setting_but_no_size() -> None:
+    wire = to_wire(request(operation=Edit(image=IMAGE_URL, mask=MASK_URL)), seed=9)
+    assert wire.json_body() == {
+        "prompt": "a knight in the rain",
+        "character_reference_image": REF_URL,
+        "image": IMAGE_URL,
+        "mask": MASK_URL,
+        "seed": 9,
+        "style_type": "Auto",
+        "rendering_speed": "Default",
+        "magic_prompt_option": "Auto",
+    }
+
+
+def test_edit_with_urls_keeps_the_callers_settings() -> None:
     wire = to_wire(request(operation=Edit(image=IMAGE_URL, mask=MASK_URL), style="realistic", seed=3))
     assert wire.json_body() == {
         "prompt": "a knight in the rain",
@@ -58,29 +86,41 @@ def test_edit_with_urls_sends_image_and_mask_and_no_size() -> None:
         "seed": 3,
         "style_type": "Realistic",
         "rendering_speed": "Default",
+        "magic_prompt_option": "Auto",
     }
 
 
-def test_defaults_send_only_prompt_reference_and_speed() -> None:
-    assert to_wire(request()).json_body() == {
-        "prompt": "a knight in the rain",
-        "character_reference_image": REF_URL,
-        "rendering_speed": "Default",
-    }
+def test_a_request_without_a_seed_cannot_be_built_without_a_drawn_one() -> None:
+    with pytest.raises(ValueError, match="seed"):
+        to_wire(request())
+    assert to_wire(request(seed=5), seed=6).seed == 5  # the caller's seed wins
+
+
+def test_every_unset_default_is_declared_for_the_matrix() -> None:
+    assert set(INFO.defaults) == {"speed", "style", "magic_prompt", "size", "seed"}
+    assert "512x1536" in INFO.defaults["size"] and "Auto" in INFO.defaults["style"]
 
 
 def test_generate_with_local_reference_is_multipart_with_a_file_part() -> None:
     png = make_image(40, 30, "PNG")
     sent = _post(
         "https://api.segmind.com/v1/ideogram-character",
-        to_wire(request(reference=png, resolution="1024x1024", speed="turbo", magic_prompt="on")),
+        to_wire(request(reference=png, resolution="1024x1024", speed="turbo", magic_prompt="on"), seed=8),
         context(),
     )
     assert isinstance(sent.stream, ReaderStream), "a local file must be streamed, not buffered"
     body = sent.read()
     assert int(sent.headers["content-length"]) == len(body)
     form = parse_form(sent.headers["content-type"], body)
-    assert list(form) == ["prompt", "character_reference_image", "resolution", "rendering_speed", "magic_prompt_option"]
+    assert list(form) == [
+        "prompt",
+        "character_reference_image",
+        "seed",
+        "resolution",
+        "style_type",
+        "rendering_speed",
+        "magic_prompt_option",
+    ]
     assert form["prompt"].text == "a knight in the rain"
     assert form["resolution"].text == "1024x1024"
     assert form["rendering_speed"].text == "Turbo"
@@ -95,7 +135,16 @@ def test_edit_with_local_files_keeps_url_inputs_as_text_and_mask_bytes_untouched
     wire = to_wire(request(operation=Edit(image=tmp_path / "scene.jpg", mask=mask), seed=5))
     sent = _post("https://api.segmind.com/v1/ideogram-character", wire, context())
     form = parse_form(sent.headers["content-type"], sent.read())
-    assert list(form) == ["prompt", "character_reference_image", "image", "mask", "seed", "rendering_speed"]
+    assert list(form) == [
+        "prompt",
+        "character_reference_image",
+        "image",
+        "mask",
+        "seed",
+        "style_type",
+        "rendering_speed",
+        "magic_prompt_option",
+    ]
     assert form["character_reference_image"].text == REF_URL
     assert form["character_reference_image"].filename is None
     assert (form["image"].value, form["image"].filename, form["image"].content_type) == (
@@ -109,7 +158,8 @@ def test_edit_with_local_files_keeps_url_inputs_as_text_and_mask_bytes_untouched
 
 
 def test_multipart_body_is_the_same_each_time_it_is_read() -> None:
-    sent = _post("https://api.segmind.com/v1/ideogram-character", to_wire(request(reference=make_image())), context())
+    wire = to_wire(request(reference=make_image()), seed=1)
+    sent = _post("https://api.segmind.com/v1/ideogram-character", wire, context())
     assert isinstance(sent.stream, ReaderStream)
     assert b"".join(sent.stream) == b"".join(sent.stream)
 
@@ -148,23 +198,32 @@ def test_enum_table_covers_every_neutral_value_and_nothing_is_upper_case() -> No
             assert value == value.title() and not value.isupper()
 
 
-def test_magic_prompt_auto_is_left_to_the_vendor() -> None:
-    assert "magic_prompt_option" not in to_wire(request(magic_prompt="auto")).json_body()
+def test_magic_prompt_auto_is_sent_as_auto_not_left_to_segmind_whose_default_is_off() -> None:
+    assert to_wire(request(magic_prompt="auto"), seed=1).json_body()["magic_prompt_option"] == "Auto"
 
 
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
-        ({"aspect_ratio": "16:9"}, {"aspect_ratio": "16:9"}),
+        ({"aspect_ratio": "16:9"}, {"resolution": "1312x736"}),
+        ({"aspect_ratio": "1:3"}, {"resolution": "512x1536"}),
         ({"resolution": "512x1536"}, {"resolution": "512x1536"}),
-        ({}, {}),
+        ({}, {"resolution": "1024x1024"}),
     ],
 )
-def test_size_is_aspect_ratio_or_resolution_never_both(fields: dict[str, str], expected: dict[str, str]) -> None:
+def test_size_is_always_one_explicit_resolution(fields: dict[str, str], expected: dict[str, str]) -> None:
     assert size_fields(request(**fields)) == expected
-    body = to_wire(request(**fields)).json_body()
-    assert not ("aspect_ratio" in body and "resolution" in body)
+    body = to_wire(request(**fields), seed=1).json_body()
+    assert "aspect_ratio" not in body
     assert {k: body[k] for k in ("aspect_ratio", "resolution") if k in body} == expected
+
+
+@pytest.mark.parametrize("ratio", sorted(RATIO_SIZES))
+def test_every_aspect_ratio_becomes_a_legal_resolution_of_its_shape(ratio: str) -> None:
+    width, height = (int(v) for v in size_fields(request(aspect_ratio=ratio))["resolution"].split("x"))
+    w, h = (int(v) for v in ratio.split(":"))
+    assert f"{width}x{height}" in RESOLUTIONS
+    assert abs(width / height - w / h) / (w / h) < 0.01
 
 
 def test_both_sizes_are_refused_before_anything_is_built() -> None:

@@ -182,7 +182,7 @@ def test_a_multipart_upload_is_read_in_chunks_never_whole(tmp_path: Path) -> Non
     size = len(big_image(tmp_path / "face.png", 8))
     sent = _post(
         "https://api.segmind.com" + "/v1/ideogram-character",
-        to_wire(CharacterRequest(prompt="p", reference=tmp_path / "face.png")),
+        to_wire(CharacterRequest(prompt="p", reference=tmp_path / "face.png"), seed=1),
         context(),
     )
     total, largest = 0, 0
