@@ -27,6 +27,7 @@ unit: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src providers tests examples docs/scripts
+	$(BIN)/ruff format --check src providers tests docs/scripts
 	$(BIN)/mypy
 	$(BIN)/pytest -q -n auto
 

@@ -60,6 +60,7 @@ import json
 import os
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -353,7 +354,7 @@ def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
         parsed = json.loads(body)
     except ValueError:
         return response
-    scrubbed = _drop_stated_sizes(_scrub_json_value(parsed, _response_marker))
+    scrubbed = _still_valid(_drop_stated_sizes(_scrub_json_value(parsed, _response_marker)))
     if scrubbed != parsed:
         response["body"]["string"] = json.dumps(scrubbed).encode()
     return response
@@ -368,6 +369,20 @@ def _drop_stated_sizes(value: Any) -> Any:
         }
     if isinstance(value, list):
         return [_drop_stated_sizes(item) for item in value]
+    return value
+
+
+def _still_valid(value: Any) -> Any:
+    """A stated expiry (``expires_at``: fal's storage token) is moved a day past now: the recording's own
+    expiry has passed by the time it is replayed, and a client that honours it would rightly ask again."""
+    if isinstance(value, dict):
+        later = datetime.now(timezone.utc) + timedelta(days=1)
+        return {
+            key: later.isoformat() if key == "expires_at" and isinstance(item, str) else _still_valid(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_still_valid(item) for item in value]
     return value
 
 

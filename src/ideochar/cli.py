@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     from ideochar.client import AsyncClient
     from ideochar.journal import Journal
     from ideochar.request import CharacterRequest
-    from ideochar.result import CharacterResult
+    from ideochar.result import CharacterResult, JobHandle
     from ideochar.spec import Provider, ProviderInfo
 
 __all__ = ["CliState", "cli", "main"]
@@ -449,8 +449,26 @@ def _run(ctx: click.Context, params: dict[str, Any], operation: dict[str, Any]) 
     with _session(ctx, state, params, on_event=progress) as session:
         client = _client(ctx, session, state)
         with progress:
-            result = _drive(ctx, session, client, lambda c: c.run(request))
+            if params.get("no_wait"):
+                handle = _drive(ctx, session, client, lambda c: c.submit(request))
+            else:
+                result = _drive(ctx, session, client, lambda c: c.run(request))
+    if params.get("no_wait"):
+        _report_handle(handle, as_json=params["as_json"])
+        return
     _deliver(ctx, result, request, params)
+
+
+def _report_handle(handle: JobHandle, *, as_json: bool) -> None:
+    """What --no-wait prints: the job id on stdout (for scripts), the rest on stderr."""
+    if as_json:
+        click.echo(handle.model_dump_json(indent=2))
+        return
+    click.echo(handle.job_id)
+    ids = ", ".join(handle.vendor_request_ids) or "none yet"
+    state = "finished already" if handle.finished else "admitted"
+    note = f"{handle.provider}: {state} (vendor ids: {ids}); finish it: ideochar jobs wait {handle.job_id}"
+    click.echo(note, err=True)
 
 
 def _deliver(
@@ -516,6 +534,11 @@ def _job_command(
     """The options every job command shares, in the order ``--help`` shows them."""
 
     def decorate(f: _Callback) -> click.Command:
+        f = click.option(
+            "--no-wait",
+            is_flag=True,
+            help="Return once the vendor admitted the job and print its id; finish it with 'ideochar jobs wait ID'.",
+        )(f)
         f = client_options(output_options(_debug_option(f)))
         if operation_options is not None:
             f = operation_options(f)
@@ -590,12 +613,14 @@ def _quote_operation(
 @emulator_options
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the quotes as JSON on stdout.")
+@click.option("--live", is_flag=True, help="Ask vendors that publish prices for the current one (needs their keys).")
 @_debug_option
 @click.pass_context
 def quote(
     ctx: click.Context, /, operation: str | None, image: str | None, mask: str | None, strength: float, **params: Any
 ) -> None:
-    """Price, typical time and support of each provider for a request. Sends nothing, needs no key.
+    """Price, typical time and support of each provider for a request. Sends nothing and needs no key,
+    except with --live, which asks vendors that publish prices (fal) for the current one.
 
     Providers, strategy, budget and strict come from the options, else from the configuration
     (ideochar.toml, IDEOCHAR_* variables), as for generate; with neither, every installed provider is
@@ -621,7 +646,7 @@ def quote(
         plugin_manager=state.pm,
         environ=_environ(state, params.get("config_file")),
     ) as client:  # its journal is never opened: only its path is read, for the times seen
-        quotes = client.quote(request)
+        quotes = client.quote(request, live=True) if params.get("live") else client.quote(request)
         max_cost, strict = client.max_cost_usd, client.strict
         times = estimates(quotes, client.providers, client.settings.journal_path, request)
         if client.strategy == "cheapest":
@@ -863,6 +888,68 @@ def jobs_resume(ctx: click.Context, /, job_id: str, journal_path: Path | None, *
                 result = _drive(ctx, session, client, lambda c: c.resume(before.id))
         note = resume_cost_note(before, journal.job(before.id))
     _deliver(ctx, result, None, params, cost_note=note)
+
+
+@jobs.command("wait")
+@click.argument("job_id", type=_job_id)
+@_journal_file_option
+@config_option
+@emulator_options
+@click.option("--timeout", type=float, metavar="SECONDS", help="Give up after this long; the job stays waitable.")
+@output_options
+@_debug_option
+@click.pass_context
+def jobs_wait(
+    ctx: click.Context, /, job_id: str, journal_path: Path | None, timeout: float | None, **params: Any
+) -> None:
+    """Finish a job sent with --no-wait (or any journaled job): picked up by vendor id, nothing sent twice.
+
+    While another live process finishes it (a webhook handler, another worker), this waits for it, then
+    saves the images under --out like generate's.
+    """
+    from ideochar._cli.output import check_out_dir
+
+    ctx.meta[_JSON] = params["as_json"]
+    state = _state(ctx)
+    check_out_dir(params["out_dir"])
+    progress = _progress(ctx, params)
+    with _open_journal(state, journal_path, params.get("config_file")) as journal:
+        found = journal.job(job_id)
+        with _session(ctx, state, params, on_event=progress, journal_obj=journal) as session:
+            client = _client(ctx, session, state)
+            with progress:
+                result = _drive(ctx, session, client, lambda c: c.wait(found.id, timeout=timeout))
+    _deliver(ctx, result, None, params)
+
+
+@jobs.command("cancel")
+@click.argument("job_id", type=_job_id)
+@_journal_file_option
+@config_option
+@emulator_options
+@click.option("--json", "as_json", is_flag=True, help="Print each vendor's answer as JSON on stdout.")
+@_debug_option
+@click.pass_context
+def jobs_cancel(ctx: click.Context, /, job_id: str, journal_path: Path | None, as_json: bool, **params: Any) -> None:
+    """Ask every vendor still running a call of the job to stop it (each request sent once).
+
+    A call that had already finished stays billed; one stopped in time may not be (the vendor decides).
+    """
+    ctx.meta[_JSON] = as_json
+    state = _state(ctx)
+    params["as_json"] = as_json
+    with _open_journal(state, journal_path, params.get("config_file")) as journal:
+        found = journal.job(job_id)
+        with _session(ctx, state, params, journal_obj=journal) as session:
+            client = _client(ctx, session, state)
+            outcomes = _drive(ctx, session, client, lambda c: c.cancel(found.id))
+    if as_json:
+        click.echo(json.dumps({"job_id": found.id, "cancelled": outcomes}, indent=2))
+        return
+    if not outcomes:
+        click.echo(f"job {found.id}: no vendor is running a call of it; nothing to cancel")
+    for vendor_id, outcome in outcomes.items():
+        click.echo(f"{vendor_id}: {outcome}")
 
 
 @jobs.command("prune")

@@ -198,6 +198,15 @@ class _Base:
         self.breaker = breaker or CircuitBreaker(settings.breaker.failure_threshold, settings.breaker.cooldown_seconds)
         self.latency = ObservedLatency()
         self._on_event = on_event
+        if emulator is True:
+            from ideochar.emulator import INSTALL_HINT, missing_dependencies
+
+            if missing_dependencies():
+                raise InvalidRequest.for_field(
+                    "emulator",
+                    f"needs the emulator, which is not installed (missing: {', '.join(missing_dependencies())}); "
+                    f"install it with: {INSTALL_HINT}",
+                )
         self._emulator = emulator
         self._emulator_root: str | None = emulator if isinstance(emulator, str) else None
         self._emulated: tuple[str, dict[str, dict[str, str]]] | None = None

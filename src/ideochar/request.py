@@ -360,7 +360,8 @@ Operation = Annotated[Generate | Edit | Remix, Field(discriminator="operation")]
 
 
 class CharacterRequest(_Model):
-    """One job for any vendor. Unset fields mean "the vendor's default"."""
+    """One job for any vendor. An unset field means what ideochar documents per vendor (the provider matrix
+    shows what each sends), never a vendor default the caller did not choose."""
 
     prompt: Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(_visible_text)]
     """What to draw."""

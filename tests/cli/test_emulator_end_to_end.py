@@ -136,3 +136,42 @@ def test_emulator_serve_prints_each_vendor_base_url() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_no_wait_prints_the_job_id_and_jobs_wait_finishes_it_once(keyless: CliState, tmp_path: Path) -> None:
+    from ideochar.emulator import testing
+
+    with testing.running_emulator(model_seconds=0.3) as server, reference_path() as reference:
+        common = ["--emulator-url", server.url, "-p", "fal"]
+        sent = CliRunner().invoke(
+            cli, ["generate", "a knight", "-r", str(reference), "--no-wait", *common], obj=keyless
+        )
+        assert sent.exit_code == 0, sent.output
+        job_id = sent.stdout.strip()
+        assert len(job_id) == 32 and "jobs wait" in sent.stderr
+        waited = CliRunner().invoke(
+            cli, ["jobs", "wait", job_id, "--emulator-url", server.url, "--out", str(tmp_path / "out"), "--json"],
+            obj=keyless,
+        )  # fmt: skip
+        assert waited.exit_code == 0, waited.output
+        [image] = json.loads(waited.stdout)["images"]
+        assert Path(image["path"]).is_file()
+        assert testing.billed(server, "fal") == 1  # sent once, fetched by its id
+
+
+def test_jobs_cancel_asks_the_vendor_to_stop_a_job_sent_with_no_wait(keyless: CliState) -> None:
+    from ideochar.emulator import testing
+
+    with testing.running_emulator(model_seconds=30) as server, reference_path() as reference:
+        common = ["--emulator-url", server.url, "-p", "fal"]
+        sent = CliRunner().invoke(
+            cli, ["generate", "a knight", "-r", str(reference), "--no-wait", *common], obj=keyless
+        )
+        job_id = sent.stdout.strip()
+        cancelled = CliRunner().invoke(
+            cli, ["jobs", "cancel", job_id, "--emulator-url", server.url, "--json"], obj=keyless
+        )
+        assert cancelled.exit_code == 0, cancelled.output
+        document = json.loads(cancelled.stdout)
+        assert document["job_id"] == job_id and set(document["cancelled"].values()) <= {"ok", "cancellation_requested"}
+        assert document["cancelled"]

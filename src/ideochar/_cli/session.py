@@ -18,7 +18,6 @@ Three things a person needs from a run that a library call does not do:
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import signal
 import threading
@@ -31,6 +30,7 @@ import click
 import httpx
 
 from ideochar._secrets import redact
+from ideochar.emulator import INSTALL_HINT, missing_dependencies
 
 if TYPE_CHECKING:
     from ideochar.client import AsyncClient
@@ -51,9 +51,7 @@ T = TypeVar("T")
 http_logger = logging.getLogger("ideochar.http")
 
 #: What to install for the emulator, as the user types it.
-EMULATOR_EXTRA = 'pip install "ideochar[emulator]"'
-#: The emulator's dependencies (the ``emulator`` extra).
-_EMULATOR_MODULES = ("starlette", "uvicorn", "cryptography")
+EMULATOR_EXTRA = INSTALL_HINT
 _STARTED = "ideochar.debug.started"
 #: Headers that described the bytes as they came over the wire, not as they are handed on.
 _RECOMPUTED = {"content-encoding", "content-length", "transfer-encoding"}
@@ -65,7 +63,7 @@ _LOGGED = "ideochar.debug.logged"
 
 def emulator_missing() -> list[str]:
     """The emulator's dependencies that are not installed (empty when it can run)."""
-    return [name for name in _EMULATOR_MODULES if importlib.util.find_spec(name) is None]
+    return missing_dependencies()
 
 
 def require_emulator(flag: str) -> None:

@@ -17,12 +17,23 @@ Starlette and uvicorn (the ``emulator`` extra) are imported only when an app is 
 
 from __future__ import annotations
 
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
-__all__ = ["create_app"]
+__all__ = ["INSTALL_HINT", "create_app", "missing_dependencies"]
+
+#: How to get the emulator after a plain ``pip install ideochar``.
+INSTALL_HINT = 'pip install "ideochar[emulator]"'
+#: The emulator's dependencies (the ``emulator`` extra).
+_DEPENDENCIES = ("starlette", "uvicorn", "cryptography")
+
+
+def missing_dependencies() -> list[str]:
+    """The emulator's dependencies that are not installed (empty when it can run), found without importing."""
+    return [name for name in _DEPENDENCIES if importlib.util.find_spec(name) is None]
 
 
 def create_app(pm: Any = None, **options: Any) -> Starlette:
