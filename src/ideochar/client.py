@@ -710,12 +710,10 @@ class Client(_Base):
         """Drive a job to its end (a result), or in submit mode until its vendors admitted it (a handle):
         its calls one after another, each failing over on its own."""
         try:
-            self._drive(job.begin(), job)
-            for call in job.calls():
-                self._drive(call, job)
-            return self._drive(job.handle() if job.detach else job.end(), job)
+            return self._drive(job.whole(), job)
         finally:  # however the run ends (an interrupt included), another process may now resume the job
-            self._drive(job.release(), job)
+            if job.journal is not None:
+                self._drive(job.release(), job)
 
     def submit(
         self, request: CharacterRequest, *, webhook_url: str | None = None, strict: bool | None = None
@@ -938,18 +936,17 @@ class AsyncClient(_Base):
         import anyio
 
         try:
+            if job.calls_count == 1:
+                return await self._drive(job.whole(), job)
             await self._drive(job.begin(), job)
-            calls = job.calls()
-            if len(calls) == 1:
-                await self._drive(calls[0], job)
-            else:
-                async with anyio.create_task_group() as group:
-                    for call in calls:
-                        group.start_soon(self._drive, call, job)
+            async with anyio.create_task_group() as group:
+                for call in job.calls():
+                    group.start_soon(self._drive, call, job)
             return await self._drive(job.handle() if job.detach else job.end(), job)
         finally:  # a cancellation included: shielded, so the release is written before the task ends
-            with anyio.CancelScope(shield=True):
-                await self._drive(job.release(), job)
+            if job.journal is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._drive(job.release(), job)
 
     async def _drive(self, flow: Any, job: Job | None = None) -> Any:
         deadline = job.deadline if job is not None else self._deadline()

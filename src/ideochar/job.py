@@ -407,6 +407,10 @@ class Job:
         """Journal the job before anything is sent (fails closed)."""
         yield from self._begun
 
+    @property
+    def calls_count(self) -> int:
+        return len(self._units)
+
     def calls(self) -> list[Flow[None]]:
         """One flow per call. ``Client`` runs them in order, ``AsyncClient`` concurrently; after a stopping
         error (content filter, a rejected request, a journal that cannot record) the calls not yet
@@ -428,6 +432,14 @@ class Job:
             self._pieces.append(Piece.of(outcome))
             if outcome.error is not None and stops_fan_out(outcome.error):
                 self._stopped = self._stopped or outcome.error
+
+    def whole(self) -> Flow[Any]:
+        """The job as one flow, its calls one after another: what ``Client`` drives (and ``AsyncClient`` for
+        a job of one call). Ends with :meth:`end`'s result, or :meth:`handle` when submitting."""
+        yield from self.begin()
+        for call in self.calls():
+            yield from call
+        return (yield from (self.handle() if self.detach else self.end()))
 
     def end(self) -> Flow[CharacterResult]:
         """Merge the calls into the result (or raise the job's error) and journal how the job ended."""

@@ -190,6 +190,18 @@ class InputKinds:
         return f"{_KIND_WORDS[kind][0]} are not accepted here; give {accepted}"
 
 
+#: Local files that passed :meth:`ImageInput.check`, by identity (device, inode, size, mtime): a reference
+#: reused by a thousand jobs is verified once (verifying reads the whole file), a changed one again.
+_CHECKED_FILES: dict[tuple[int, int, int, int], None] = {}
+_CHECKED_FILES_MAX = 1024
+
+
+def _remember_checked(identity: tuple[int, int, int, int]) -> None:
+    if len(_CHECKED_FILES) >= _CHECKED_FILES_MAX:
+        _CHECKED_FILES.pop(next(iter(_CHECKED_FILES)))  # the oldest: insertion order
+    _CHECKED_FILES[identity] = None
+
+
 class ImageInput:
     """An image given by the caller. :meth:`of` accepts what the caller has; the ``from_*`` constructors
     say which kind they expect, for code that must not read a string as a path.
@@ -435,6 +447,9 @@ class ImageInput:
     @cached_property
     def _checked(self) -> bool:
         self.dimensions  # noqa: B018 - readable header, pixel limit
+        seen = self._file_identity()
+        if seen is not None and seen in _CHECKED_FILES:
+            return True  # the same file, unchanged since it passed (a reference reused by many jobs)
         with self._pillow_errors("is cut short or damaged"):
             if self.format == "png":
                 self._verify_png()
@@ -442,7 +457,19 @@ class ImageInput:
                 self._verify_jpeg()
             elif self.format == "webp":
                 self._verify_webp()
+        if seen is not None:
+            _remember_checked(seen)
         return True
+
+    def _file_identity(self) -> tuple[int, int, int, int] | None:
+        """What tells this file from any other and from itself once changed: device, inode, size, mtime."""
+        if self._path is None:
+            return None
+        try:
+            stat = self._path.stat()
+        except OSError:
+            return None
+        return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
     def _verify_png(self) -> None:
         from PIL import Image
