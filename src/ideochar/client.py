@@ -756,7 +756,13 @@ class Client(_Base):
     def _drive(self, flow: Any, job: Job | None = None) -> Any:
         deadline = job.deadline if job is not None else self._deadline()
         return drive(
-            flow, self.http, deadline=deadline, on_event=self._dispatch, perform=self._perform, fetch=self.fetch_http
+            flow,
+            self.http,
+            deadline=deadline,
+            on_event=self._dispatch,
+            perform=self._perform,
+            fetch=self.fetch_http,
+            vendor_origin=self._on_configured_origin,
         )
 
     def resume(self, job_id: str) -> CharacterResult:
@@ -951,7 +957,13 @@ class AsyncClient(_Base):
     async def _drive(self, flow: Any, job: Job | None = None) -> Any:
         deadline = job.deadline if job is not None else self._deadline()
         return await adrive(
-            flow, self.http, deadline=deadline, on_event=self._dispatch, perform=self._perform, fetch=self.fetch_http
+            flow,
+            self.http,
+            deadline=deadline,
+            on_event=self._dispatch,
+            perform=self._perform,
+            fetch=self.fetch_http,
+            vendor_origin=self._on_configured_origin,
         )
 
     async def resume(self, job_id: str) -> CharacterResult:

@@ -352,6 +352,7 @@ def drive(
     on_event: Callable[[Event], None] | None = None,
     perform: Callable[[Any], Any] | None = None,
     fetch: httpx.Client | None = None,
+    vendor_origin: Callable[[httpx.URL], bool] | None = None,
 ) -> T:
     """Run an exchange to its end with a blocking client. ``deadline`` is a ``time.monotonic()`` value.
 
@@ -372,7 +373,9 @@ def drive(
                 return stop.value  # type: ignore[no-any-return]
             answer, failure = None, None
             try:
-                answer = _perform(step, _client_for(step, http, fetch), limit, streams, on_event, perform)
+                answer = _perform(
+                    step, _client_for(step, http, fetch, vendor_origin), limit, streams, on_event, perform
+                )
             except IdeocharError as exc:  # the flow decides: repeat a poll, settle an attempt, stop the job
                 failure = exc
     finally:
@@ -444,6 +447,7 @@ async def adrive(
     on_event: Callable[[Event], None] | None = None,
     perform: Callable[[Any], Awaitable[Any]] | None = None,
     fetch: httpx.AsyncClient | None = None,
+    vendor_origin: Callable[[httpx.URL], bool] | None = None,
 ) -> T:
     """Run an exchange to its end with an async client; the same protocol as :func:`drive`."""
     import anyio
@@ -470,7 +474,7 @@ async def adrive(
                 elif not isinstance(step, Send):
                     answer = await _other(step, perform)
                 else:
-                    answer = await _asend(step, _client_for(step, http, fetch), limit, streams)
+                    answer = await _asend(step, _client_for(step, http, fetch, vendor_origin), limit, streams)
             except IdeocharError as exc:  # the flow decides: repeat a poll, settle an attempt, stop the job
                 failure = exc
     finally:
@@ -479,9 +483,18 @@ async def adrive(
             await response.aclose()
 
 
-def _client_for(step: object, http: _C, fetch: _C | None) -> _C:
-    """The vendor client, or the fetch client for a URL from an input or a vendor's answer."""
+def _client_for(
+    step: object, http: _C, fetch: _C | None, vendor_origin: Callable[[httpx.URL], bool] | None = None
+) -> _C:
+    """The vendor client, or the fetch client for a URL from an input or a vendor's answer.
+
+    A URL on the origin of a base URL the caller configured (``vendor_origin``: the vendor's own files,
+    the emulator's) goes straight through the vendor client: the fetch client would hand it there
+    anyway, after a second pass through httpx (benchmark figure 2).
+    """
     if not (isinstance(step, Send) and step.untrusted_url):
+        return http
+    if vendor_origin is not None and vendor_origin(step.request.url):
         return http
     if fetch is None:
         from ideochar._netguard import FetchRefused, display_url  # deferred: httpcore costs 12 ms to import

@@ -29,6 +29,8 @@ def fal_body(reference: Path, prompt: str) -> dict[str, Any]:
         "rendering_speed": "BALANCED",
         "num_images": 1,
         "image_size": {"width": 1024, "height": 1024},
+        "style": "AUTO",
+        "expand_prompt": True,
     }
 
 
@@ -82,7 +84,14 @@ def segmind_generate(http: httpx.Client, root: str, reference: Path, prompt: str
     response = http.post(
         f"{root}/segmind{SEGMIND_V1}",
         headers={"x-api-key": KEY},
-        data={"prompt": prompt, "rendering_speed": "Default", "aspect_ratio": "1:1"},
+        data={
+            "prompt": prompt,
+            "seed": "377385841",  # bench_overhead.SEGMIND_SEED
+            "resolution": "1024x1024",
+            "style_type": "Auto",
+            "rendering_speed": "Default",
+            "magic_prompt_option": "Auto",
+        },
         files={"character_reference_image": (reference.name, reference.read_bytes(), "image/png")},
     )
     response.raise_for_status()

@@ -74,8 +74,13 @@ def main() -> None:
         reference, data_uri = _reference(Path(tmp))
         fal_module.QUEUE_URL_FORMAT = fal_module.RUN_URL_FORMAT = f"{url}/fal/"
         official = fal_client.SyncClient(key="ideochar-emulator-key")
-        ours = ideochar.Client(["fal"], emulator=url, journal=False)
-        journaled = ideochar.Client(["fal"], emulator=url, journal=Path(tmp) / "journal.sqlite3")
+        ours = ideochar.Client(["fal"], emulator=url, journal=False, options={"fal": {"image_transport": "data_uri"}})
+        journaled = ideochar.Client(
+            ["fal"],
+            emulator=url,
+            journal=Path(tmp) / "journal.sqlite3",
+            options={"fal": {"image_transport": "data_uri"}},
+        )
         http = httpx.Client()
         arguments = {
             "prompt": PROMPT,

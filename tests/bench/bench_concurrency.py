@@ -60,7 +60,9 @@ async def _ideochar(url: str, reference: Path, jobs: int, journal: Path | None) 
             return f"{type(exc).__name__}: {exc}"
         return None if result.image.data else "no image"
 
-    async with ideochar.AsyncClient(["fal"], emulator=url, journal=journal or False) as client:
+    async with ideochar.AsyncClient(
+        ["fal"], emulator=url, journal=journal or False, options={"fal": {"image_transport": "data_uri"}}
+    ) as client:
         # Load plugins and build schemas before the clock starts, as a long-running server would have.
         client.plan(client.build_request(ideochar.Generate(), PROMPT, reference, aspect_ratio="1:1"))
         return await _timed(lambda: one(client), jobs)

@@ -47,7 +47,9 @@ def test_a_status_stream_gives_back_its_connection_before_the_next_request(
 ) -> None:
     # One connection in the pool: the result and image GETs can only run if the stream released it.
     http = httpx.Client(limits=httpx.Limits(max_connections=1), timeout=httpx.Timeout(10, pool=2))
-    with ideochar.Client(["fal"], emulator=emulator.url, journal=False, http=http) as client:
+    with ideochar.Client(
+        ["fal"], emulator=emulator.url, journal=False, http=http, options={"fal": {"image_transport": "data_uri"}}
+    ) as client:
         result = client.generate("a lighthouse keeper", reference, aspect_ratio="1:1")
     assert result.vendor_metadata["status_via"] == "stream"
     http.close()
@@ -64,7 +66,9 @@ def test_the_emulator_answers_keep_alive_requests_without_delayed_ack_stalls(emu
 
 
 def test_the_emulator_reports_when_a_queue_job_was_marked_done(emulator: BackgroundServer, reference: Path) -> None:
-    with ideochar.Client(["fal"], emulator=emulator.url, journal=False) as client:
+    with ideochar.Client(
+        ["fal"], emulator=emulator.url, journal=False, options={"fal": {"image_transport": "data_uri"}}
+    ) as client:
         result = client.generate("a lighthouse keeper", reference, aspect_ratio="1:1")
     returned = time.time()
     job = httpx.get(f"{emulator.url}/_emulator/jobs/fal/{result.vendor_request_id}").json()
