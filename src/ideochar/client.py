@@ -158,6 +158,7 @@ class _Base:
         from ideochar.config import load_settings  # deferred: pydantic builds its models on first use
 
         given_journal = journal if isinstance(journal, (bool, str, os.PathLike)) else None
+        journal_url = _journal_url(given_journal)
         settings = load_settings(
             config=config,
             environ=environ,
@@ -174,6 +175,7 @@ class _Base:
                 "options": options,
                 "limits": limits,
                 "journal": str(given_journal) if isinstance(given_journal, os.PathLike) else given_journal,
+                **journal_url,
                 "output_dir": None if output_dir is None else str(output_dir),
             },
         )
@@ -488,11 +490,11 @@ class _Base:
         if not self._journal_opened:
             with self._journal_lock:
                 if not self._journal_opened:
-                    path = self.settings.journal_path
-                    if path is not None:
+                    location = self.settings.journal_location
+                    if location is not None:
                         from ideochar.journal import Journal
 
-                        self._journal = Journal(path, output_dir=self.settings.outputs_path)
+                        self._journal = Journal(location, output_dir=self.settings.outputs_path)
                     self._journal_opened = True
         return self._journal
 
@@ -513,8 +515,9 @@ class _Base:
 
             with self._journal_lock:
                 if self._uploads is None:
-                    given = getattr(self._journal, "path", None)  # a journal given as an object: its file
-                    self._uploads = UploadCache(given or self.settings.journal_path)
+                    # A journal given as an object: its database (PostgreSQL's URL, or SQLite's file).
+                    given = getattr(self._journal, "url", None) or getattr(self._journal, "path", None)
+                    self._uploads = UploadCache(given or self.settings.journal_location)
         return self._uploads
 
     # -- limits ----------------------------------------------------------------------------------------
@@ -548,6 +551,18 @@ class _Base:
         ctx = self._context(chosen, None, None)
         vendor_id = str(state.get("id") or state.get("request_id") or "resumed")
         return provider_flow(chosen, chosen.resume(state, ctx), ctx, vendor_id=vendor_id)
+
+
+def _journal_url(given: object) -> dict[str, Any]:
+    """The ``journal=`` argument as settings: a PostgreSQL URL is ``journal_url``; a file given by the
+    caller wins over a ``journal_url`` from the configuration."""
+    from ideochar._database import is_postgres_url
+
+    if is_postgres_url(given):
+        return {"journal": True, "journal_url": given}
+    if isinstance(given, (str, os.PathLike)):
+        return {"journal_url": "off"}
+    return {}
 
 
 def _job_id(job: JobHandle | str) -> str:

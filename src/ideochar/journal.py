@@ -92,11 +92,11 @@ from ideochar.request import CharacterRequest
 from ideochar.result import Attempt, CharacterResult, GeneratedImage
 
 __all__ = [
+    "JOB_LEASE_SECONDS",
     "OPEN_STATUSES",
     "SCHEMA_VERSION",
     "AttemptRecord",
     "AttemptStatus",
-    "JOB_LEASE_SECONDS",
     "JobNotFound",
     "JobRecord",
     "JobStatus",
@@ -256,7 +256,8 @@ class Journal:
 
     ``busy_timeout_seconds`` bounds how long a write waits for a lock another process holds (SQLite's
     busy timeout, PostgreSQL's ``lock_timeout``); past it the write fails and the journal fails closed.
-    A PostgreSQL journal needs ``output_dir`` (there is no file to put the images beside).
+    A PostgreSQL journal has no file to put the images beside: give ``output_dir`` (default: the user
+    data folder's ``outputs``).
     """
 
     def __init__(
@@ -273,10 +274,10 @@ class Journal:
         self._path: Path | None = None
         if is_postgres_url(path):
             self.url = str(path)
-            if output_dir is None:
-                raise InvalidRequest.for_field(
-                    "output_dir", "a PostgreSQL journal needs an output folder (output_dir=, IDEOCHAR_OUTPUT_DIR)"
-                )
+            if output_dir is None:  # no file to put the images beside: the user data folder's
+                from ideochar.config import default_data_dir
+
+                output_dir = default_data_dir() / "outputs"
         else:
             self._path = Path(path).expanduser()
             _private_dir(self._path.parent)
@@ -582,7 +583,8 @@ class Journal:
         with self._transaction() as db:
             db.execute(
                 "UPDATE attempts SET status = ?, billed = ?, cost_usd = ?, error_type = ?, message = ?,"
-                " admitted = CASE WHEN ? = 1 THEN 1 ELSE admitted END, vendor_request_id = COALESCE(?, vendor_request_id),"
+                " admitted = CASE WHEN ? = 1 THEN 1 ELSE admitted END,"
+                " vendor_request_id = COALESCE(?, vendor_request_id),"
                 " queue_position = CASE WHEN ? = 'succeeded' THEN NULL ELSE queue_position END,"
                 " vendor_status = CASE WHEN ? = 'succeeded' THEN 'completed' ELSE vendor_status END,"
                 " finished_at = ?, updated_at = ? WHERE key = ?",
@@ -763,9 +765,7 @@ def _held_by_other(row: Any, owner: Owner, now: float) -> str | None:
     return who if (row["lease_until"] or 0) > now else None
 
 
-def _insert_output(
-    db: Connection, job_id: str, path: Path, image: GeneratedImage, source: tuple[Any, ...]
-) -> None:
+def _insert_output(db: Connection, job_id: str, path: Path, image: GeneratedImage, source: tuple[Any, ...]) -> None:
     """One output row (once per file: a rewrite after a resume records nothing new)."""
     if db.execute("SELECT 1 FROM outputs WHERE job_id = ? AND path = ?", (job_id, str(path))).fetchone():
         return
