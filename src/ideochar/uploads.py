@@ -14,7 +14,8 @@ default), so a URL handed to a vendor still lives when the vendor fetches it, ev
 Where it is kept: in its own table (``uploads``) of the journal's database (its SQLite file, or the
 PostgreSQL database a fleet shares), through its own connection, so every process that shares the
 journal shares the uploads; with the journal off, in this process's memory. The cache saves uploads
-and decides nothing: a write that fails (a locked or read-only file, a database that cannot be reached) is logged and the entry stays in memory; the next process uploads again.
+and decides nothing: a write that fails (a locked or read-only file, a database
+that cannot be reached) is logged and the entry stays in memory; the next process uploads again.
 
 One flight per image: in one process, the first job that misses *claims* the upload; the others wait
 for it (:func:`ideochar.toolkit.reuse_upload` yields short sleeps, so both drivers wait the same way)
