@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
@@ -283,6 +285,7 @@ class RedisState:
         prefix: str = "ideochar",
         lease_seconds: float = LEASE_SECONDS,
         socket_timeout_seconds: float = 5.0,
+        name: str | None = None,
     ) -> None:
         try:
             import redis
@@ -292,6 +295,8 @@ class RedisState:
                 "state", f"a Redis state needs the redis package, which is not installed: {INSTALL_HINT}"
             ) from None
         self.url = url
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        """Who holds a lease: each lease id starts with it (``leases()`` shows which worker holds which)."""
         self.fallback = fallback
         self.prefix = prefix
         self.lease_seconds = lease_seconds
@@ -554,7 +559,7 @@ class RedisLimiter(_Shared):
         self._local = ThreadLimiter(self.limits)
 
     def acquire(self, step: Acquire) -> Permit:
-        lease = uuid.uuid4().hex
+        lease = f"{self.state.name}:{uuid.uuid4().hex[:12]}"
         keys, argv = self.state.admit_args(step, self.limits.get(step.provider), self.budget, self.breaker, lease)
         tries = 0
         while True:
@@ -609,7 +614,7 @@ class RedisAsyncLimiter(_Shared):
 
     async def acquire(self, step: Acquire) -> Permit:
         admit, release_script = self._loop_scripts()
-        lease = uuid.uuid4().hex
+        lease = f"{self.state.name}:{uuid.uuid4().hex[:12]}"
         keys, argv = self.state.admit_args(step, self.limits.get(step.provider), self.budget, self.breaker, lease)
         tries = 0
         while True:
