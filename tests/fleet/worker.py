@@ -109,9 +109,9 @@ async def finish_the_dead(client: AsyncClient, db: Any, prefix: str, me: str, ta
             async with anyio.create_task_group() as takers:
                 for _ in range(args["tasks"]):
                     takers.start_soon(take)
-        if not pending or (set(pending) == set(dead) and not await db.llen(f"{prefix}:queue")):
-            if not await resume_running(client, db, prefix, me):
-                return
+        quiet = not pending or (set(pending) == set(dead) and not await db.llen(f"{prefix}:queue"))
+        if quiet and not await resume_running(client, db, prefix, me):
+            return
         await anyio.sleep(0.3)
 
 
