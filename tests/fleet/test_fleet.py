@@ -151,7 +151,8 @@ def check(fleet: Fleet, seen: dict[str, Any]) -> None:
     charged = sum((e.cost_usd for e in ledger), Decimal(0))
     assert charged <= seen["budget"].cap_usd, f"the vendor charged {charged} > {seen['budget'].cap_usd}"
     assert seen["spent"] + seen["reserved"] <= seen["budget"].cap_usd
-    assert seen["spent"] >= charged  # every charge accounted for (maybe-billed ones count in full)
+    # Every charge accounted for: settled, or still reserved (a killed worker's attempts never settle).
+    assert seen["spent"] + seen["reserved"] >= charged
     # 3. Every paid job finished exactly once: one billed admission per journaled attempt, each succeeded.
     attempts = {a.vendor_request_id: a for job in seen["jobs"] for a in job.attempts if a.vendor_request_id}
     ids = [e.job_id for e in ledger]
