@@ -4,7 +4,20 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench reliability walkthrough docs clean
+.PHONY: demo test lint typecheck unit bench reliability walkthrough docs clean servers
+
+# The fleet's tests start a real PostgreSQL and a real Redis themselves (tests/servers.py); their programs
+# come from Debian's packages, installed here when missing and we are root (CI is). Elsewhere the tests
+# that need them skip and say what to install (in CI they fail instead).
+servers:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		missing=""; \
+		command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+		command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+		if [ -n "$$missing" ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+		fi; \
+	fi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +35,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) servers
 	$(BIN)/pytest -q
 
-test: $(STAMP)
+test: $(STAMP) servers
 	$(BIN)/ruff check src providers tests examples docs/scripts
 	$(BIN)/ruff format --check src providers tests docs/scripts
 	$(BIN)/mypy
@@ -47,11 +60,11 @@ bench: $(VENV)/.installed-bench
 # and then make fails. It ends by printing how many fault schedules were tried.
 RELIABILITY_RESULTS := out/reliability
 
-reliability: $(STAMP)
+reliability: $(STAMP) servers
 	rm -rf $(RELIABILITY_RESULTS) && mkdir -p $(RELIABILITY_RESULTS)
 	IDEOCHAR_RELIABILITY=1 IDEOCHAR_RELIABILITY_RESULTS=$(CURDIR)/$(RELIABILITY_RESULTS) \
 		$(BIN)/pytest -q tests/reliability tests/regressions tests/webhooks/test_callbacks_at_scale.py \
-		tests/emulator_vendors/test_uploads_once.py \
+		tests/emulator_vendors/test_uploads_once.py tests/fleet \
 		--junitxml=$(RELIABILITY_RESULTS)/junit.xml; status=$$?; \
 		cd tests && IDEOCHAR_RELIABILITY=1 ../$(BIN)/python -m reliability.report ../$(RELIABILITY_RESULTS) \
 		../docs/reliability.md; \

@@ -76,3 +76,32 @@ def pinned_seed(monkeypatch: pytest.MonkeyPatch) -> int:
 
     monkeypatch.setattr(ideochar.toolkit, "_random_below", lambda bound: PINNED_SEED % bound)
     return PINNED_SEED
+
+
+# -- real servers (tests/servers.py): started once per test process, on first use -----------------------
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """The URL of a PostgreSQL server this test session started (see tests/servers.py)."""
+    from servers import postgres_server
+
+    with postgres_server() as server:
+        yield server.url
+
+
+@pytest.fixture
+def postgres_url(postgres: str) -> str:
+    """A PostgreSQL URL whose tables live in a schema of this test's own."""
+    from servers import fresh_schema
+
+    return fresh_schema(postgres)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The URL of a Redis server this test session started (see tests/servers.py)."""
+    from servers import redis_server
+
+    with redis_server() as server:
+        yield server.url

@@ -492,14 +492,20 @@ def _output_size(job: _Job) -> tuple[int, int]:
 class _Inflight:
     """Images in progress per organisation; the check and the booking happen without an await between."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, kit: EmulatorKit | None = None) -> None:
         self.limit = limit
         self.count: dict[str, int] = {}
+        self.kit = kit
+
+    def _note(self, org: str, *, refused: bool = False) -> None:
+        if self.kit is not None:
+            self.kit.note_in_flight(self.count.get(org, 0), refused=refused)
 
     @contextlib.asynccontextmanager
     async def hold(self, org: str, images: int) -> AsyncIterator[None]:
         current = self.count.get(org, 0)
         if current + images > self.limit:
+            self._note(org, refused=True)
             raise _Reject(
                 429,
                 f"Too many images in progress: {current} of {self.limit} in flight, this request adds {images}.",
@@ -507,10 +513,12 @@ class _Inflight:
                 max_inflight_images=self.limit,
             )
         self.count[org] = current + images
+        self._note(org)
         try:
             yield
         finally:
             self.count[org] -= images
+            self._note(org)
             if not self.count[org]:
                 del self.count[org]
 
@@ -534,7 +542,7 @@ def routes(kit: EmulatorKit) -> list[BaseRoute]:
 class _IdeogramEmulator:
     def __init__(self, kit: EmulatorKit) -> None:
         self.kit = kit
-        self.inflight = _Inflight(INFLIGHT_IMAGES_PER_ORG)
+        self.inflight = _Inflight(INFLIGHT_IMAGES_PER_ORG, kit)
 
     def endpoint(self, name: str) -> Any:
         async def endpoint(request: Request) -> Response:

@@ -28,6 +28,7 @@ from ideochar.errors import (
     ProviderUnavailable,
     RateLimited,
     RequestRejected,
+    StateUnavailable,
     UnexpectedResponse,
     Unsupported,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "RequestRejected",
     "RequestWarning",
     "Secret",
+    "StateUnavailable",
     "UnexpectedResponse",
     "Unsupported",
     "__version__",

@@ -8,7 +8,6 @@ attempt still bill?", "what did this job cost?") sit in one short place; import 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -332,7 +331,7 @@ def rebuild_request(document: Mapping[str, Any]) -> CharacterRequest:
 
 
 def job_record(
-    row: sqlite3.Row, attempts: list[AttemptRecord], outputs: list[OutputRecord], parts: list[PartRecord]
+    row: Any, attempts: list[AttemptRecord], outputs: list[OutputRecord], parts: list[PartRecord]
 ) -> JobRecord:
     return JobRecord(
         id=row["id"],
@@ -359,7 +358,7 @@ def job_record(
     )
 
 
-def attempt_record(row: sqlite3.Row) -> AttemptRecord:
+def attempt_record(row: Any) -> AttemptRecord:
     return AttemptRecord(
         key=row["key"],
         job_id=row["job_id"],
@@ -388,7 +387,7 @@ def attempt_record(row: sqlite3.Row) -> AttemptRecord:
     )
 
 
-def output_record(row: sqlite3.Row) -> OutputRecord:
+def output_record(row: Any) -> OutputRecord:
     return OutputRecord(
         job_id=row["job_id"],
         index=row["idx"],
@@ -407,13 +406,13 @@ def output_record(row: sqlite3.Row) -> OutputRecord:
     )
 
 
-def part_record(row: sqlite3.Row) -> PartRecord:
+def part_record(row: Any) -> PartRecord:
     return PartRecord(
         label=row["label"], parent=row["parent"], num_images=row["num_images"], seed=row["seed"], state=row["state"]
     )
 
 
-def _owner_text(row: sqlite3.Row) -> str | None:
+def _owner_text(row: Any) -> str | None:
     if not row["owner_token"]:
         return None
     host = str(row["owner_host"] or "?").split("/")[0]

@@ -37,7 +37,7 @@ from ideochar.errors import IdeocharError, InvalidRequest, JobBusy, JournalUnava
 from ideochar.events import Event
 from ideochar.exchange import adrive, drive
 from ideochar.job import Job, Record
-from ideochar.limits import Acquire, AnyioLimiter, ProviderLimits, ThreadLimiter, limits_for
+from ideochar.limits import Acquire, AsyncLimiter, Budget, Limiter, ProviderLimits, limits_for
 from ideochar.media import ImageInput, InputKinds
 from ideochar.request import CharacterRequest, Edit, Generate, Remix
 from ideochar.result import CharacterResult, JobHandle
@@ -56,6 +56,7 @@ from ideochar.spec import CallContext, Provider, ProviderOutput, Quote
 if TYPE_CHECKING:
     from ideochar.config import Settings
     from ideochar.journal import JobRecord, Journal
+    from ideochar.state import StateBackend
     from ideochar.uploads import UploadCache
 
 __all__ = ["EMULATOR_KEY", "AsyncClient", "Client", "RequestFields"]
@@ -115,6 +116,8 @@ class _Base:
         accept_inputs: InputKinds | Iterable[str] | None = None,
         allow_private_urls: bool = False,
         webhook_url: str | None = None,
+        state: StateBackend | str | None = None,
+        budget_usd: Decimal | float | str | None = None,
     ) -> None:
         """
         Every argument left at None comes from the configuration (:mod:`ideochar.config`: an
@@ -154,10 +157,17 @@ class _Base:
             webhook_url: where vendors that call back (fal, Replicate: ``ProviderInfo.calls_back``) should
                 call when a job ends; https unless the host is this machine. Mount
                 :func:`ideochar.webhooks.app` there. Per job: ``submit(..., webhook_url=...)``.
+            state: where limits, breakers and spend are kept (:mod:`ideochar.state`): a backend object
+                (share one between clients), a ``redis://`` URL a fleet shares, or ``"memory"``;
+                default ``IDEOCHAR_STATE_URL``, else this process only. ``journal=`` takes a
+                ``postgresql://`` URL likewise: a fleet shares both (docs/howto/fleet.md).
+            budget_usd: what every job together may spend, each quote reserved before it is sent (the
+                whole fleet's with a shared ``state``; counted under ``budget_name``).
         """
         from ideochar.config import load_settings  # deferred: pydantic builds its models on first use
 
         given_journal = journal if isinstance(journal, (bool, str, os.PathLike)) else None
+        journal_url = _journal_url(given_journal)
         settings = load_settings(
             config=config,
             environ=environ,
@@ -174,7 +184,10 @@ class _Base:
                 "options": options,
                 "limits": limits,
                 "journal": str(given_journal) if isinstance(given_journal, os.PathLike) else given_journal,
+                **journal_url,
                 "output_dir": None if output_dir is None else str(output_dir),
+                "state_url": state if isinstance(state, str) else None,
+                "budget_usd": None if budget_usd is None else str(budget_usd),
             },
         )
         self.settings: Settings = settings
@@ -195,7 +208,16 @@ class _Base:
             max_retry_after_seconds=settings.max_retry_after_seconds,
             on_outcome_unknown=settings.on_outcome_unknown,
         )
-        self.breaker = breaker or CircuitBreaker(settings.breaker.failure_threshold, settings.breaker.cooldown_seconds)
+        from ideochar.state import open_state
+
+        self._owns_state = state is None or isinstance(state, str)
+        self.state: StateBackend = (
+            open_state(settings.state_url, fallback=settings.state_fallback) if self._owns_state else state  # type: ignore[assignment]
+        )
+        self.budget = None if settings.budget_usd is None else Budget(settings.budget_usd, settings.budget_name)
+        self.breaker = breaker or self.state.breaker(
+            settings.breaker.failure_threshold, settings.breaker.cooldown_seconds
+        )
         self.latency = ObservedLatency()
         self._on_event = on_event
         if emulator is True:
@@ -488,11 +510,11 @@ class _Base:
         if not self._journal_opened:
             with self._journal_lock:
                 if not self._journal_opened:
-                    path = self.settings.journal_path
-                    if path is not None:
+                    location = self.settings.journal_location
+                    if location is not None:
                         from ideochar.journal import Journal
 
-                        self._journal = Journal(path, output_dir=self.settings.outputs_path)
+                        self._journal = Journal(location, output_dir=self.settings.outputs_path)
                     self._journal_opened = True
         return self._journal
 
@@ -513,8 +535,9 @@ class _Base:
 
             with self._journal_lock:
                 if self._uploads is None:
-                    given = getattr(self._journal, "path", None)  # a journal given as an object: its file
-                    self._uploads = UploadCache(given or self.settings.journal_path)
+                    # A journal given as an object: its database (PostgreSQL's URL, or SQLite's file).
+                    given = getattr(self._journal, "url", None) or getattr(self._journal, "path", None)
+                    self._uploads = UploadCache(given or self.settings.journal_location)
         return self._uploads
 
     # -- limits ----------------------------------------------------------------------------------------
@@ -539,6 +562,16 @@ class _Base:
     def _limited(self) -> frozenset[str]:
         raise NotImplementedError
 
+    def _names_for_state(self) -> list[str]:
+        """The providers whose attempts go through the state (all of them: a budget or a shared breaker
+        applies to every one), or none when there is neither."""
+        if self.budget is None and not getattr(self.state, "shared", False):
+            return []
+        try:
+            return [p.info.name for p in self.providers]
+        except InvalidRequest:
+            return []
+
     def _resume_flow(self, provider: str, state: Mapping[str, Any]) -> Any:
         """A vendor job picked up by its resume data alone, outside any journaled job."""
         try:
@@ -548,6 +581,18 @@ class _Base:
         ctx = self._context(chosen, None, None)
         vendor_id = str(state.get("id") or state.get("request_id") or "resumed")
         return provider_flow(chosen, chosen.resume(state, ctx), ctx, vendor_id=vendor_id)
+
+
+def _journal_url(given: object) -> dict[str, Any]:
+    """The ``journal=`` argument as settings: a PostgreSQL URL is ``journal_url``; a file given by the
+    caller wins over a ``journal_url`` from the configuration."""
+    from ideochar._database import is_postgres_url
+
+    if is_postgres_url(given):
+        return {"journal": True, "journal_url": given}
+    if isinstance(given, (str, os.PathLike)):
+        return {"journal_url": "off"}
+    return {}
 
 
 def _job_id(job: JobHandle | str) -> str:
@@ -602,7 +647,7 @@ class Client(_Base):
         *,
         http: httpx.Client | None = None,
         fetch_http: httpx.Client | None = None,
-        limiter: ThreadLimiter | None = None,
+        limiter: Limiter | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(providers, **kwargs)
@@ -793,10 +838,13 @@ class Client(_Base):
         return output
 
     @property
-    def limiter(self) -> ThreadLimiter:
-        """Concurrency and rate limits per provider, shared by every thread using this client."""
+    def limiter(self) -> Limiter:
+        """Concurrency and rate limits per provider, and the budget, shared by every thread using this
+        client (and by the fleet, with a shared :attr:`state`)."""
         if self._limiter is None:
-            self._limiter = ThreadLimiter(self._provider_limits())
+            self._limiter = self.state.limiter(
+                self._provider_limits(), providers=self._names_for_state(), budget=self.budget, breaker=self.breaker
+            )
         return self._limiter
 
     def _limited(self) -> frozenset[str]:
@@ -811,6 +859,8 @@ class Client(_Base):
 
     def close(self) -> None:
         self._close_journal()
+        if self._owns_state:
+            self.state.close()
         if self._fetch is not None and self._owns_fetch:
             self._fetch.close()
         if self._http is not None and self._owns_http:
@@ -838,7 +888,7 @@ class AsyncClient(_Base):
         *,
         http: httpx.AsyncClient | None = None,
         fetch_http: httpx.AsyncClient | None = None,
-        limiter: AnyioLimiter | None = None,
+        limiter: AsyncLimiter | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(providers, **kwargs)
@@ -1030,10 +1080,13 @@ class AsyncClient(_Base):
         return await anyio.to_thread.run_sync(function, *args, limiter=self._journal_limiter)
 
     @property
-    def limiter(self) -> AnyioLimiter:
-        """Concurrency and rate limits per provider, shared by every task using this client."""
+    def limiter(self) -> AsyncLimiter:
+        """Concurrency and rate limits per provider, and the budget, shared by every task using this
+        client (and by the fleet, with a shared :attr:`state`)."""
         if self._limiter is None:
-            self._limiter = AnyioLimiter(self._provider_limits())
+            self._limiter = self.state.async_limiter(
+                self._provider_limits(), providers=self._names_for_state(), budget=self.budget, breaker=self.breaker
+            )
         return self._limiter
 
     def _limited(self) -> frozenset[str]:
@@ -1048,6 +1101,8 @@ class AsyncClient(_Base):
 
     async def aclose(self) -> None:
         self._close_journal()
+        if self._owns_state:
+            await self.state.aclose()
         if self._fetch is not None and self._owns_fetch:
             await self._fetch.aclose()
         if self._http is not None and self._owns_http:

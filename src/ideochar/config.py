@@ -19,6 +19,10 @@ Example ``ideochar.toml``::
     on_outcome_unknown = "raise"        # or "fail_over"
     journal = "~/jobs/ideochar.sqlite3" # or false; default: the user data folder
     output_dir = "~/jobs/images"
+    # A fleet (docs/howto/fleet.md): one journal and one set of limits for every worker.
+    journal_url = "postgresql://ideochar@db.internal/ideochar"   # wins over journal
+    state_url = "redis://redis.internal:6379/0"                  # default: in-process
+    budget_usd = 150                    # what every job together may spend (the fleet's, with state_url)
 
     [breaker]
     failure_threshold = 5
@@ -112,6 +116,11 @@ ENVIRONMENT: Mapping[str, str] = {
     "IDEOCHAR_STRICT": "strict",
     "IDEOCHAR_ON_OUTCOME_UNKNOWN": "on_outcome_unknown",
     "IDEOCHAR_BASE_URLS": "base_urls",
+    "IDEOCHAR_JOURNAL_URL": "journal_url",
+    "IDEOCHAR_STATE_URL": "state_url",
+    "IDEOCHAR_STATE_FALLBACK": "state_fallback",
+    "IDEOCHAR_BUDGET_USD": "budget_usd",
+    "IDEOCHAR_BUDGET_NAME": "budget_name",
 }
 
 #: Settings a file found by searching from the working folder may set. They choose among the providers
@@ -131,6 +140,8 @@ FOUND_FILE_SETTINGS: frozenset[str] = frozenset(
         "max_retry_after_seconds",
         "breaker",
         "limits",
+        "budget_usd",
+        "budget_name",
     }
 )
 
@@ -142,6 +153,9 @@ CALLER_ONLY_SETTINGS: Mapping[str, str] = {
     "options": "vendor options can send your images and results elsewhere (a webhook, say)",
     "journal": "it names the file your prompts, images and vendor ids are written to and resumed from",
     "output_dir": "it names the folder your images are written to",
+    "journal_url": "it names the database your prompts, images and vendor ids are written to and resumed from",
+    "state_url": "it names the server your limits, breakers and spend are shared through",
+    "state_fallback": "it decides whether limits shared by a fleet may become per-process ones when the server is down",
 }
 
 _OFF = {"", "none", "off", "false", "no", "0"}
@@ -335,6 +349,19 @@ class Settings(BaseModel):
     """Per provider, vendor-only defaults (validated by each provider's options model). Not from a found
     file."""
     limits: dict[str, LimitSettings] = Field(default_factory=dict)
+    journal_url: str | None = None
+    """A PostgreSQL journal a fleet shares (``postgresql://...``); wins over ``journal``. Not from a found file."""
+    state_url: str | None = None
+    """Where the router's shared state lives (limits, breakers, spend): ``redis://...``, or None / ``memory``
+    for this process only. Not from a found file."""
+    state_fallback: Literal["fail_closed", "local"] = "fail_closed"
+    """When the state server cannot be reached: admit nothing (default), or fall back to this process's own
+    limits (a fleet may then send up to its size times a vendor's limit). Not from a found file."""
+    budget_usd: Annotated[Decimal, Field(ge=0)] | None = None
+    """What every job together may spend, reserved at its quote before each send: this process's jobs, or
+    the whole fleet's with a shared ``state_url``. None: no such cap (``max_cost_usd`` is per request)."""
+    budget_name: Annotated[str, Field(min_length=1, max_length=200)] = "default"
+    """Which budget's counters ``budget_usd`` caps (jobs with different names never share spend)."""
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 
@@ -354,6 +381,31 @@ class Settings(BaseModel):
             return True
         return value
 
+    @field_validator("journal_url", mode="before")
+    @classmethod
+    def _journal_url(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in _OFF:
+            return None
+        if value is not None and not str(value).strip().lower().startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL (a SQLite file goes in journal)")
+        return value
+
+    @field_validator("state_url", mode="before")
+    @classmethod
+    def _state_url(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in _OFF | {"memory", "memory://"}:
+            return None
+        if value is not None and not str(value).strip().lower().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL, or memory")
+        return value
+
+    @property
+    def journal_location(self) -> str | Path | None:
+        """The journal to open: its PostgreSQL URL, its SQLite file, or None when it is off."""
+        if self.journal is False:
+            return None
+        return self.journal_url or self.journal_path
+
     @property
     def journal_path(self) -> Path | None:
         """The journal file to use, or None when the journal is off."""
@@ -367,6 +419,8 @@ class Settings(BaseModel):
     def outputs_path(self) -> Path | None:
         if self.output_dir is not None:
             return Path(self.output_dir).expanduser()
+        if self.journal_url is not None:
+            return default_data_dir() / "outputs"
         journal = self.journal_path
         return None if journal is None else journal.parent / "outputs"
 
@@ -524,7 +578,7 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
         if raw is None or not raw.strip():
             continue
         value: Any = raw.strip()
-        if name in ("max_cost_usd", "deadline_seconds") and value.lower() in _OFF - {"0"}:
+        if name in ("max_cost_usd", "deadline_seconds", "budget_usd") and value.lower() in _OFF - {"0"}:
             value = None
         elif name == "base_urls":
             value = _base_urls_variable(value, variable)

@@ -7,6 +7,7 @@
     ├── OverBudget              every quote is above max_cost_usd; nothing was sent
     ├── JournalUnavailable      the journal could not record what was about to be sent; nothing was
     ├── JobBusy                 a job to resume is still owned by a live process; nothing was sent
+    ├── StateUnavailable        the shared state (Redis) cannot be reached; nothing was sent
     ├── Unsupported             no chosen provider can do this request (reasons per provider)
     ├── ProviderError           a vendor was involved; carries provider, status, vendor id, billed, body
     │   ├── AuthenticationFailed    401/403, or no key configured (MissingCredentials)
@@ -54,6 +55,7 @@ __all__ = [
     "ProviderUnavailable",
     "RateLimited",
     "RequestRejected",
+    "StateUnavailable",
     "UnexpectedResponse",
     "Unsupported",
 ]
@@ -147,6 +149,14 @@ class JournalUnavailable(IdeocharError):
 
     exit_code = 5
     billed: Billed = "no"
+
+
+class StateUnavailable(IdeocharError):
+    """The state a fleet shares (limits, breakers, spend; ``state_url``) cannot be reached, so no request
+    is admitted: nothing that could not be accounted for was sent, nothing was billed. Set
+    ``state_fallback = "local"`` to fall back to this process's own limits instead."""
+
+    exit_code = 7
 
 
 class JobBusy(IdeocharError):

@@ -42,13 +42,21 @@ unknown (sent, no answer) at their quote. Prices from the table are estimates.
 Durability: WAL with ``synchronous=NORMAL`` survives a killed process (SIGKILL) without losing a
 committed row; an OS crash or power loss may lose the last transactions (set ``synchronous="FULL"``
 to trade speed for that). Schema changes are versioned with ``PRAGMA user_version``.
+
+**A journal a fleet shares.** ``Journal("postgresql://user@db/ideochar")`` keeps the same tables in
+PostgreSQL (psycopg 3; :mod:`ideochar._database` holds every difference between the two), so any worker
+on any machine can list, resume or reconcile any job. The rules are the same, written once here: a claim
+locks the job's row (``SELECT ... FOR UPDATE``) before it judges the owner, so two workers resuming one
+job cannot both take it; an owner on another machine is judged by its lease (its process cannot be
+looked up from here), so the machines' clocks must agree to well within :data:`JOB_LEASE_SECONDS` (NTP).
+Images still go to ``output_dir`` on the machine that fetched them: give every worker the same shared
+folder if a worker must read images another one saved (a resume of a finished job returns them from there).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import tempfile
 import threading
 import time
@@ -59,6 +67,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ideochar._constants import JOB_HEARTBEAT_SECONDS, JOB_LEASE_SECONDS
+from ideochar._database import Connection, Database, is_postgres_url, open_database
 from ideochar._owner import Heartbeat, Owner, process_alive
 from ideochar._records import (
     OPEN_STATUSES,
@@ -83,6 +92,7 @@ from ideochar.request import CharacterRequest
 from ideochar.result import Attempt, CharacterResult, GeneratedImage
 
 __all__ = [
+    "JOB_LEASE_SECONDS",
     "OPEN_STATUSES",
     "SCHEMA_VERSION",
     "AttemptRecord",
@@ -91,6 +101,7 @@ __all__ = [
     "JobRecord",
     "JobStatus",
     "Journal",
+    "JournalConflict",
     "OutputRecord",
     "Owner",
     "PartRecord",
@@ -213,6 +224,11 @@ class JobNotFound(InvalidRequest):
     """No job in the journal has this id (or the prefix matches several)."""
 
 
+class JournalConflict(Exception):
+    """A write found the journal in a state it must not change (an intent for an attempt not waiting to
+    send). Raised inside the write, so the step it guards fails closed."""
+
+
 def _json(value: Any) -> str:
     text = redact(json.dumps(value, default=str, separators=(",", ":")))
     if len(text) > _MAX_JSON_CHARS:
@@ -229,12 +245,19 @@ def _int(value: int | None) -> int | None:
 
 
 class Journal:
-    """One SQLite journal file and the output folder beside it. Thread-safe; cheap to keep open.
+    """One journal (a SQLite file, or a PostgreSQL database) and its output folder. Thread-safe; cheap to
+    keep open.
 
     Example::
 
         journal = Journal("~/.local/share/ideochar/journal.sqlite3")
+        journal = Journal("postgresql://ideochar@db.internal/ideochar", output_dir="/shared/images")
         with Client(journal=journal) as client: ...
+
+    ``busy_timeout_seconds`` bounds how long a write waits for a lock another process holds (SQLite's
+    busy timeout, PostgreSQL's ``lock_timeout``); past it the write fails and the journal fails closed.
+    A PostgreSQL journal has no file to put the images beside: give ``output_dir`` (default: the user
+    data folder's ``outputs``).
     """
 
     def __init__(
@@ -246,56 +269,90 @@ class Journal:
         busy_timeout_seconds: float = 30.0,
         lease_seconds: float = JOB_LEASE_SECONDS,
     ) -> None:
-        self.path = Path(path).expanduser()
+        self.url: str | None = None
+        """The PostgreSQL URL, for a shared journal (None: a SQLite file, :attr:`path`)."""
+        self._path: Path | None = None
+        if is_postgres_url(path):
+            self.url = str(path)
+            if output_dir is None:  # no file to put the images beside: the user data folder's
+                from ideochar.config import default_data_dir
+
+                output_dir = default_data_dir() / "outputs"
+        else:
+            self._path = Path(path).expanduser()
+            _private_dir(self._path.parent)
+            _private_file(self._path)
         self.output_dir = Path(output_dir).expanduser() if output_dir is not None else self.path.parent / "outputs"
         self.lease_seconds = lease_seconds
         self._lock = threading.RLock()
         self._owned: dict[str, str] = {}
         """Job id -> owner token, for the jobs this process runs now (the heartbeat renews them)."""
-        _private_dir(self.path.parent)
-        _private_file(self.path)
-        self._db = sqlite3.connect(
-            str(self.path), timeout=busy_timeout_seconds, isolation_level=None, check_same_thread=False
+        self._database: Database = open_database(
+            self.url or self.path, busy_timeout_seconds=busy_timeout_seconds, synchronous=synchronous
         )
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)}")
         self._migrate()
         self._heartbeat = Heartbeat(self._renew_leases, min(JOB_HEARTBEAT_SECONDS, lease_seconds / 3))
 
+    @property
+    def path(self) -> Path:
+        """The SQLite file (a PostgreSQL journal has none: AttributeError, so ``getattr(j, "path", None)``
+        tells them apart)."""
+        if self._path is None:
+            raise AttributeError("a PostgreSQL journal has no file; see Journal.url")
+        return self._path
+
+    @property
+    def where(self) -> str:
+        """The file's path, or the database URL without its password: for messages and listings."""
+        return self._database.where
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self._database.dialect
+
+    @property
+    def _db(self) -> Connection:
+        """The connection (readers hold :attr:`_lock`; writers go through :meth:`_transaction`)."""
+        return self._database.connection
+
     def _migrate(self) -> None:
         with self._lock:
-            version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+            with self._transaction():  # PostgreSQL: workers starting together migrate one at a time
+                self._database.lock_schema()
+                version = self._database.schema_version()
             if version > SCHEMA_VERSION:
                 raise IdeocharError(
-                    f"{self.path} was written by a newer ideochar (schema {version}, this one knows "
+                    f"{self.where} was written by a newer ideochar (schema {version}, this one knows "
                     f"{SCHEMA_VERSION}); upgrade ideochar to read it"
                 )
             while version < SCHEMA_VERSION:
                 with self._transaction() as db:
+                    self._database.lock_schema()
+                    if self._database.schema_version() != version:  # another worker migrated meanwhile
+                        version = self._database.schema_version()
+                        continue
                     for statement in _MIGRATIONS[version]:
-                        db.execute(statement)
+                        db.execute(self._database.ddl(statement))
                     version += 1
-                    db.execute(f"PRAGMA user_version={version}")
+                    self._database.set_schema_version(version)
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """A short write transaction, taken at once (BEGIN IMMEDIATE) so writers queue instead of failing."""
+    def _transaction(self) -> Iterator[Connection]:
+        """A short write transaction, taken at once (SQLite: BEGIN IMMEDIATE) so writers queue instead of failing."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._database.begin()
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._database.rollback()
                 raise
-            self._db.execute("COMMIT")
+            self._database.commit()
 
     def close(self) -> None:
         self._heartbeat.stop()
         with self._lock:
-            self._db.close()
+            self._database.close()
 
     def __enter__(self) -> Journal:
         return self
@@ -304,7 +361,7 @@ class Journal:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Journal({str(self.path)!r})"
+        return f"Journal({self.where!r})"
 
     # -- jobs and their owners --------------------------------------------------------------------------
 
@@ -328,9 +385,9 @@ class Journal:
             parts = [("0", request.num_images, request.seed)]
         with self._transaction() as db:
             created = db.execute(
-                "INSERT OR IGNORE INTO jobs (id, created_at, updated_at, status, operation, prompt, num_images,"
+                "INSERT INTO jobs (id, created_at, updated_at, status, operation, prompt, num_images,"
                 " request, plan, max_cost_usd, owner_host, owner_pid, owner_started, owner_token, lease_until,"
-                " emulated) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " emulated) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (
                     job_id,
                     now,
@@ -347,8 +404,8 @@ class Journal:
             ).rowcount
             if created:
                 db.executemany(
-                    "INSERT OR IGNORE INTO parts (job_id, label, parent, num_images, seed, state)"
-                    " VALUES (?, ?, NULL, ?, ?, 'planned')",
+                    "INSERT INTO parts (job_id, label, parent, num_images, seed, state)"
+                    " VALUES (?, ?, NULL, ?, ?, 'planned') ON CONFLICT DO NOTHING",
                     [(job_id, label, count, seed) for label, count, seed in parts],
                 )
         if created and owner is not None:
@@ -358,9 +415,10 @@ class Journal:
         """Make ``owner`` the job's runner, or raise :class:`~ideochar.errors.JobBusy` while a live one holds it."""
         now = time.time()
         with self._transaction() as db:
+            self._database.lock_job(job_id)  # PostgreSQL: a second claimer waits here, then sees the owner
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
-                raise JobNotFound.for_field("job_id", f"no job {job_id!r} in {self.path}")
+                raise JobNotFound.for_field("job_id", f"no job {job_id!r} in {self.where}")
             busy = _held_by_other(row, owner, now)
             if busy is not None:
                 raise JobBusy(
@@ -453,6 +511,7 @@ class Journal:
         label, count, seed = part
         now = time.time()
         with self._transaction() as db:
+            self._database.lock_job(job_id)
             if resumed or db.execute("SELECT 1 FROM attempts WHERE key = ?", (key,)).fetchone():
                 db.execute("UPDATE attempts SET resumes = resumes + 1, updated_at = ? WHERE key = ?", (now, key))
                 return
@@ -475,7 +534,7 @@ class Journal:
                 (at, None if marker is None else _json(dict(marker)), at, key),
             ).rowcount
             if not changed:
-                raise sqlite3.IntegrityError(f"attempt {key} is not waiting to send")
+                raise JournalConflict(f"attempt {key} is not waiting to send")
             db.execute("UPDATE parts SET state = 'sent' WHERE job_id = ? AND label = ?", (job_id, part))
 
     def admitted(
@@ -524,7 +583,8 @@ class Journal:
         with self._transaction() as db:
             db.execute(
                 "UPDATE attempts SET status = ?, billed = ?, cost_usd = ?, error_type = ?, message = ?,"
-                " admitted = MAX(admitted, ?), vendor_request_id = COALESCE(?, vendor_request_id),"
+                " admitted = CASE WHEN ? = 1 THEN 1 ELSE admitted END,"
+                " vendor_request_id = COALESCE(?, vendor_request_id),"
                 " queue_position = CASE WHEN ? = 'succeeded' THEN NULL ELSE queue_position END,"
                 " vendor_status = CASE WHEN ? = 'succeeded' THEN 'completed' ELSE vendor_status END,"
                 " finished_at = ?, updated_at = ? WHERE key = ?",
@@ -571,6 +631,7 @@ class Journal:
             path = self.output_dir / job_id / f"{part or '0'}-{position}-{image.sha256[:12]}.{image.extension}"
             _write_atomic(path, image.data)
             with self._transaction() as db:
+                self._database.lock_job(job_id)
                 _insert_output(db, job_id, path, image, source)
             paths.append(path)
         return paths
@@ -585,7 +646,7 @@ class Journal:
                 (job_id, _prefix(job_id), job_id),
             ).fetchall()
             if not rows or not job_id:
-                raise JobNotFound.for_field("job_id", f"no job {job_id!r} in {self.path}")
+                raise JobNotFound.for_field("job_id", f"no job {job_id!r} in {self.where}")
             if len(rows) > 1 and rows[0]["id"] != job_id:
                 raise JobNotFound.for_field("job_id", f"{job_id!r} matches several jobs; give more of the id")
             return self._records(rows)[0]
@@ -613,7 +674,7 @@ class Journal:
         with self._lock:
             return self._records(self._db.execute(query, args).fetchall())
 
-    def _records(self, rows: Sequence[sqlite3.Row]) -> list[JobRecord]:
+    def _records(self, rows: Sequence[Any]) -> list[JobRecord]:
         ids = [r["id"] for r in rows]
         attempts: dict[str, list[AttemptRecord]] = {i: [] for i in ids}
         outputs: dict[str, list[OutputRecord]] = {i: [] for i in ids}
@@ -693,7 +754,7 @@ def _owner_values(owner: Owner | None, lease_until: float) -> tuple[Any, ...]:
     return (owner.host, owner.pid, owner.started, owner.token, lease_until)
 
 
-def _held_by_other(row: sqlite3.Row, owner: Owner, now: float) -> str | None:
+def _held_by_other(row: Any, owner: Owner, now: float) -> str | None:
     """Who else runs this job, if anyone may still be: a description, or None when it is free."""
     token = row["owner_token"]
     if not token or token == owner.token:
@@ -704,9 +765,7 @@ def _held_by_other(row: sqlite3.Row, owner: Owner, now: float) -> str | None:
     return who if (row["lease_until"] or 0) > now else None
 
 
-def _insert_output(
-    db: sqlite3.Connection, job_id: str, path: Path, image: GeneratedImage, source: tuple[Any, ...]
-) -> None:
+def _insert_output(db: Connection, job_id: str, path: Path, image: GeneratedImage, source: tuple[Any, ...]) -> None:
     """One output row (once per file: a rewrite after a resume records nothing new)."""
     if db.execute("SELECT 1 FROM outputs WHERE job_id = ? AND path = ?", (job_id, str(path))).fetchone():
         return
@@ -732,11 +791,11 @@ def _insert_output(
 
 
 def _ensure_part(
-    db: sqlite3.Connection, job_id: str, label: str, count: int, seed: int | None, parent: str | None = None
+    db: Connection, job_id: str, label: str, count: int, seed: int | None, parent: str | None = None
 ) -> None:
     db.execute(
-        "INSERT OR IGNORE INTO parts (job_id, label, parent, num_images, seed, state)"
-        " VALUES (?, ?, ?, ?, ?, 'planned')",
+        "INSERT INTO parts (job_id, label, parent, num_images, seed, state)"
+        " VALUES (?, ?, ?, ?, ?, 'planned') ON CONFLICT DO NOTHING",
         (job_id, label, parent, count, _int(seed)),
     )
 
@@ -789,9 +848,10 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def default_journal(environ: Mapping[str, str] | None = None) -> Journal | None:
-    """The journal the configuration names (ideochar.toml, ``IDEOCHAR_JOURNAL``), or None when it is off."""
+    """The journal the configuration names (``journal_url``/``IDEOCHAR_JOURNAL_URL``, else ``journal``/
+    ``IDEOCHAR_JOURNAL``), or None when it is off."""
     from ideochar.config import load_settings
 
     settings = load_settings(environ=environ)
-    path = settings.journal_path
-    return None if path is None else Journal(path, output_dir=settings.outputs_path)
+    location = settings.journal_location
+    return None if location is None else Journal(location, output_dir=settings.outputs_path)

@@ -16,6 +16,18 @@ instead of forever.
 Limits are per limiter, which is per client by default; pass one limiter to several clients of the
 same account to share it. The rate window counts attempts (job-creating calls), not status polls:
 that vendors count only job-creating calls is **inferred**.
+
+**The budget** (:class:`Budget`, ``budget_usd``): the same step reserves the attempt's quote
+(``Acquire.quote_usd``) in a :class:`SpendLedger` before it is sent, or refuses at once with
+:class:`~ideochar.errors.OverBudget` when the spent and reserved money plus the quote would pass the cap
+(the router then tries a cheaper provider, or none). The router settles it when the attempt ends
+(:class:`Ended`): at the cost of a served attempt, at nothing when nothing was billed, and at the whole
+quote when the attempt was billed at no known cost, may have been billed, or was interrupted. So money
+that may have been spent is never handed back: the cap is never passed, as long as vendors charge
+what they quote.
+
+These limiters keep everything in this process. :mod:`ideochar.state` shares the same steps across
+processes and machines (Redis), with the same rules.
 """
 
 from __future__ import annotations
@@ -23,19 +35,25 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from decimal import Decimal
+from typing import Any, Protocol
 
-from ideochar.errors import ProviderUnavailable
+from ideochar.errors import OverBudget, ProviderUnavailable
 from ideochar.spec import ProviderInfo
 
 __all__ = [
     "RATE_WINDOW_SECONDS",
     "Acquire",
     "AnyioLimiter",
+    "AsyncLimiter",
+    "Budget",
+    "Ended",
+    "Limiter",
     "Permit",
     "ProviderLimits",
+    "SpendLedger",
     "ThreadLimiter",
     "limits_for",
 ]
@@ -71,24 +89,124 @@ def limits_for(info: ProviderInfo, override: Mapping[str, Any] | None = None) ->
 
 @dataclass(frozen=True)
 class Acquire:
-    """A router step: wait for room to send ``images`` images to ``provider``, until ``deadline``."""
+    """A router step: wait for room to send ``images`` images to ``provider``, until ``deadline``, and
+    reserve ``quote_usd`` in the budget (when there is one)."""
 
     provider: str
     images: int
     deadline: float | None
     """A ``time.monotonic()`` value, or None for no bound."""
+    quote_usd: Decimal | None = None
+    """What the attempt will cost at the price table (None: no price known)."""
+
+
+@dataclass(frozen=True)
+class Ended:
+    """How the attempt a permit admitted ended, for the budget and a shared breaker."""
+
+    spent_usd: Decimal | None
+    """What it cost (0: billed nothing); None: the whole reservation stays spent (billed or maybe billed
+    at no known cost)."""
+    fault: bool
+    """The provider's own fault (:func:`ideochar.breaker.counts_as_fault`)."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A cap on what every job together may spend (``budget_usd``), counted under ``name``."""
+
+    cap_usd: Decimal
+    name: str = "default"
 
 
 class Permit:
-    """Room taken at a provider; :meth:`release` gives it back (idempotent, synchronous)."""
+    """Room taken at a provider; :meth:`release` gives it back (idempotent, synchronous).
 
-    def __init__(self, release: Callable[[], None] | None = None) -> None:
+    ``release(ended)`` also settles the budget reservation: with None (the attempt was interrupted) the
+    whole reservation stays spent."""
+
+    def __init__(self, release: Callable[[Ended | None], None] | None = None) -> None:
         self._release = release
 
-    def release(self) -> None:
+    def release(self, ended: Ended | None = None) -> None:
         release, self._release = self._release, None
         if release is not None:
+            release(ended)
+
+
+class Limiter(Protocol):
+    """What the blocking client asks: which providers need an :class:`Acquire`, and the answer to one."""
+
+    @property
+    def providers(self) -> frozenset[str]: ...
+
+    def acquire(self, step: Acquire) -> Permit: ...
+
+
+class AsyncLimiter(Protocol):
+    """What the async client asks (the same, awaited)."""
+
+    @property
+    def providers(self) -> frozenset[str]: ...
+
+    async def acquire(self, step: Acquire) -> Permit: ...
+
+
+class SpendLedger:
+    """Spent and reserved money against one :class:`Budget`, in this process (thread-safe)."""
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+        self.spent = Decimal(0)
+        self.reserved = Decimal(0)
+        self._lock = threading.Lock()
+
+    def refusal(self, step: Acquire) -> OverBudget | None:
+        """Why the quote does not fit now (None: it does). Changes nothing."""
+        with self._lock:
+            return _over(self.budget, step, self.spent + self.reserved)
+
+    def reserve(self, step: Acquire) -> Decimal:
+        """Reserve the step's quote, or raise OverBudget; returns what was reserved."""
+        with self._lock:
+            refused = _over(self.budget, step, self.spent + self.reserved)
+            if refused is not None:
+                raise refused
+            amount = step.quote_usd or Decimal(0)
+            self.reserved += amount
+            return amount
+
+    def settle(self, reserved: Decimal, ended: Ended | None) -> None:
+        spent = reserved if ended is None or ended.spent_usd is None else ended.spent_usd
+        with self._lock:
+            self.reserved -= reserved
+            self.spent += spent
+
+
+def _over(budget: Budget, step: Acquire, committed: Decimal) -> OverBudget | None:
+    if step.quote_usd is None:
+        return OverBudget(
+            f"{step.provider} has no price to reserve against the budget {budget.name!r}; nothing was sent"
+        )
+    if committed + step.quote_usd > budget.cap_usd:
+        return OverBudget(
+            f"${step.quote_usd} more would pass the budget {budget.name!r} of ${budget.cap_usd} "
+            f"(${committed} spent or reserved); nothing was sent"
+        )
+    return None
+
+
+def _reserving(ledger: SpendLedger | None, step: Acquire, release: Callable[[], None] | None) -> Permit:
+    """A permit that frees the slot (``release``) and settles the step's reservation in ``ledger``."""
+    reserved = ledger.reserve(step) if ledger is not None else Decimal(0)
+
+    def done(ended: Ended | None) -> None:
+        if release is not None:
             release()
+        if ledger is not None:
+            ledger.settle(reserved, ended)
+
+    return Permit(done) if ledger is not None or release is not None else Permit()
 
 
 def _timeout(deadline: float | None) -> float | None:
@@ -128,7 +246,7 @@ class _ThreadProvider:
         self.in_flight = 0
         self.window = _Window(limits.requests_per_minute, limits.window_seconds) if limits.requests_per_minute else None
 
-    def acquire(self, step: Acquire) -> Permit:
+    def acquire(self, step: Acquire, ledger: SpendLedger | None) -> Permit:
         capacity = self.limits.max_images_in_flight
         images = min(step.images, capacity) if capacity else 0
         with self.cond:
@@ -138,6 +256,9 @@ class _ThreadProvider:
                 room = capacity is None or self.in_flight + images <= capacity
                 if wait <= 0 and room:
                     break
+                refused = ledger.refusal(step) if ledger is not None else None
+                if refused is not None:  # no point waiting for a slot the budget would refuse
+                    raise refused
                 remaining = _timeout(step.deadline)
                 if remaining is not None and remaining <= 0:
                     raise _no_slot(step, "rate limit" if wait > 0 else "images in flight")
@@ -145,31 +266,44 @@ class _ThreadProvider:
                 if remaining is not None:
                     pause = remaining if pause is None else min(pause, remaining)
                 self.cond.wait(pause)
+
+            def release() -> None:
+                with self.cond:
+                    self.in_flight -= images
+                    self.cond.notify_all()
+
+            permit = _reserving(ledger, step, release if images else None)  # raises OverBudget: nothing taken
             if self.window is not None:
                 self.window.starts.append(now)
             self.in_flight += images
-
-        def release() -> None:
-            with self.cond:
-                self.in_flight -= images
-                self.cond.notify_all()
-
-        return Permit(release) if images else Permit()
+        return permit
 
 
 class ThreadLimiter:
-    """Limits for the blocking client: ``perform(Acquire(...))`` blocks until a slot is free."""
+    """Limits for the blocking client: ``perform(Acquire(...))`` blocks until a slot is free.
 
-    def __init__(self, limits: Mapping[str, ProviderLimits]) -> None:
+    With a ``budget``, every provider in ``providers`` is asked through it (to reserve each quote)."""
+
+    def __init__(
+        self,
+        limits: Mapping[str, ProviderLimits],
+        *,
+        budget: Budget | SpendLedger | None = None,
+        providers: Collection[str] = (),
+    ) -> None:
         self._providers = {name: _ThreadProvider(lim) for name, lim in limits.items() if lim.active}
+        self.ledger = SpendLedger(budget) if isinstance(budget, Budget) else budget
+        self._names = frozenset(self._providers) | (frozenset(providers) if self.ledger is not None else frozenset())
 
     @property
     def providers(self) -> frozenset[str]:
-        return frozenset(self._providers)
+        return self._names
 
     def acquire(self, step: Acquire) -> Permit:
         entry = self._providers.get(step.provider)
-        return Permit() if entry is None else entry.acquire(step)
+        if entry is None:
+            return _reserving(self.ledger, step, None)
+        return entry.acquire(step, self.ledger)
 
 
 # -- async -----------------------------------------------------------------------------------------------
@@ -189,7 +323,7 @@ class _AnyioProvider:
         for event in waiters:
             event.set()
 
-    async def acquire(self, step: Acquire) -> Permit:
+    async def acquire(self, step: Acquire, ledger: SpendLedger | None) -> Permit:
         import anyio
 
         capacity = self.limits.max_images_in_flight
@@ -200,6 +334,9 @@ class _AnyioProvider:
             room = capacity is None or self.in_flight + images <= capacity
             if wait <= 0 and room:
                 break
+            refused = ledger.refusal(step) if ledger is not None else None
+            if refused is not None:
+                raise refused
             remaining = _timeout(step.deadline)
             if remaining is not None and remaining <= 0:
                 raise _no_slot(step, "rate limit" if wait > 0 else "images in flight")
@@ -210,15 +347,16 @@ class _AnyioProvider:
             self.waiters.append(event)
             with anyio.move_on_after(pause):
                 await event.wait()
-        if self.window is not None:
-            self.window.starts.append(now)
-        self.in_flight += images
 
         def release() -> None:
             self.in_flight -= images
             self._wake()
 
-        return Permit(release) if images else Permit()
+        permit = _reserving(ledger, step, release if images else None)
+        if self.window is not None:
+            self.window.starts.append(now)
+        self.in_flight += images
+        return permit
 
 
 class AnyioLimiter:
@@ -227,13 +365,23 @@ class AnyioLimiter:
     Use it from one event loop (its state is not guarded by a lock, as anyio tasks do not preempt).
     """
 
-    def __init__(self, limits: Mapping[str, ProviderLimits]) -> None:
+    def __init__(
+        self,
+        limits: Mapping[str, ProviderLimits],
+        *,
+        budget: Budget | SpendLedger | None = None,
+        providers: Collection[str] = (),
+    ) -> None:
         self._providers = {name: _AnyioProvider(lim) for name, lim in limits.items() if lim.active}
+        self.ledger = SpendLedger(budget) if isinstance(budget, Budget) else budget
+        self._names = frozenset(self._providers) | (frozenset(providers) if self.ledger is not None else frozenset())
 
     @property
     def providers(self) -> frozenset[str]:
-        return frozenset(self._providers)
+        return self._names
 
     async def acquire(self, step: Acquire) -> Permit:
         entry = self._providers.get(step.provider)
-        return Permit() if entry is None else await entry.acquire(step)
+        if entry is None:
+            return _reserving(self.ledger, step, None)
+        return await entry.acquire(step, self.ledger)

@@ -48,7 +48,7 @@ from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
 from ideochar._constants import MAX_RETRY_AFTER_SECONDS
-from ideochar.breaker import CircuitBreaker
+from ideochar.breaker import CircuitBreaker, counts_as_fault
 from ideochar.errors import (
     AllProvidersFailed,
     Billed,
@@ -65,7 +65,7 @@ from ideochar.errors import (
 )
 from ideochar.events import Event
 from ideochar.exchange import Send, Sleep, relay
-from ideochar.limits import Acquire, Permit
+from ideochar.limits import Acquire, Ended, Permit
 from ideochar.request import CharacterRequest
 from ideochar.result import Attempt, CostSource, RequestWarning
 from ideochar.retry import backoff_seconds
@@ -700,8 +700,10 @@ def route_part(part: Part, candidates: Sequence[Candidate], route: RouteContext)
         served, failure, move = yield from _serve_with(candidate, part, route, attempts)
         if served is not None:
             return [Outcome(part, served=served, attempts=attempts)]
-        if failure is None:  # no slot in time: skipped (the attempt list says why)
+        if failure is None:  # no slot in time, or no room in the shared budget: skipped (the attempt list says why)
             skipped[candidate.name] = attempts[-1].message or "no free slot in time"
+            if attempts[-1].error_type == OverBudget.__name__:
+                over_budget.add(candidate.name)
             continue
         errors.append(failure)
         if move == "stop":
@@ -722,19 +724,25 @@ def _serve_with(
         tries += 1
         permit: Permit | None = None
         if name in route.limited:
-            try:
-                permit = yield Acquire(name, part.num_images, route.deadline)
-            except ProviderUnavailable as exc:
-                attempts.append(Attempt(provider=name, outcome="skipped", billed="no", message=exc.message))
+            unit = candidate.quote.unit_price_usd
+            quote = None if unit is None else unit * part.num_images
+            try:  # a slot, and the quote reserved in the shared budget (settled below with what it cost)
+                permit = yield Acquire(name, part.num_images, route.deadline, quote_usd=quote)
+            except (ProviderUnavailable, OverBudget) as exc:
+                kind = type(exc).__name__ if isinstance(exc, OverBudget) else None
+                attempts.append(
+                    Attempt(provider=name, outcome="skipped", billed="no", message=exc.message, error_type=kind)
+                )
                 return None, None, "fail_over"
         assert part.request is not None, "a part picked up by vendor id is never routed"
         flow = candidate.provider.exchange(part.request, candidate.ctx)
         attempt = _Try(candidate.provider, candidate.ctx, flow, Wire(), candidate.quote.unit_price_usd, tries)
+        outcome: Served | IdeocharError | None = None
         try:
             outcome = yield from _attempt(attempt, part, route)
         finally:
             if permit is not None:
-                permit.release()
+                permit.release(_ended(outcome))
         if route.breaker is not None:
             route.breaker.record(name, None if isinstance(outcome, Served) else outcome)
         if isinstance(outcome, Served):
@@ -754,6 +762,17 @@ def _serve_with(
             part=part.label,
         )
         yield Sleep(wait)
+
+
+def _ended(outcome: Served | IdeocharError | None) -> Ended | None:
+    """What a permit's reservation settles at: the cost of a served attempt, nothing for one billed "no",
+    the whole quote otherwise (None: interrupted, or billed yes or unknown at no known cost)."""
+    if outcome is None:
+        return None
+    if isinstance(outcome, Served):
+        return Ended(spent_usd=outcome.cost_usd, fault=False)
+    billed = outcome.attempts[-1].billed if outcome.attempts else "unknown"
+    return Ended(spent_usd=Decimal(0) if billed == "no" else None, fault=counts_as_fault(outcome))
 
 
 def _call_warnings(candidate: Candidate) -> list[RequestWarning]:

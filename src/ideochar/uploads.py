@@ -11,10 +11,11 @@ vendor gave, and when it expires (the vendor's own expiry, or the lifetime ideoc
 is reused only while at least ``margin`` seconds of its life remain (:data:`REUSE_MARGIN_SECONDS` by
 default), so a URL handed to a vendor still lives when the vendor fetches it, even from a long queue.
 
-Where it is kept: in its own table (``uploads``) of the journal's SQLite file, through its own
-connection, so every process that shares the journal shares the uploads; with the journal off, in this
-process's memory. The cache saves uploads and decides nothing: a write that fails (a locked or
-read-only file) is logged and the entry stays in memory; the next process uploads again.
+Where it is kept: in its own table (``uploads``) of the journal's database (its SQLite file, or the
+PostgreSQL database a fleet shares), through its own connection, so every process that shares the
+journal shares the uploads; with the journal off, in this process's memory. The cache saves uploads
+and decides nothing: a write that fails (a locked or read-only file, a database
+that cannot be reached) is logged and the entry stays in memory; the next process uploads again.
 
 One flight per image: in one process, the first job that misses *claims* the upload; the others wait
 for it (:func:`ideochar.toolkit.reuse_upload` yields short sleeps, so both drivers wait the same way)
@@ -34,13 +35,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ideochar._database import Database, is_postgres_url, open_database
 from ideochar._secrets import Secret
 
 __all__ = [
@@ -106,13 +107,15 @@ class UploadCache:
     """Uploaded images by scope and SHA-256 (module docstring). Thread-safe; one per client."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, clock: Callable[[], float] = time.time) -> None:
-        self.path = Path(path).expanduser() if path is not None else None
+        self.url = str(path) if is_postgres_url(path) else None
+        """The journal's PostgreSQL database, when it is one (then :attr:`path` is None)."""
+        self.path = Path(path).expanduser() if path is not None and self.url is None else None
         self.clock = clock
         self._lock = threading.Lock()
         self._memory: dict[tuple[str, str], Upload] = {}
         self._claims: dict[tuple[str, str], float] = {}
         self._tokens: dict[str, UploadToken] = {}
-        self._db: sqlite3.Connection | None = None
+        self._db: Database | None = None
         self._db_failed = False
 
     # -- uploads ---------------------------------------------------------------------------------------
@@ -184,24 +187,28 @@ class UploadCache:
 
     # -- the SQLite table ----------------------------------------------------------------------------
 
-    def _connection(self) -> sqlite3.Connection | None:
-        """The cache's own connection to the journal file, opened on first use; None in memory."""
-        if self.path is None or self._db_failed:
+    def _connection(self) -> Database | None:
+        """The cache's own connection to the journal's database, opened on first use; None in memory."""
+        if (self.path is None and self.url is None) or self._db_failed:
             return None
         if self._db is None:
             try:
-                _private_file(self.path)
-                db = sqlite3.connect(
-                    str(self.path), timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
-                )
-                db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
-                db.execute(_SCHEMA)
-            except (OSError, sqlite3.Error) as exc:
-                logger.warning("the upload cache cannot use %s (%s); it keeps uploads in memory", self.path, exc)
+                if self.path is not None:
+                    _private_file(self.path)
+                db = open_database(self.url or self.path or "", busy_timeout_seconds=BUSY_TIMEOUT_SECONDS)
+                db.connection.execute(db.ddl(_SCHEMA))
+            except Exception as exc:  # an optimisation failing: memory will do
+                logger.warning("the upload cache cannot use %s (%s); it keeps uploads in memory", self._where, exc)
                 self._db_failed = True
                 return None
             self._db = db
         return self._db
+
+    @property
+    def _where(self) -> str:
+        from ideochar._database import shown_url
+
+        return shown_url(self.url) if self.url is not None else str(self.path)
 
     def _read(self, scope: str, sha256: str) -> Upload | None:
         with self._lock:
@@ -209,18 +216,20 @@ class UploadCache:
             if db is None:
                 return None
             try:
-                row = db.execute(
+                row = db.connection.execute(
                     "SELECT url, expires_at FROM uploads WHERE scope = ? AND sha256 = ?", (scope, sha256)
                 ).fetchone()
-            except sqlite3.Error as exc:
-                logger.warning("the upload cache could not read %s: %s", self.path, exc)
+            except Exception as exc:
+                logger.warning("the upload cache could not read %s: %s", self._where, exc)
                 return None
         return Upload(str(row[0]), float(row[1])) if row else None
 
     def _write(self, scope: str, sha256: str, upload: Upload) -> None:
         now = self.clock()
         self._execute(
-            "INSERT OR REPLACE INTO uploads (scope, sha256, url, expires_at, created_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO uploads (scope, sha256, url, expires_at, created_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (scope, sha256) DO UPDATE SET url = excluded.url, expires_at = excluded.expires_at,"
+            " created_at = excluded.created_at",
             (scope, sha256, upload.url, upload.expires_at, now),
         )
         self._execute("DELETE FROM uploads WHERE expires_at < ?", (now,))
@@ -231,9 +240,9 @@ class UploadCache:
             if db is None:
                 return
             try:
-                db.execute(statement, values)
-            except sqlite3.Error as exc:  # an optimisation failing: the next process uploads again
-                logger.warning("the upload cache could not write %s: %s", self.path, exc)
+                db.connection.execute(statement, values)
+            except Exception as exc:  # an optimisation failing: the next process uploads again
+                logger.warning("the upload cache could not write %s: %s", self._where, exc)
 
     def close(self) -> None:
         with self._lock:
@@ -246,7 +255,7 @@ class UploadCache:
             return len(self._memory)
 
     def __repr__(self) -> str:
-        where = str(self.path) if self.path is not None else "memory"
+        where = self._where if self.path is not None or self.url is not None else "memory"
         return f"UploadCache({where!r}, {len(self)} in memory)"
 
 

@@ -1,4 +1,8 @@
-"""The journal: rows written as things happen, images on disk with their hash, no key anywhere."""
+"""The journal: rows written as things happen, images on disk with their hash, no key anywhere.
+
+Every test runs against both databases (SQLite, and PostgreSQL in a schema of its own): ``journal_path``
+is the file or the URL (tests/journal_backends.py).
+"""
 
 from __future__ import annotations
 
@@ -6,31 +10,29 @@ import hashlib
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from ideochar import AuthenticationFailed, IdeocharError, JournalUnavailable
 from ideochar.journal import SCHEMA_VERSION, JobNotFound, Journal
+from journal_backends import BACKENDS, WriteLock, all_text, is_postgres, location_for, peek, set_schema_version
 
 from .conftest import MakeClient
 from .fakes import FakeProvider, FakeVendors
 
 
-def peek(path: Path, query: str, *args: object) -> list[sqlite3.Row]:
-    """Read the journal through a separate connection, as another process would."""
-    db = sqlite3.connect(str(path))
-    db.row_factory = sqlite3.Row
-    try:
-        return db.execute(query, args).fetchall()
-    finally:
-        db.close()
+@pytest.fixture(params=BACKENDS)
+def journal_path(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """The journal every client of a test records into: a SQLite file, or a PostgreSQL schema."""
+    return location_for(request, tmp_path / "journal" / "journal.sqlite3")
 
 
 def test_the_job_is_recorded_before_anything_is_sent(
-    make_client: MakeClient, vendors: FakeVendors, reference: Path, journal_path: Path
+    make_client: MakeClient, vendors: FakeVendors, reference: Path, journal_path: Any
 ) -> None:
-    seen: list[sqlite3.Row] = []
+    seen: list[Any] = []
 
     def admit(request: httpx.Request) -> httpx.Response:
         seen.extend(peek(journal_path, "SELECT * FROM jobs"))
@@ -48,9 +50,9 @@ def test_the_job_is_recorded_before_anything_is_sent(
 
 
 def test_the_vendor_id_is_committed_before_the_next_request(
-    make_client: MakeClient, vendors: FakeVendors, reference: Path, journal_path: Path
+    make_client: MakeClient, vendors: FakeVendors, reference: Path, journal_path: Any
 ) -> None:
-    seen: list[sqlite3.Row] = []
+    seen: list[Any] = []
     vendors["alpha"].on_poll = lambda job: seen.extend(peek(journal_path, "SELECT * FROM attempts"))
     client = make_client(FakeProvider("alpha"))
     client.generate("a knight", reference)
@@ -76,16 +78,23 @@ def test_outputs_are_saved_atomically_with_their_hash(
     assert job.status == "succeeded" and job.cost_usd == Decimal("0.10") and job.spent_usd == Decimal("0.10")
 
 
-def test_the_database_is_in_wal_mode_and_versioned(
-    make_client: MakeClient, reference: Path, journal_path: Path
-) -> None:
+def test_the_database_is_in_wal_mode_and_versioned(make_client: MakeClient, reference: Path, journal_path: Any) -> None:
     make_client(FakeProvider("alpha")).generate("x", reference)
+    if is_postgres(journal_path):
+        assert peek(journal_path, "SELECT version FROM ideochar_schema")[0][0] == SCHEMA_VERSION
+        columns = peek(
+            journal_path,
+            "SELECT data_type FROM information_schema.columns WHERE table_name = 'jobs'"
+            " AND column_name = 'created_at' AND table_schema = current_schema()",
+        )
+        assert columns[0][0] == "double precision"  # a Unix time in PostgreSQL's 4-byte REAL is off by minutes
+        return
     assert peek(journal_path, "PRAGMA journal_mode")[0][0] == "wal"
     assert peek(journal_path, "PRAGMA user_version")[0][0] == SCHEMA_VERSION
 
 
 def test_no_key_reaches_the_journal_files(
-    make_client: MakeClient, vendors: FakeVendors, reference: Path, journal_path: Path, canary_key: str
+    make_client: MakeClient, vendors: FakeVendors, reference: Path, journal_path: Any, canary_key: str
 ) -> None:
     def echo_key(request: httpx.Request) -> httpx.Response:  # a vendor that quotes the key back
         return httpx.Response(401, text=f"bad key {request.headers['authorization']}")
@@ -95,9 +104,8 @@ def test_no_key_reaches_the_journal_files(
     result = client.generate("a knight", reference)
     assert result.attempts[0].error_type == "AuthenticationFailed"
     client.close()
-    files = list(journal_path.parent.glob("journal.sqlite3*"))
-    assert files
-    blob = b"".join(f.read_bytes() for f in files)
+    blob = all_text(journal_path)
+    assert blob
     assert canary_key.encode() not in blob
     assert canary_key[:16].encode() not in blob and canary_key[-16:].encode() not in blob
     rows = peek(journal_path, "SELECT message FROM attempts WHERE provider = 'alpha'")
@@ -134,26 +142,30 @@ def test_jobs_list_and_show_give_attempts_costs_and_total_spend(
     assert document["spent_usd"] == "0.03" and document["attempts"][1]["status"] == "succeeded"
 
 
-def test_an_unknown_job_is_reported_by_id(journal_path: Path) -> None:
+def test_an_unknown_job_is_reported_by_id(journal_path: Any) -> None:
     with Journal(journal_path) as journal, pytest.raises(JobNotFound) as caught:
         journal.job("nope")
     assert caught.value.field == "job_id"
 
 
-def test_a_journal_from_a_newer_version_is_refused(journal_path: Path) -> None:
+def test_a_journal_from_a_newer_version_is_refused(journal_path: Any) -> None:
     Journal(journal_path).close()
-    db = sqlite3.connect(str(journal_path))
-    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
-    db.close()
+    set_schema_version(journal_path, SCHEMA_VERSION + 1)
     with pytest.raises(IdeocharError, match="newer ideochar"):
         Journal(journal_path)
 
 
-def test_the_journal_can_be_switched_off(make_client: MakeClient, reference: Path, journal_path: Path) -> None:
+def test_the_journal_can_be_switched_off(make_client: MakeClient, reference: Path, journal_path: Any) -> None:
     client = make_client(FakeProvider("alpha"), journal=False)
     result = client.generate("x", reference)
     assert client.journal is None and result.images
-    assert not journal_path.exists()
+    if is_postgres(journal_path):
+        assert not peek(
+            journal_path,
+            "SELECT 1 FROM information_schema.tables WHERE table_name = 'jobs' AND table_schema = current_schema()",
+        )
+    else:
+        assert not journal_path.exists()
 
 
 def test_the_default_journal_lives_in_the_user_data_folder(
@@ -167,8 +179,8 @@ def test_the_default_journal_lives_in_the_user_data_folder(
     assert client.journal.output_dir == tmp_path / "data" / "ideochar" / "outputs"
 
 
-def test_a_journal_object_can_be_shared(make_client: MakeClient, reference: Path, tmp_path: Path) -> None:
-    with Journal(tmp_path / "shared.sqlite3") as journal:
+def test_a_journal_object_can_be_shared(make_client: MakeClient, reference: Path, journal_path: Any) -> None:
+    with Journal(journal_path) as journal:
         make_client(FakeProvider("alpha"), journal=journal).generate("one", reference)
         make_client(FakeProvider("alpha"), journal=journal).generate("two", reference)
         assert len(journal.jobs()) == 2
@@ -191,19 +203,19 @@ def test_a_failed_job_records_its_error(make_client: MakeClient, vendors: FakeVe
 class LockedAfterCreate(Journal):
     """A journal another process locks right after the job is created, past a short busy timeout."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, busy_timeout_seconds=0.1)
-        self.holder: sqlite3.Connection | None = None
+    def __init__(self, location: Any) -> None:
+        super().__init__(location, busy_timeout_seconds=0.1)
+        self.location = location
+        self.holder: WriteLock | None = None
 
     def create_job(self, *args: object, **kwargs: object) -> None:
         super().create_job(*args, **kwargs)  # type: ignore[arg-type]
-        self.holder = sqlite3.connect(str(self.path), timeout=0.1, isolation_level=None)
-        self.holder.execute("BEGIN EXCLUSIVE")
+        self.holder = WriteLock(self.location)
 
 
 @pytest.mark.parametrize("fails", ["start_attempt", "intend"])
 def test_a_journal_that_cannot_record_the_attempt_stops_the_job_before_anything_is_sent(
-    make_client: MakeClient, vendors: FakeVendors, reference: Path, journal_path: Path, fails: str
+    make_client: MakeClient, vendors: FakeVendors, reference: Path, journal_path: Any, fails: str
 ) -> None:
     journal = Journal(journal_path)
 
@@ -224,7 +236,7 @@ def test_a_journal_that_cannot_record_the_attempt_stops_the_job_before_anything_
 
 
 def test_a_journal_locked_by_another_process_past_its_busy_timeout_sends_nothing(
-    make_client: MakeClient, vendors: FakeVendors, reference: Path, journal_path: Path
+    make_client: MakeClient, vendors: FakeVendors, reference: Path, journal_path: Any
 ) -> None:
     journal = LockedAfterCreate(journal_path)
     client = make_client(FakeProvider("alpha"), journal=journal)
@@ -232,4 +244,4 @@ def test_a_journal_locked_by_another_process_past_its_busy_timeout_sends_nothing
         client.generate("a knight", reference)
     assert vendors["alpha"].posts == 0
     assert journal.holder is not None
-    journal.holder.execute("ROLLBACK")
+    journal.holder.release()

@@ -1,8 +1,12 @@
-"""Client.resume: admitted jobs are picked up by vendor id; nothing is ever submitted twice."""
+"""Client.resume: admitted jobs are picked up by vendor id; nothing is ever submitted twice.
+
+Every test runs against both journals (SQLite, and PostgreSQL in a schema of its own).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -11,9 +15,16 @@ from conftest import make_image
 from ideochar import AuthenticationFailed, OutcomeUnknown
 from ideochar.job import JobNotResumable
 from ideochar.journal import Journal
+from journal_backends import BACKENDS, location_for
 
 from .conftest import MakeAsyncClient, MakeClient
 from .fakes import FakeProvider, FakeVendors
+
+
+@pytest.fixture(params=BACKENDS)
+def journal_path(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """The journal every client of a test records into: a SQLite file, or a PostgreSQL schema."""
+    return location_for(request, tmp_path / "journal" / "journal.sqlite3")
 
 
 class Killed(BaseException):
@@ -88,7 +99,7 @@ def test_a_job_lost_after_admission_is_resumed_once_the_vendor_answers_again(
 
 
 def test_a_job_recorded_but_never_sent_is_submitted_fresh(
-    make_client: MakeClient, vendors: FakeVendors, reference: Path, journal_path: Path
+    make_client: MakeClient, vendors: FakeVendors, reference: Path, journal_path: Any
 ) -> None:
     from ideochar import CharacterRequest
 
@@ -102,7 +113,7 @@ def test_a_job_recorded_but_never_sent_is_submitted_fresh(
 
 
 def test_a_never_sent_job_whose_input_was_bytes_cannot_be_rebuilt(
-    make_client: MakeClient, vendors: FakeVendors, journal_path: Path
+    make_client: MakeClient, vendors: FakeVendors, journal_path: Any
 ) -> None:
     from ideochar import CharacterRequest, InvalidRequest
 

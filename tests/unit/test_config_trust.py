@@ -37,6 +37,9 @@ CALLER_ONLY_SAMPLES: dict[str, str] = {
     "options": '[options.replicate]\nwebhook = "https://attacker.example/hook"\n',
     "journal": 'journal = "shared/journal.sqlite3"\n',
     "output_dir": 'output_dir = "shared/images"\n',
+    "journal_url": 'journal_url = "postgresql://attacker.example/jobs"\n',
+    "state_url": 'state_url = "redis://attacker.example:6379/0"\n',
+    "state_fallback": 'state_fallback = "local"\n',
 }
 SAFE = 'providers = ["fal", "segmind"]\nstrategy = "cheapest"\nmax_cost_usd = 0.3\ndeadline_seconds = 60\n'
 

@@ -110,6 +110,9 @@ class EmulatorState:
         self.renders = RenderCache()
         self.files = FileStore(self.renders)
         self.kits: dict[str, VendorKit] = {}
+        self.in_flight: dict[str, dict[str, int]] = {}
+        """Per vendor that enforces a concurrency limit: images in flight ``now``, their ``peak`` (the
+        high-water mark since the last reset) and requests ``refused`` for being over the limit."""
         self.broken: dict[str, str] = {}
         """Vendors whose routes could not be built, with why."""
         self.boards: dict[str, list[Any]] = {}
@@ -146,6 +149,7 @@ class EmulatorState:
         self._on_loop(self._reset_now)
 
     def _reset_now(self) -> None:
+        self.in_flight.clear()
         for callback in list(self._reset_callbacks):
             try:
                 callback()
@@ -300,6 +304,17 @@ class VendorKit:
 
     def base_url(self, request: Request, name: str = "") -> str:
         return _root(request) + self._paths.get(name, f"/{self.vendor}")
+
+    def add_in_flight(self, delta: int) -> None:
+        """A queued vendor's job board: one more job in flight (or one fewer), for the high-water mark."""
+        now = self.state.in_flight.get(self.vendor, {}).get("now", 0)
+        self.note_in_flight(now + delta)
+
+    def note_in_flight(self, images: int, *, refused: bool = False) -> None:
+        gauge = self.state.in_flight.setdefault(self.vendor, {"now": 0, "peak": 0, "refused": 0})
+        gauge["now"] = images
+        gauge["peak"] = max(gauge["peak"], images)
+        gauge["refused"] += 1 if refused else 0
 
     def admit(self, job_id: str, *, operation: str, images: int, cost_usd: Decimal, **detail: Any) -> None:
         self.state.ledger.add(
@@ -653,6 +668,7 @@ def _admin_routes(state: EmulatorState) -> list[BaseRoute]:
             "vendors": state.base_urls(_root(request)),
             "model_seconds": state.model_seconds,
             "broken": state.broken,
+            "in_flight": state.in_flight,
         })  # fmt: skip
 
     async def ledger(request: Request) -> Response:

@@ -134,6 +134,7 @@ class JobBoard(Generic[R]):
         )
         self.jobs[job_id] = job
         self.queued += 1
+        self._in_flight(+1)
         if work is not None and not stuck:
             job._work = asyncio.ensure_future(work())
         job._timers.append(self.kit.later(queue_time, lambda: self._start(job, on_start)))
@@ -141,6 +142,12 @@ class JobBoard(Generic[R]):
             job._timers.append(self.kit.later(total, lambda: self._due(job)))
         job._retention = self.kit.later(self.retention_seconds, lambda: self._forget(job))
         return job
+
+    def _in_flight(self, delta: int) -> None:
+        """Jobs submitted and not done, reported to the emulator's in-flight gauge (its high-water mark)."""
+        add = getattr(self.kit, "add_in_flight", None)
+        if callable(add):
+            add(delta)
 
     def get(self, job_id: str) -> TimedJob[R] | None:
         return self.jobs.get(job_id)
@@ -176,6 +183,7 @@ class JobBoard(Generic[R]):
             if job.error is None:
                 job.result = work.result()
         job.phase = "done"
+        self._in_flight(-1)
         job.finished_at = time.time()
         job.log("emulated model finished" if job.error is None else f"emulated model failed: {job.error}")
         job._notify()
@@ -192,6 +200,7 @@ class JobBoard(Generic[R]):
         if job._work is not None:
             job._work.cancel()
         job.phase = "done"
+        self._in_flight(-1)
         job.outcome = outcome
         job.finished_at = time.time()
         job.log(f"job ended: {outcome}")

@@ -174,6 +174,11 @@ class EmulatorKit(Protocol):
         """
         ...
 
+    def note_in_flight(self, images: int, *, refused: bool = False) -> None:
+        """A vendor that limits work in progress reports it: ``images`` in flight now (and whether a request
+        was just refused for the limit). The emulator keeps the high-water mark (``/_emulator/health``)."""
+        ...
+
     def admit(self, job_id: str, *, operation: str, images: int, cost_usd: Decimal, **detail: Any) -> None:
         """Record a billable admission in the ledger."""
         ...

@@ -75,6 +75,7 @@ __all__ = [
     "billed",
     "emulator_app",
     "expire_files",
+    "in_flight",
     "ledger",
     "reset",
     "running_emulator",
@@ -236,6 +237,14 @@ def ledger(target: Target, vendor: str | None = None) -> list[LedgerEntry]:
 def billed(target: Target, vendor: str | None = None) -> int:
     """How many admissions the vendor (or all of them) would charge for."""
     return sum(1 for entry in ledger(target, vendor) if entry.voided is None)
+
+
+def in_flight(target: Target, vendor: str) -> dict[str, int]:
+    """Images ``now`` in flight at a vendor that limits them, their ``peak`` and requests ``refused``."""
+    if isinstance(target, str):
+        document = _admin(target, "GET", "health")
+        return dict(document.get("in_flight", {}).get(vendor, {"now": 0, "peak": 0, "refused": 0}))
+    return dict(state_of(target).in_flight.get(vendor, {"now": 0, "peak": 0, "refused": 0}))
 
 
 def uploads(target: Target, vendor: str | None = None, *, sha256: str | None = None) -> int:

@@ -131,6 +131,10 @@ class WebhookReceiver:
         self.journal = journal
         self.tolerance_seconds = check_tolerance(tolerance_seconds)
         self.max_body_bytes = max_body_bytes
+        if deliveries is None and getattr(journal, "path", None) is None:  # a PostgreSQL journal has no file
+            from ideochar.webhooks._deliveries import MemoryDeliveries
+
+            deliveries = MemoryDeliveries()
         self.deliveries: DeliveryLog = deliveries if deliveries is not None else SqliteDeliveries(journal.path)
         self.on_result = on_result
         self.callback_deadline_seconds = callback_deadline_seconds
