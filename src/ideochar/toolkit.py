@@ -570,8 +570,8 @@ def _origin_of_text(url: str) -> Origin | None:
     ``#`` after ``//``, as httpx splits it), parsed by httpx and remembered: a job's status URL differs
     only in its path, and parsing the whole URL at every poll costs (benchmark figure 2)."""
     start = url.find("//")
-    if start < 0:
-        return _origin_of_prefix(url)
+    if start < 0 or not (url.isascii() and url.isprintable()):
+        return Origin._parse(url)  # whatever httpx would refuse later is refused here, whole
     ends = [i for i in (url.find(c, start + 2) for c in "/?#") if i >= 0]
     return _origin_of_prefix(url[: min(ends)] if ends else url)
 
