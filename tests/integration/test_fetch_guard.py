@@ -162,9 +162,8 @@ def test_the_emulators_own_files_stay_fetchable_without_allowing_private_urls(em
 
 
 def test_a_closed_port_and_a_missing_file_read_the_same_and_name_no_status() -> None:
-    closed = sockets.closed_port()
     messages = []
-    with internal(sockets.answer(404, b"no such badge")) as (missing_root, _):
+    with sockets.held_closed_port() as closed, internal(sockets.answer(404, b"no such badge")) as (missing_root, _):
         for url in (f"http://127.0.0.1:{closed}/a.png", f"{missing_root}/a.png"):
             with pytest.raises(InvalidRequest) as caught:
                 _fetch(url)

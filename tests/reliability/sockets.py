@@ -17,6 +17,15 @@ from typing import Any
 Behaviour = Callable[[socket.socket], None]
 
 
+@contextlib.contextmanager
+def held_closed_port() -> Iterator[int]:
+    """A port bound but never listening, kept for the block: connecting is refused, and no other process
+    (a test's Redis, another worker's server) can take it meanwhile, as it could a released one."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
 def closed_port() -> int:
     """A port nothing listens on (bound, then released): connecting to it is refused."""
     with socket.socket() as sock:
