@@ -697,7 +697,10 @@ def route_part(part: Part, candidates: Sequence[Candidate], route: RouteContext)
             if budget:
                 over_budget.add(candidate.name)
             continue
-        served, failure, move = yield from _serve_with(candidate, part, route, attempts)
+        try:
+            served, failure, move = yield from _serve_with(candidate, part, route, attempts)
+        except IdeocharError as exc:  # the journal could not record the next attempt: stop, keeping the others
+            return [Outcome(part, error=_with_attempts(exc, attempts), attempts=attempts)]
         if served is not None:
             return [Outcome(part, served=served, attempts=attempts)]
         if failure is None:  # no slot in time, or no room in the shared budget: skipped (the attempt list says why)

@@ -365,3 +365,23 @@ def test_async_journal_writes_never_block_the_event_loop_while_another_process_h
     stall, outcomes = anyio.run(main)
     assert stall < MAX_STALL_SECONDS, f"the event loop stalled {stall:.2f} s while the journal was locked"
     assert all(isinstance(o, CharacterResult) and o.images for o in outcomes), outcomes
+
+
+# -- found by the search (tests/reliability/test_fault_schedules.py, thorough profile) ----------------------
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_a_journal_failing_at_the_failover_keeps_the_billing_of_the_attempt_before_it(
+    emulated: Emulators, driver: str
+) -> None:
+    """Segmind answers 200 with a body cut in half (it may have billed); the opt-in policy fails over; the
+    journal cannot record the next attempt. The job stops, and must still say Segmind may have billed."""
+    fault = FaultSpec("segmind", "v1", "malformed_json")
+    schedule = Schedule(
+        ("segmind", "ideogram"), Modes(), driver, "fail_over", (fault,), JournalFailure(first=4, times=None)
+    )  # type: ignore[arg-type]
+    seen = run_schedule(emulated, schedule)
+    assert seen.ledger_after_run["segmind"] == 1, seen.summary()
+    assert isinstance(seen.outcome, IdeocharError), seen.summary()
+    billed = [a.billed for a in seen.outcome.attempts if a.provider == "segmind"]
+    assert billed and "no" not in billed, f"segmind billed the job, its attempts say {billed}"
