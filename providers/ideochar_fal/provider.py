@@ -20,12 +20,7 @@ GETs are repeated freely (with backoff) when the network or fal's edge fails. Th
 hosts or the configured base URL's host, never to a CDN or to a URL a reply names elsewhere.
 
 **Local images** go through fal's storage before the submit, as fal's own clients upload them
-(reference/fal.md §3): a CDN token from ``{rest}/storage/auth/token`` (held in memory until it expires),
-then ``POST {token base_url}/files/upload`` with the bytes and lifecycle headers; when that path fails,
-the initiate-and-PUT one (``{rest}/storage/upload/initiate``, then ``PUT upload_url``). Uploads are
-``Send`` steps of this exchange, never admitting, so both drivers make them and nothing is billed if one
-fails. An uploaded image is reused by later jobs while it lives (``CallContext.uploads``,
-:mod:`ideochar.uploads`). ``extra={"fal": {"image_transport": "data_uri"}}`` sends them inline instead.
+(:mod:`ideochar_fal.storage`); ``extra={"fal": {"image_transport": "data_uri"}}`` sends them inline instead.
 
 **Results, honestly per image.** fal reports one seed per call: an image carries it only when the call
 made one image; with several, each image's ``seed`` is None and the call's seed is in the result's
@@ -42,9 +37,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import time
 from collections.abc import Mapping
-from datetime import datetime
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
@@ -54,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from typing_extensions import Self
 
 from ideochar._constants import POLL_INITIAL_SECONDS, POLL_MAX_SECONDS
-from ideochar._secrets import Secret, redact
+from ideochar._secrets import redact
 from ideochar.errors import (
     GenerationFailed,
     InvalidRequest,
@@ -64,7 +57,6 @@ from ideochar.errors import (
 )
 from ideochar.events import Event
 from ideochar.exchange import ChunkReader, NextEvent, ReaderStream, Send, ServerSentEvent
-from ideochar.media import ImageInput
 from ideochar.request import CharacterRequest, OperationName, Speed
 from ideochar.spec import CallContext, Exchange, Provider, ProviderInfo, ProviderOutput
 from ideochar.toolkit import (
@@ -78,41 +70,29 @@ from ideochar.toolkit import (
     Unreadable,
     clip,
     collect_images,
-    image_digest,
     json_or_none,
     parse_reply,
     poll,
     read_body,
-    reuse_upload,
-    upload_scope,
 )
-from ideochar.uploads import Upload, UploadToken
 from ideochar_fal.errors import completed_error, error_from_response
 from ideochar_fal.mapping import MASK_POLARITY_INFERRED, UNSET, Payload, live_unit_price, to_payload
+from ideochar_fal.storage import UPLOAD_EXPIRATION_SECONDS, upload_local_images
 from ideochar_fal.wire import (
-    CDN_TOKEN_PATH,
-    CDN_UPLOAD_PATH,
     ENDPOINTS,
-    HEADER_FILE_NAME,
     HEADER_LIFECYCLE,
     HEADER_NO_RETRY,
-    HEADER_OBJECT_LIFECYCLE,
     HEADER_PRIORITY,
     HEADER_REQUEST_ID,
     HEADER_REQUEST_TIMEOUT,
     HEADER_RUNNER_HINT,
-    INITIATE_PATH,
     PRICING_PATH,
-    CdnToken,
-    CdnUpload,
-    InitiatedUpload,
     LogLine,
     Output,
     PriceList,
     QueueStatus,
     ResumeState,
     Submitted,
-    lifecycle,
     request_urls,
 )
 
@@ -136,25 +116,10 @@ POLL_GROWTH = 1.5
 RESULT_ATTEMPTS = 4
 #: Hosts that may receive the key besides the configured base URLs' hosts (and their subdomains).
 TRUSTED_DOMAINS: tuple[str, ...] = ("fal.run", "fal.ai", "falrun.com")
-#: Hosts a CDN upload token may go to (fal's token names its upload ``base_url``), besides the configured ones.
-CDN_DOMAINS: tuple[str, ...] = ("fal.media", "fal.run", "fal.ai")
-#: Read timeout of one upload request (a 10 MB reference over a slow line) and of a pricing GET.
-UPLOAD_TIMEOUT_SECONDS = 120.0
+#: Read timeout of a pricing GET.
 PRICING_TIMEOUT_SECONDS = 30.0
-#: How long fal's storage is asked to keep an uploaded image (lifecycle headers). INFERRED that fal honours
-#: it for uploads: the cache reuses an upload while an hour of this remains, never after.
-UPLOAD_EXPIRATION_SECONDS = 24 * 3600
-#: A CDN token whose answer gives no ``expires_at`` is used this long [I: fal_client always gets one].
-CDN_TOKEN_FALLBACK_SECONDS = 300.0
-#: fal_client's fallback repository ("fal") initiates uploads with this storage type [S].
-INITIATE_STORAGE_TYPE = "gcs"
 #: Log lines of one job passed on as ``progress`` events, at most (a chatty model cannot flood observers).
 MAX_LOG_EVENTS = 100
-#: File names given to uploads, by neutral field: the caller's own file name (which may say who is in the
-#: picture) is not sent; the extension matches the sniffed bytes.
-UPLOAD_STEMS: Mapping[str, str] = MappingProxyType(
-    {"reference": "reference", "reference_mask": "reference_mask", "operation.image": "image", "operation.mask": "mask"}
-)
 
 #: USD per output image (reference/fal.md §5). Generate and remix are documented; edit is INFERRED to be
 #: the same (Ideogram's own prices apply to all three), and per-image (not per-request) is INFERRED too.
@@ -276,7 +241,9 @@ class FalProvider(Provider):
         options = self._options(request, ctx)
         uploaded: dict[str, str] = {}
         if options.image_transport == "upload":
-            uploaded = yield from _upload_local_images(request, ctx, options)
+            uploaded = yield from upload_local_images(
+                request, ctx, key_headers=_headers(ctx), expiration_seconds=options.upload_expiration_seconds
+            )
         payload = to_payload(request, sync_mode=options.sync_mode, uploaded=uploaded)
         if options.mode == "run":
             return (yield from self._run(payload, request, ctx, options))
@@ -727,157 +694,3 @@ def _nothing_arrived(collected: Collected, request_id: str | None) -> ProviderEr
         vendor_request_id=request_id,
         billed="unknown",
     )
-
-
-# -- local images through fal's storage ----------------------------------------------------------------------
-
-
-def _upload_local_images(request: CharacterRequest, ctx: CallContext, options: FalOptions) -> Exchange[dict[str, str]]:
-    """Each local image's URL in fal's storage, by field path: cached uploads reused, the rest uploaded
-    (an image given twice is uploaded once). URL inputs are passed through untouched."""
-    found: dict[str, str] = {}
-    by_digest: dict[str, str] = {}
-    scope = upload_scope(ctx, "rest")
-    tokens: list[UploadToken] = []  # this exchange's token, when there is no cache to hold it
-    for path, image in request.images():
-        if not image.is_local:
-            continue
-        digest = image_digest(image)
-        if digest not in by_digest:
-            upload = functools.partial(_store, image, _file_name(path, image), ctx, options, tokens)
-            by_digest[digest] = yield from reuse_upload(ctx, image, scope=scope, upload=upload)
-        found[path] = by_digest[digest]
-    return found
-
-
-def _file_name(path: str, image: ImageInput) -> str:
-    stem = UPLOAD_STEMS.get(path) or path.replace(".", "_")
-    return f"{stem}.{'jpg' if image.format == 'jpeg' else image.format or 'bin'}"
-
-
-class _UseFallback(Exception):
-    """The CDN path failed in a way the initiate-and-PUT path may not (fal_client falls back the same way)."""
-
-
-def _store(
-    image: ImageInput, name: str, ctx: CallContext, options: FalOptions, tokens: list[UploadToken]
-) -> Exchange[Upload]:
-    """Upload ``image`` to fal's storage: the CDN path, else the initiate-and-PUT path. Never admitting.
-    It lives as long as the lifecycle headers ask, from now (the cache's clock, when there is one)."""
-    now = ctx.uploads.clock() if ctx.uploads is not None else time.time()
-    expires_at = now + options.upload_expiration_seconds
-    try:
-        url = yield from _cdn_upload(image, name, ctx, options, tokens)
-    except _UseFallback:
-        url = yield from _initiated_upload(image, name, ctx, options)
-    return Upload(url, expires_at)
-
-
-def _cdn_token(ctx: CallContext, tokens: list[UploadToken]) -> Exchange[UploadToken]:
-    """A CDN upload token: one held that still lives (by the cache, else by this exchange in ``tokens``),
-    else a new one from ``{rest}/storage/auth/token``. A refused key is final (AuthenticationFailed);
-    anything else sends the upload down the fallback path."""
-    scope = upload_scope(ctx, "rest")
-    held = ctx.uploads.token(scope) if ctx.uploads is not None else next(iter(tokens), None)
-    if held is not None:
-        return held
-    url = str(httpx.URL(ctx.url("rest", CDN_TOKEN_PATH)).copy_merge_params({"storage_type": "fal-cdn-v3"}))
-    headers = {**_headers(ctx), "Content-Type": "application/json"}
-    try:
-        response = yield Send(httpx.Request("POST", url, headers=headers, json={}), timeout=POLL_TIMEOUT_SECONDS)
-    except ProviderUnavailable as exc:
-        raise _UseFallback(exc.message) from exc
-    if response.status_code in (401, 403):
-        raise error_from_response(response)
-    answer = parse_reply(response, CdnToken) if response.is_success else None
-    if answer is None or isinstance(answer, Unreadable):
-        raise _UseFallback(f"fal's CDN token answer: HTTP {response.status_code}")
-    base = answer.base_url or ctx.url("cdn")
-    if not TrustedOrigins.of(ctx.base_urls.values(), CDN_DOMAINS).trusts(base):
-        raise _UseFallback("fal's CDN token names an upload host that is not fal's")
-    token = UploadToken(Secret(f"{answer.token_type} {answer.token}"), base, _token_expiry(answer.expires_at))
-    if ctx.uploads is not None:
-        ctx.uploads.hold_token(scope, token)
-    tokens[:] = [token]
-    return token
-
-
-def _token_expiry(expires_at: str | None) -> float:
-    if expires_at:
-        try:
-            moment = datetime.fromisoformat(expires_at.strip().replace("Z", "+00:00"))
-        except ValueError:
-            moment = None
-        if moment is not None and moment.tzinfo is not None:
-            return moment.timestamp()
-    return time.time() + CDN_TOKEN_FALLBACK_SECONDS
-
-
-def _cdn_upload(
-    image: ImageInput, name: str, ctx: CallContext, options: FalOptions, tokens: list[UploadToken]
-) -> Exchange[str]:
-    """``POST {token base_url}/files/upload`` with the bytes (streamed) and lifecycle headers: the access URL."""
-    token = yield from _cdn_token(ctx, tokens)
-    headers = {
-        "Authorization": token.authorization.reveal(),
-        "User-Agent": ctx.user_agent,
-        "Accept": "application/json",
-        "Content-Type": image.content_type,
-        "Content-Length": str(image.size or 0),
-        HEADER_FILE_NAME: name,
-        **_lifecycle_headers(options),
-    }
-    url = token.base_url.rstrip("/") + CDN_UPLOAD_PATH
-    stream = ReaderStream(image.open, size=image.size)
-    try:
-        response = yield Send(
-            httpx.Request("POST", url, headers=headers, stream=stream), timeout=UPLOAD_TIMEOUT_SECONDS
-        )
-    except ProviderUnavailable as exc:
-        raise _UseFallback(exc.message) from exc
-    if response.status_code in (401, 403):  # stale or revoked: a new one next time
-        tokens.clear()
-        if ctx.uploads is not None:
-            ctx.uploads.drop_token(upload_scope(ctx, "rest"))
-    uploaded = parse_reply(response, CdnUpload) if response.is_success else None
-    if uploaded is None or isinstance(uploaded, Unreadable) or not _http_url(uploaded.access_url):
-        raise _UseFallback(f"fal's CDN upload answer: HTTP {response.status_code}")
-    return uploaded.access_url
-
-
-def _initiated_upload(image: ImageInput, name: str, ctx: CallContext, options: FalOptions) -> Exchange[str]:
-    """fal_client's fallback: ``POST {rest}/storage/upload/initiate``, then ``PUT`` the bytes to its
-    ``upload_url`` (a signed URL: no key goes there); the file's URL."""
-    url = str(httpx.URL(ctx.url("rest", INITIATE_PATH)).copy_merge_params({"storage_type": INITIATE_STORAGE_TYPE}))
-    headers = {**_headers(ctx), "Content-Type": "application/json", **_lifecycle_headers(options)}
-    body = {"file_name": name, "content_type": image.content_type}
-    response = yield Send(httpx.Request("POST", url, headers=headers, json=body), timeout=POLL_TIMEOUT_SECONDS)
-    if not response.is_success:
-        raise error_from_response(response)
-    initiated = parse_reply(response, InitiatedUpload)
-    if isinstance(initiated, Unreadable) or not (_http_url(initiated.upload_url) and _http_url(initiated.file_url)):
-        reason = initiated.reason if isinstance(initiated, Unreadable) else "a URL that is not http(s)"
-        raise UnexpectedResponse(f"fal's upload answer is unusable ({reason})", provider=PROVIDER, billed="no")
-    put_headers = {"Content-Type": image.content_type, "Content-Length": str(image.size or 0)}
-    put = httpx.Request(
-        "PUT", initiated.upload_url, headers=put_headers, stream=ReaderStream(image.open, size=image.size)
-    )
-    answer = yield Send(put, untrusted_url=True, timeout=UPLOAD_TIMEOUT_SECONDS)
-    if not answer.is_success:
-        raise ProviderUnavailable(
-            f"fal's storage refused the upload of {name} (HTTP {answer.status_code})",
-            provider=PROVIDER,
-            status=answer.status_code,
-            body=read_body(answer).kept(),
-        )
-    return initiated.file_url
-
-
-def _lifecycle_headers(options: FalOptions) -> dict[str, str]:
-    """How long fal's storage keeps an upload, in both headers fal_client sends."""
-    value = lifecycle(options.upload_expiration_seconds)
-    return {HEADER_OBJECT_LIFECYCLE: value, HEADER_LIFECYCLE: value}
-
-
-def _http_url(url: str) -> bool:
-    return url.lower().startswith(("https://", "http://"))
