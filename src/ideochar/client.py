@@ -164,31 +164,23 @@ class _Base:
             budget_usd: what every job together may spend, each quote reserved before it is sent (the
                 whole fleet's with a shared ``state``; counted under ``budget_name``).
         """
-        from ideochar.config import load_settings  # deferred: pydantic builds its models on first use
-
         given_journal = journal if isinstance(journal, (bool, str, os.PathLike)) else None
-        journal_url = _journal_url(given_journal)
-        settings = load_settings(
-            config=config,
-            environ=environ,
-            overrides={
-                "providers": _names(providers) if providers is not None else None,
-                "strict": strict,
-                "fan_out": fan_out,
-                "max_cost_usd": None if max_cost_usd is None or _infinite(max_cost_usd) else str(max_cost_usd),
-                "strategy": strategy,
-                "deadline_seconds": None
-                if deadline_seconds is None or _infinite(deadline_seconds)
-                else deadline_seconds,
-                "base_urls": base_urls,
-                "options": options,
-                "limits": limits,
-                "journal": str(given_journal) if isinstance(given_journal, os.PathLike) else given_journal,
-                **journal_url,
-                "output_dir": None if output_dir is None else str(output_dir),
-                "state_url": state if isinstance(state, str) else None,
-                "budget_usd": None if budget_usd is None else str(budget_usd),
-            },
+        settings = _load_settings(
+            config,
+            environ,
+            providers=_names(providers) if providers is not None else None,
+            strict=strict,
+            fan_out=fan_out,
+            max_cost_usd=max_cost_usd,
+            strategy=strategy,
+            deadline_seconds=deadline_seconds,
+            base_urls=base_urls,
+            options=options,
+            limits=limits,
+            journal=given_journal,
+            output_dir=output_dir,
+            state=state,
+            budget_usd=budget_usd,
         )
         self.settings: Settings = settings
         self._names = list(settings.providers or [])
@@ -202,12 +194,7 @@ class _Base:
         self.deadline_seconds = (
             None if deadline_seconds is not None and _infinite(deadline_seconds) else settings.deadline_seconds
         )
-        self.policy = policy or FailurePolicy(
-            connect_retries=settings.connect_retries,
-            rate_limit_retries=settings.rate_limit_retries,
-            max_retry_after_seconds=settings.max_retry_after_seconds,
-            on_outcome_unknown=settings.on_outcome_unknown,
-        )
+        self.policy = policy or _policy(settings)
         from ideochar.state import open_state
 
         self._owns_state = state is None or isinstance(state, str)
@@ -221,14 +208,7 @@ class _Base:
         self.latency = ObservedLatency()
         self._on_event = on_event
         if emulator is True:
-            from ideochar.emulator import INSTALL_HINT, missing_dependencies
-
-            if missing_dependencies():
-                raise InvalidRequest.for_field(
-                    "emulator",
-                    f"needs the emulator, which is not installed (missing: {', '.join(missing_dependencies())}); "
-                    f"install it with: {INSTALL_HINT}",
-                )
+            _require_emulator()
         self._emulator = emulator
         self._emulator_root: str | None = emulator if isinstance(emulator, str) else None
         self._emulated: tuple[str, dict[str, dict[str, str]]] | None = None
@@ -581,6 +561,57 @@ class _Base:
         ctx = self._context(chosen, None, None)
         vendor_id = str(state.get("id") or state.get("request_id") or "resumed")
         return provider_flow(chosen, chosen.resume(state, ctx), ctx, vendor_id=vendor_id)
+
+
+def _load_settings(
+    config: str | os.PathLike[str] | Mapping[str, Any] | Literal[False] | None,
+    environ: Mapping[str, str] | None,
+    *,
+    journal: bool | str | os.PathLike[str] | None,
+    output_dir: str | os.PathLike[str] | None,
+    max_cost_usd: Decimal | float | str | None,
+    deadline_seconds: float | None,
+    state: object,
+    budget_usd: Decimal | float | str | None,
+    **given: Any,
+) -> Settings:
+    """The client's settings: its arguments over the configuration. An argument of ``math.inf`` (no budget,
+    no deadline) is not passed on: the client turns it into None after reading, whatever the file says."""
+    from ideochar.config import load_settings  # deferred: pydantic builds its models on first use
+
+    overrides = {
+        **given,
+        "max_cost_usd": None if max_cost_usd is None or _infinite(max_cost_usd) else str(max_cost_usd),
+        "deadline_seconds": None if deadline_seconds is None or _infinite(deadline_seconds) else deadline_seconds,
+        "journal": str(journal) if isinstance(journal, os.PathLike) else journal,
+        **_journal_url(journal),
+        "output_dir": None if output_dir is None else str(output_dir),
+        "state_url": state if isinstance(state, str) else None,
+        "budget_usd": None if budget_usd is None else str(budget_usd),
+    }
+    return load_settings(config=config, environ=environ, overrides=overrides)
+
+
+def _policy(settings: Settings) -> FailurePolicy:
+    return FailurePolicy(
+        connect_retries=settings.connect_retries,
+        rate_limit_retries=settings.rate_limit_retries,
+        max_retry_after_seconds=settings.max_retry_after_seconds,
+        on_outcome_unknown=settings.on_outcome_unknown,
+    )
+
+
+def _require_emulator() -> None:
+    """``emulator=True`` without the emulator's extra: a clear error naming the install, not an ImportError
+    from a later request."""
+    from ideochar.emulator import INSTALL_HINT, missing_dependencies
+
+    if missing := missing_dependencies():
+        raise InvalidRequest.for_field(
+            "emulator",
+            f"needs the emulator, which is not installed (missing: {', '.join(missing)}); "
+            f"install it with: {INSTALL_HINT}",
+        )
 
 
 def _journal_url(given: object) -> dict[str, Any]:
