@@ -4,7 +4,7 @@ Each ``bench_*.py`` runs in its own interpreter (a figure is never measured in a
 figure has warmed or filled) and writes ``out/bench/NAME.json``; the report is rendered from those
 files, so it can be redone without measuring again (``--report-only``).
 
-    .venv/bin/python tests/bench/run.py                 # everything (about 10 minutes on 2 cores)
+    .venv/bin/python tests/bench/run.py                 # everything (about 15 minutes on 2 cores)
     .venv/bin/python tests/bench/run.py --only import,overhead
     .venv/bin/python tests/bench/run.py --quick         # few repetitions: checks the scripts work
 """
@@ -20,7 +20,7 @@ import time
 
 from _support import HERE, RESULTS, ROOT, log
 
-BENCHMARKS = ("import", "overhead", "completion", "concurrency", "upload_memory", "failover")
+BENCHMARKS = ("import", "overhead", "completion", "concurrency", "upload_memory", "failover", "batch")
 #: Wall-clock bound per benchmark: a stuck one is reported as failed, not waited for.
 TIMEOUT_SECONDS = 900
 
