@@ -40,21 +40,9 @@ def _run(client: AsyncClient, rows: Any, **options: Any) -> tuple[list[RowResult
     return anyio.run(main)
 
 
-def _max_overlap(intervals: list[tuple[float, float]]) -> int:
-    """The most intervals open at one moment."""
-    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
-    most = current = 0
-    for _, step in edges:
-        current += step
-        most = max(most, current)
-    return most
-
-
 def _fal_in_flight(server: Any) -> int:
-    """The most fal jobs the emulator held at once (queued to done)."""
-    boards = testing.state_of(server).boards.get("fal", [])
-    intervals = [(job.queued_at, job.done_at) for board in boards for job in board.jobs.values() if job.done_at]
-    return _max_overlap(intervals)
+    """The most fal jobs the emulator held at once (its in-flight gauge's high-water mark)."""
+    return int(testing.in_flight(server, "fal")["peak"])
 
 
 def test_work_spills_to_the_second_vendor_when_the_first_is_saturated(
@@ -190,7 +178,7 @@ def test_a_claim_whose_job_never_began_is_sent_once_under_its_id(
     )
     assert claim.outcome == "claimed"
     state._heartbeat.stop()
-    state._db.close()  # died: its claim stays, held by nobody alive
+    state._database.close()  # died: its claim stays, held by nobody alive
 
     results, summary = _run(_client(emulator, tmp_path, ["fal"]), rows, name="interrupted", max_cost_usd="1.00")
     by_row = {r.row: r for r in results}
@@ -224,3 +212,26 @@ def test_two_processes_running_one_batch_pay_for_each_row_once(emulator: Any, tm
     assert after.returncode == 0, after.stderr[-2000:]
     assert all(json.loads(line).get("earlier") for line in after.stdout.splitlines())
     assert charges_by_prompt(emulator) == {f"scene {i}": 1 for i in range(16)}
+
+
+def test_the_clients_own_budget_is_settled_with_what_each_job_cost(
+    emulator: Any, tmp_path: Path, reference: Path
+) -> None:
+    """The batch holds the chosen provider's permit for the job's life: released with what the job's attempts
+    there cost (nothing, when fal refused each submit before admitting it), as the router settles its own."""
+    testing.set_faults(emulator, {"fal": [{"route": "submit", "kind": "status", "status": 503}]})
+    client = _client(
+        emulator,
+        tmp_path,
+        ["fal", "segmind"],
+        limits=client_limits(fal=2, segmind=4),
+        budget_usd="100",
+        breaker=CircuitBreaker(failure_threshold=100),
+    )
+    results, _ = _run(client, _rows(reference, 6))
+    assert {r.provider for r in results} == {"segmind"} and {r.status for r in results} == {"done"}
+    budget = client.budget
+    assert budget is not None
+    spent, reserved = client.state.spent(budget)
+    assert reserved == 0
+    assert spent == Decimal("0.1875") * 6 == testing.ledger(emulator)[0].cost_usd * 6

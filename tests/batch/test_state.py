@@ -1,22 +1,32 @@
-"""The batch's state in the journal's file: claims reserve against the cap in one transaction, settling
-replaces a reservation by what a job cost, and a row held by a live process is never taken."""
+"""The batch's state in the journal's database: claims reserve against the cap in one transaction,
+settling replaces a reservation by what a job cost, and a row held by a live process is never taken.
+Run against SQLite and a real PostgreSQL (started by the tests), as the journal's own tests are."""
 
 from __future__ import annotations
 
 import os
+import threading
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from ideochar._owner import Owner
 from ideochar.batch._state import State
+from journal_backends import BACKENDS, Location, location_for
 
 
-def _state(path: Path, owner: Owner | None = None, name: str = "b") -> State:
-    return State(path, name, owner or Owner.current())
+@pytest.fixture(params=BACKENDS)
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> Location:
+    return location_for(request, tmp_path / "journal.sqlite3")
 
 
-def test_reservations_hold_the_cap_and_settling_gives_back_what_a_job_did_not_cost(tmp_path: Path) -> None:
-    state = _state(tmp_path / "journal.sqlite3")
+def _state(location: Location, owner: Owner | None = None, name: str = "b") -> State:
+    return State(location, name, owner or Owner.current())
+
+
+def test_reservations_hold_the_cap_and_settling_gives_back_what_a_job_did_not_cost(location: Location) -> None:
+    state = _state(location)
     cap = Decimal("0.40")
     first = state.claim("a", number=1, label=None, job_id="j1", reserve=Decimal("0.1875"), cap=cap)
     second = state.claim("b", number=2, label=None, job_id="j2", reserve=Decimal("0.1875"), cap=cap)
@@ -38,8 +48,8 @@ def test_reservations_hold_the_cap_and_settling_gives_back_what_a_job_did_not_co
     state.close()
 
 
-def test_a_row_held_by_a_live_process_is_never_taken_and_a_dead_ones_is(tmp_path: Path) -> None:
-    path = tmp_path / "journal.sqlite3"
+def test_a_row_held_by_a_live_process_is_never_taken_and_a_dead_ones_is(location: Location) -> None:
+    path = location
     mine = _state(path)
     mine.claim("a", number=1, label=None, job_id="j1", reserve=Decimal(0), cap=None)
     other = _state(path, Owner(host=Owner.current().host, pid=os.getpid(), started=None, token="another-run"))
@@ -55,8 +65,8 @@ def test_a_row_held_by_a_live_process_is_never_taken_and_a_dead_ones_is(tmp_path
         state.close()
 
 
-def test_settled_rows_are_not_claimed_again_unless_they_failed_without_a_charge(tmp_path: Path) -> None:
-    state = _state(tmp_path / "journal.sqlite3")
+def test_settled_rows_are_not_claimed_again_unless_they_failed_without_a_charge(location: Location) -> None:
+    state = _state(location)
     for key in ("done", "charged", "free"):
         state.claim(key, number=1, label=None, job_id=f"job-{key}", reserve=Decimal("0.1"), cap=None)
     state.settle("done", status="done", billed="yes", cost=Decimal("0.1"), record={"key": "done"})
@@ -71,3 +81,30 @@ def test_settled_rows_are_not_claimed_again_unless_they_failed_without_a_charge(
     )
     assert retried.outcome == "claimed"
     state.close()
+
+
+def test_racing_processes_never_reserve_past_the_cap(location: Location) -> None:
+    """Eight runs (each its own connection, as processes are) claim rows of one batch at once: the cap holds."""
+    cap = Decimal("1.00")
+    states = [_state(location, Owner(Owner.current().host, os.getpid(), None, f"run-{n}")) for n in range(8)]
+    claimed: list[str] = []
+    start = threading.Barrier(len(states))
+
+    def claim_all(state: State) -> None:
+        start.wait()
+        for row in range(10):
+            key = f"{state.owner.token}-{row}"
+            if state.claim(key, number=row, label=None, job_id=key, reserve=Decimal("0.15"), cap=cap).outcome == (
+                "claimed"
+            ):
+                claimed.append(key)
+
+    threads = [threading.Thread(target=claim_all, args=(state,)) for state in states]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(claimed) == 6  # 6 x $0.15 = $0.90; a seventh would pass $1.00
+    assert states[0].committed() == Decimal("0.90")
+    for state in states:
+        state.close()

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ideochar.batch._base import POLL_SECONDS, BatchBase, NothingBilled
+from ideochar.batch._base import NOTHING_SENT, POLL_SECONDS, BatchBase, NothingBilled
 from ideochar.batch._core import (
     BatchOptions,
     Placement,
@@ -31,6 +31,7 @@ from ideochar.batch._core import (
     ended,
     failed,
     options_for,
+    permit_end,
     refusal,
     shape,
     state_status,
@@ -41,8 +42,8 @@ from ideochar.batch._core import (
 from ideochar.batch._manifest import invalid_result
 from ideochar.batch._rows import Row
 from ideochar.batch._state import RowState
-from ideochar.errors import IdeocharError, JobBusy, ProviderUnavailable
-from ideochar.limits import Acquire, Permit
+from ideochar.errors import IdeocharError, JobBusy, OverBudget, ProviderUnavailable
+from ideochar.limits import Ended, Permit
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -210,6 +211,12 @@ class AsyncBatch(BatchBase):
                 await self._refuse(row, refusal(why), existing)
                 return
             taken = await self._take_slot(placements, row.request.num_images)
+            if isinstance(taken, OverBudget):  # the client's own budget (``budget_usd``) has no room for it
+                if existing is None and self._holding():
+                    await self._wait(math.inf)
+                    continue
+                await self._refuse(row, taken, existing)
+                return
             if taken is None:
                 if not self._stalled("no provider had a free slot"):
                     await self._wait(POLL_SECONDS)
@@ -218,17 +225,25 @@ class AsyncBatch(BatchBase):
                 return
             await self._wait(math.inf)  # over the cap while jobs in flight still hold reservations
 
-    async def _take_slot(self, placements: list[Placement], images: int) -> tuple[Placement, Permit] | None:
-        """The first placement whose provider has room now (within this batch's ceiling, then the limiter)."""
+    async def _take_slot(
+        self, placements: list[Placement], images: int
+    ) -> tuple[Placement, Permit] | OverBudget | None:
+        """The first placement whose provider has room now (within this batch's ceiling, then the client's
+        limiter, which also reserves the quote in the client's own budget when it has one); else the
+        budget's refusal when that was the only obstacle, else None."""
+        refused: OverBudget | None = None
         for placement in placements:
             if not self._room(placement.name, images):
                 continue
             try:
-                permit = await self.client.limiter.acquire(Acquire(placement.name, images, time.monotonic()))
+                permit = await self.client.limiter.acquire(self._asking(placement, images))
             except ProviderUnavailable:
                 continue
+            except OverBudget as exc:
+                refused = exc
+                continue
             return placement, permit
-        return None
+        return refused
 
     async def _claim_and_start(
         self, jobs: Any, row: Row, tries: int, placement: Placement, permit: Permit, existing: RowState | None
@@ -249,7 +264,7 @@ class AsyncBatch(BatchBase):
             )
             self.progress.committed = claim.committed_usd
             if claim.outcome != "claimed" or claim.state is None:
-                permit.release()
+                permit.release(NOTHING_SENT)
                 if claim.outcome == "over_budget" and self._holding():
                     return False
                 await self._claim_refused(jobs, row, claim.outcome, claim.state, placement)
@@ -284,16 +299,19 @@ class AsyncBatch(BatchBase):
     ) -> None:
         assert row.request is not None
         started = time.monotonic()
+        settled: Ended | None = None  # interrupted: the permit's whole reservation stays spent
         try:
             shaped = shape(placement, capped=self.options.max_cost_usd is not None)
             job = self.client._new_job(row.request, self.options.strict, job_id=job_id, shape=shaped)
             result = await self.client._drive_job(job)
         except IdeocharError as exc:
             error: IdeocharError | None = exc
+            settled = permit_end(placement.name, exc.attempts)
         else:
             error = None
+            settled = permit_end(placement.name, result.attempts)
         finally:
-            permit.release()
+            permit.release(settled)
             self._ended(placement.name, row.request.num_images)
             self._signal()
         seconds = time.monotonic() - started

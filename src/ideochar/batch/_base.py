@@ -15,16 +15,19 @@ from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
-from ideochar.batch._core import BatchOptions, RowResult
+from ideochar.batch._core import BatchOptions, Placement, RowResult
 from ideochar.batch._manifest import Manifest
 from ideochar.batch._rows import Row
 from ideochar.batch._state import RowState, State
 from ideochar.batch._stats import BatchProgress, BatchSummary
 from ideochar.errors import IdeocharError, JournalUnavailable, MissingCredentials, ProviderUnavailable
+from ideochar.limits import Acquire, Ended
 from ideochar.result import CharacterResult
 
-__all__ = ["POLL_SECONDS", "BatchBase", "NothingBilled"]
+__all__ = ["NOTHING_SENT", "POLL_SECONDS", "BatchBase", "NothingBilled"]
 
+#: How a permit ends when its row's job was never started (another run claimed the row, the cap refused it).
+NOTHING_SENT = Ended(spent_usd=Decimal(0), fault=False)
 #: Longest pause before offering a row again when no provider had room (a rate window may open sooner
 #: than any job ends; a limiter shared with other work frees room this batch does not hear of).
 POLL_SECONDS = 0.25
@@ -103,7 +106,7 @@ class BatchBase:
                 "journal", "a batch needs the journal: it is how a stopped batch picks up where it stopped"
             )
         self._ceilings = self._limits()
-        self._state = State(journal.path, self.options.name, Owner.current())
+        self._state = State(journal.url or journal.path, self.options.name, Owner.current())
         self.progress.committed = self._state.committed()
         return self._state
 
@@ -118,6 +121,14 @@ class BatchBase:
             self._manifest.compact(self._compact, self._state)
 
     # -- room, money, stalls ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _asking(placement: Placement, images: int) -> Acquire:
+        """ "Is there a slot at the placement's provider now?": an :class:`~ideochar.limits.Acquire` whose
+        deadline has already passed, so every limiter (this process's, or a fleet's shared state) answers
+        at once with a slot or a refusal; with the job's quote, which the client's own budget (when it has
+        one) reserves as it does for the router's attempts."""
+        return Acquire(placement.name, images, time.monotonic(), quote_usd=placement.chosen.quote.total_usd)
 
     def _room(self, provider: str, images: int) -> bool:
         """Within this batch's ceiling of images in flight at ``provider`` (one job always fits alone)."""

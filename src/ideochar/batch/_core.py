@@ -28,6 +28,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ideochar.breaker import BREAKER_FAULTS
 from ideochar.errors import (
     AllProvidersFailed,
     AuthenticationFailed,
@@ -40,7 +41,8 @@ from ideochar.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from ideochar.result import CharacterResult, GeneratedImage
+from ideochar.limits import Ended
+from ideochar.result import Attempt, CharacterResult, GeneratedImage
 from ideochar.router import Candidate, Plan, RouteContext
 
 if TYPE_CHECKING:
@@ -56,6 +58,7 @@ __all__ = [
     "ended",
     "failed",
     "options_for",
+    "permit_end",
     "refusal",
     "shape",
     "state_status",
@@ -416,6 +419,25 @@ def stops_provider(error: IdeocharError) -> tuple[str, str] | None:
         if isinstance(each, (AuthenticationFailed, InsufficientCredits)) and each.provider:
             return each.provider, f"{type(each).__name__}: {each.message}"
     return None
+
+
+def permit_end(provider: str, attempts: Sequence[Attempt]) -> Ended:
+    """How the batch's permit at ``provider`` ends, from the job's attempts there: what they cost (nothing
+    when none was sent; the whole reservation, None, when one may have been billed at no known cost), and
+    whether the last was the vendor's fault, for the client's budget and a fleet's shared breaker
+    (:class:`~ideochar.limits.Ended`, as the router settles its own permits)."""
+    mine = [a for a in attempts if a.provider == provider and a.outcome != "skipped"]
+    if not mine:
+        return Ended(spent_usd=Decimal(0), fault=False)
+    fault = mine[-1].outcome == "failed" and mine[-1].error_type in _FAULTS
+    costs = [a.cost_usd for a in mine if a.outcome == "succeeded"]
+    unknown = any(a.outcome == "failed" and a.billed != "no" for a in mine) or any(c is None for c in costs)
+    spent = None if unknown else sum((c for c in costs if c is not None), Decimal(0))
+    return Ended(spent_usd=spent, fault=fault)
+
+
+#: The errors that count against a vendor's breaker, by name (an attempt records its error's class name).
+_FAULTS = frozenset(kind.__name__ for kind in BREAKER_FAULTS)
 
 
 # -- images ----------------------------------------------------------------------------------------------

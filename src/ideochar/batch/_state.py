@@ -1,15 +1,15 @@
 """The batch's own state: which row became which job, how it ended, and the money it holds.
 
-Kept in two tables of the journal's SQLite file, through a connection of the batch's own (as the upload
-cache keeps its table, :mod:`ideochar.uploads`), so every process that shares the journal shares the
-batches too:
+Kept in two tables of the journal's database (its SQLite file, or the PostgreSQL database a fleet
+shares), through a connection of the batch's own (as the upload cache keeps its table,
+:mod:`ideochar.uploads`), so every process that shares the journal shares the batches too:
 
 * ``batch_rows``: per batch and row key (:func:`~ideochar.batch._rows.row_key`), the row's current job
   id, its status, the quote reserved for it while it runs, what it cost, its manifest line, and who holds
   it (an owner and a lease, as the journal's jobs have);
 * ``batches``: per batch, the money committed: every reservation made, corrected by what each job cost
-  when it ended. The cap is checked against it in the same transaction that reserves, so it holds across
-  processes (and, once the journal has a shared backend, across machines).
+  when it ended. The cap is checked against it in the same transaction that reserves (on PostgreSQL the
+  batch's row is locked for it, ``SELECT ... FOR UPDATE``), so it holds across processes and machines.
 
 **Nothing is sent without a record.** A row is *claimed* (job id chosen, quote reserved, owner written,
 all in one committed transaction) before its job exists; the journal then records the job before
@@ -27,17 +27,17 @@ the next run), ``over_budget`` (not sent: its quote would have passed the cap).
 from __future__ import annotations
 
 import json
-import sqlite3
+import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Literal
 
 from ideochar._constants import JOB_HEARTBEAT_SECONDS, JOB_LEASE_SECONDS
+from ideochar._database import Connection, Database, Row, open_database
 from ideochar._owner import Heartbeat, Owner, process_alive
 from ideochar.errors import JournalUnavailable
 
@@ -128,44 +128,49 @@ class State:
 
     Example::
 
-        state = State(journal.path, "storyboard", Owner.current())
+        state = State(journal.url or journal.path, "storyboard", Owner.current())
         claim = state.claim("3f2a...", number=1, label=None, job_id="...", reserve=Decimal("0.15"), cap=None)
     """
 
-    def __init__(self, path: str | Path, name: str, owner: Owner) -> None:
-        self.path = Path(path)
+    def __init__(self, location: str | os.PathLike[str], name: str, owner: Owner) -> None:
         self.name = name
         self.owner = owner
         self._lock = threading.RLock()
         try:
-            self._db = sqlite3.connect(
-                str(self.path), timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
-            )
-            self._db.row_factory = sqlite3.Row
-            self._db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
-            with self._transaction() as db:
+            self._database: Database = open_database(location, busy_timeout_seconds=BUSY_TIMEOUT_SECONDS)
+            self.where = self._database.where
+            with self._transaction(hold=False) as db:
+                self._database.lock_schema()  # workers opening one batch together create its tables once
                 for statement in _SCHEMA:
-                    db.execute(statement)
+                    db.execute(self._database.ddl(statement))
                 now = time.time()
                 db.execute(
-                    "INSERT OR IGNORE INTO batches (name, committed_usd, created_at, updated_at) VALUES (?, '0', ?, ?)",
+                    "INSERT INTO batches (name, committed_usd, created_at, updated_at) VALUES (?, '0', ?, ?)"
+                    " ON CONFLICT (name) DO NOTHING",
                     (name, now, now),
                 )
-        except sqlite3.Error as exc:
+        except JournalUnavailable:
+            raise
+        except Exception as exc:  # sqlite3's or psycopg's: the state cannot be kept, so nothing is sent
             raise _unavailable("the batch's state", exc) from exc
         self._heartbeat = Heartbeat(self._renew, min(JOB_HEARTBEAT_SECONDS, JOB_LEASE_SECONDS / 3))
         self._heartbeat.ensure_running()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, *, hold: bool = True) -> Iterator[Connection]:
+        """A write transaction holding the batch's row (PostgreSQL) or the file (SQLite's writers queue):
+        reserving against the cap and claiming a row cannot race another process."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._database.begin()
             try:
-                yield self._db
+                connection = self._database.connection
+                if hold and self._database.dialect == "postgresql":
+                    connection.execute("SELECT 1 FROM batches WHERE name = ? FOR UPDATE", (self.name,))
+                yield connection
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._database.rollback()
                 raise
-            self._db.execute("COMMIT")
+            self._database.commit()
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -173,20 +178,22 @@ class State:
         """The row's state, or None when this batch never claimed it."""
         try:
             with self._lock:
-                row = self._db.execute(
+                row = self._database.connection.execute(
                     "SELECT * FROM batch_rows WHERE batch = ? AND row_key = ?", (self.name, key)
                 ).fetchone()
-        except sqlite3.Error as exc:
+        except Exception as exc:
             raise _unavailable("the row's state", exc) from exc
         return None if row is None else self._state(row, time.time())
 
     def committed(self) -> Decimal:
         """The batch's money committed: spent, possibly billed, and reserved for jobs still running."""
         with self._lock:
-            row = self._db.execute("SELECT committed_usd FROM batches WHERE name = ?", (self.name,)).fetchone()
+            row = self._database.connection.execute(
+                "SELECT committed_usd FROM batches WHERE name = ?", (self.name,)
+            ).fetchone()
         return Decimal(str(row[0])) if row is not None else Decimal(0)
 
-    def _state(self, row: sqlite3.Row, now: float) -> RowState:
+    def _state(self, row: Row, now: float) -> RowState:
         return RowState(
             key=row["row_key"],
             job_id=row["job_id"],
@@ -199,7 +206,7 @@ class State:
             holder=self._holder(row, now),
         )
 
-    def _holder(self, row: sqlite3.Row, now: float) -> str | None:
+    def _holder(self, row: Row, now: float) -> str | None:
         token = row["owner_token"]
         if not token or token == self.owner.token:
             return None
@@ -247,7 +254,9 @@ class State:
                 committed += reserve
                 self._set_committed(db, committed, now)
                 return Claim("claimed", self._state(self._row(db, key), now), committed)
-        except sqlite3.Error as exc:
+        except JournalUnavailable:
+            raise
+        except Exception as exc:
             raise _unavailable("the row's claim", exc) from exc
 
     def take_over(self, key: str) -> Claim:
@@ -265,7 +274,9 @@ class State:
                     (*self._owner_values(now), now, self.name, key),
                 )
                 return Claim("open", current, self._committed(db))
-        except sqlite3.Error as exc:
+        except JournalUnavailable:
+            raise
+        except Exception as exc:
             raise _unavailable("the row's claim", exc) from exc
 
     def settle(
@@ -301,7 +312,9 @@ class State:
                 )
                 self._set_committed(db, committed, now)
                 return committed
-        except sqlite3.Error as exc:
+        except JournalUnavailable:
+            raise
+        except Exception as exc:
             raise _unavailable("the row's outcome", exc) from exc
 
     def refuse(self, key: str, *, number: int, label: str | None, status: RowStatus, record: Mapping[str, Any]) -> None:
@@ -322,30 +335,32 @@ class State:
                     "UPDATE batch_rows SET billed = 'no', cost_usd = '0', record = ? WHERE batch = ? AND row_key = ?",
                     (json.dumps(dict(record), separators=(",", ":"), default=str), self.name, key),
                 )
-        except sqlite3.Error as exc:
+        except JournalUnavailable:
+            raise
+        except Exception as exc:
             raise _unavailable("the row's outcome", exc) from exc
 
     def release(self, key: str) -> None:
         """Let the row go without an outcome (the run was interrupted): a later run picks it up."""
         with self._lock:
             try:
-                self._db.execute(
+                self._database.connection.execute(
                     "UPDATE batch_rows SET owner_token = NULL, lease_until = NULL WHERE batch = ? AND row_key = ?"
                     " AND owner_token = ?",
                     (self.name, key, self.owner.token),
                 )
-            except sqlite3.Error:
-                pass  # the owner's death frees it too: a release only says so sooner
+            except Exception:  # noqa: S110 - the owner's death frees it too: a release only says so sooner
+                pass
 
-    def _row(self, db: sqlite3.Connection, key: str) -> sqlite3.Row:
+    def _row(self, db: Connection, key: str) -> Row:
         row = db.execute("SELECT * FROM batch_rows WHERE batch = ? AND row_key = ?", (self.name, key)).fetchone()
         if row is None:
-            raise sqlite3.IntegrityError(f"batch {self.name!r} has no row {key}")
+            raise LookupError(f"batch {self.name!r} has no row {key}")
         return row  # type: ignore[no-any-return]
 
     def _write(
         self,
-        db: sqlite3.Connection,
+        db: Connection,
         key: str,
         number: int,
         label: str | None,
@@ -360,9 +375,15 @@ class State:
         generation = 0 if current is None else current.generation + 1
         owner = self._owner_values(now) if owned else (None, None, None, None, None)
         db.execute(
-            "INSERT OR REPLACE INTO batch_rows (batch, row_key, row_number, label, generation, job_id, status, billed,"
+            "INSERT INTO batch_rows (batch, row_key, row_number, label, generation, job_id, status, billed,"
             " reserved_usd, cost_usd, record, owner_host, owner_pid, owner_started, owner_token, lease_until,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, NULL, NULL, ?, ?, ?, ?, ?, ?)",
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, NULL, NULL, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (batch, row_key) DO UPDATE SET row_number = excluded.row_number, label = excluded.label,"
+            " generation = excluded.generation, job_id = excluded.job_id, status = excluded.status, billed = NULL,"
+            " reserved_usd = excluded.reserved_usd, cost_usd = NULL, record = NULL,"
+            " owner_host = excluded.owner_host, owner_pid = excluded.owner_pid,"
+            " owner_started = excluded.owner_started, owner_token = excluded.owner_token,"
+            " lease_until = excluded.lease_until, updated_at = excluded.updated_at",
             (self.name, key, number, label, generation, job_id, status, str(reserve), *owner, now),
         )
 
@@ -370,38 +391,38 @@ class State:
         o = self.owner
         return (o.host, o.pid, o.started, o.token, now + JOB_LEASE_SECONDS)
 
-    def _committed(self, db: sqlite3.Connection) -> Decimal:
+    def _committed(self, db: Connection) -> Decimal:
         row = db.execute("SELECT committed_usd FROM batches WHERE name = ?", (self.name,)).fetchone()
         return Decimal(str(row[0]))
 
-    def _set_committed(self, db: sqlite3.Connection, value: Decimal, now: float) -> None:
+    def _set_committed(self, db: Connection, value: Decimal, now: float) -> None:
         db.execute("UPDATE batches SET committed_usd = ?, updated_at = ? WHERE name = ?", (str(value), now, self.name))
 
     def _renew(self) -> int:
         """Renew the leases of the rows this run holds (other machines read a lease, not a pid)."""
         with self._lock:
             try:
-                return self._db.execute(
+                return self._database.connection.execute(
                     "UPDATE batch_rows SET lease_until = ? WHERE batch = ? AND owner_token = ?",
                     (time.time() + JOB_LEASE_SECONDS, self.name, self.owner.token),
                 ).rowcount
-            except sqlite3.Error:
+            except Exception:
                 return 1  # try again at the next beat
 
     def close(self) -> None:
         self._heartbeat.stop()
         with self._lock:
             try:
-                self._db.execute(
+                self._database.connection.execute(
                     "UPDATE batch_rows SET owner_token = NULL, lease_until = NULL WHERE batch = ? AND owner_token = ?",
                     (self.name, self.owner.token),
                 )
-            except sqlite3.Error:
+            except Exception:  # noqa: S110 - a lease ends on its own; the owner's death frees the rows too
                 pass
-            self._db.close()
+            self._database.close()
 
     def __repr__(self) -> str:
-        return f"State({str(self.path)!r}, batch={self.name!r})"
+        return f"State({self.where!r}, batch={self.name!r})"
 
 
 def _unavailable(what: str, exc: BaseException) -> JournalUnavailable:

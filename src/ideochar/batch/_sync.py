@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from ideochar.batch._base import POLL_SECONDS, BatchBase, NothingBilled
+from ideochar.batch._base import NOTHING_SENT, POLL_SECONDS, BatchBase, NothingBilled
 from ideochar.batch._core import (
     BatchOptions,
     Placement,
@@ -27,6 +27,7 @@ from ideochar.batch._core import (
     ended,
     failed,
     options_for,
+    permit_end,
     refusal,
     shape,
     state_status,
@@ -37,8 +38,8 @@ from ideochar.batch._core import (
 from ideochar.batch._manifest import invalid_result
 from ideochar.batch._rows import Row
 from ideochar.batch._state import RowState
-from ideochar.errors import IdeocharError, JobBusy, ProviderUnavailable
-from ideochar.limits import Acquire, Permit
+from ideochar.errors import IdeocharError, JobBusy, OverBudget, ProviderUnavailable
+from ideochar.limits import Ended, Permit
 from ideochar.result import CharacterResult
 
 if TYPE_CHECKING:
@@ -204,6 +205,12 @@ class Batch(BatchBase):
                 self._refuse(row, refusal(why), existing)
                 return
             taken = self._take_slot(placements, row.request.num_images)
+            if isinstance(taken, OverBudget):  # the client's own budget (``budget_usd``) has no room for it
+                if existing is None and self._holding():
+                    self._receive(None)
+                    continue
+                self._refuse(row, taken, existing)
+                return
             if taken is None:
                 if not self._stalled("no provider had a free slot"):
                     self._receive(POLL_SECONDS)
@@ -212,16 +219,20 @@ class Batch(BatchBase):
                 return
             self._receive(None)
 
-    def _take_slot(self, placements: list[Placement], images: int) -> tuple[Placement, Permit] | None:
+    def _take_slot(self, placements: list[Placement], images: int) -> tuple[Placement, Permit] | OverBudget | None:
+        refused: OverBudget | None = None
         for placement in placements:
             if not self._room(placement.name, images):
                 continue
             try:
-                permit = self.client.limiter.acquire(Acquire(placement.name, images, time.monotonic()))
+                permit = self.client.limiter.acquire(self._asking(placement, images))
             except ProviderUnavailable:
                 continue
+            except OverBudget as exc:
+                refused = exc
+                continue
             return placement, permit
-        return None
+        return refused
 
     def _claim_and_start(
         self, row: Row, tries: int, placement: Placement, permit: Permit, existing: RowState | None
@@ -239,7 +250,7 @@ class Batch(BatchBase):
             )
             self.progress.committed = claim.committed_usd
             if claim.outcome != "claimed" or claim.state is None:
-                permit.release()
+                permit.release(NOTHING_SENT)
                 if claim.outcome == "over_budget" and self._holding():
                     return False
                 self._claim_refused(row, claim.outcome, claim.state, placement)
@@ -286,17 +297,20 @@ class Batch(BatchBase):
         assert row.request is not None
         started = time.monotonic()
         done = _Done(row, tries, job_id, reserve, 0.0, placement.name, row.request.num_images)
+        settled: Ended | None = None  # interrupted: the permit's whole reservation stays spent
         try:
             shaped = shape(placement, capped=self.options.max_cost_usd is not None)
             job = self.client._new_job(row.request, self.options.strict, job_id=job_id, shape=shaped)
             done.result = self.client._drive_job(job)
+            settled = permit_end(placement.name, done.result.attempts)
             done.files = write_images(self.options.out, row.key, done.result.images, row.label)
         except IdeocharError as exc:
             done.error = exc
+            settled = settled or permit_end(placement.name, exc.attempts)
         except BaseException as exc:  # a bug: the dispatcher raises it to the caller
             done.crash = exc
         finally:
-            permit.release()
+            permit.release(settled)
             done.seconds = time.monotonic() - started
             self._inbox.put(done)
 
