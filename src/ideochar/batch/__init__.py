@@ -32,8 +32,10 @@ What it guarantees, and where each guarantee lives:
 * **Memory flat in the number of rows**: rows are read as they can be sent; counters, rates and
   latency histograms have fixed sizes (:mod:`~ideochar.batch._stats`).
 
-With a shared journal (and shared limits, breakers and spend), the same batch can run from several
-processes at once: a row is claimed by one of them, a claimed row held by a live process is left to it.
+The same batch can run from several processes at once, and from several machines when they share the
+journal (PostgreSQL) and the router's state (Redis, :mod:`ideochar.state`): a row is claimed by one of them
+in the journal's database, a claimed row held by a live process is left to it, and the cap is reserved
+against in the same transaction.
 """
 
 from __future__ import annotations
