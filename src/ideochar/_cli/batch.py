@@ -72,7 +72,17 @@ def batch_options(f: F) -> F:
         click.option(
             "--format", "file_format", type=click.Choice(["jsonl", "csv"]), help="Default: from FILE's suffix."
         ),
-        # -- defaults for every row
+        *_row_defaults(),
+        *_routing(),
+        *_batch_own(),
+        *_output(),
+    ]
+    return _apply(emulator_options(config_option(f)), decorators)
+
+
+def _row_defaults() -> list[Callable[[F], F]]:
+    """Defaults for every row that leaves the field out (generate's options, under the same names)."""
+    return [
         click.option("--prompt", metavar="TEXT", help="Default prompt for rows without one."),
         image_option("-r", "--reference", help="Default reference image for rows without one."),
         image_option("--reference-mask", help="Default reference mask."),
@@ -93,7 +103,12 @@ def batch_options(f: F) -> F:
         image_option("--style-reference", multiple=True),
         click.option("--extra", multiple=True, metavar="PROVIDER.OPTION=VALUE"),
         click.option("--extra-json", metavar="JSON|@FILE"),
-        # -- routing
+    ]
+
+
+def _routing() -> list[Callable[[F], F]]:
+    """Which providers each row may go to, and in what order."""
+    return [
         click.option(
             "-p",
             "--provider",
@@ -110,7 +125,12 @@ def batch_options(f: F) -> F:
         click.option("--strict", is_flag=True, help="Skip a provider that would ignore any field a row sets."),
         click.option("--no-fan-out", is_flag=True, help="Refuse providers that need several calls for num_images."),
         click.option("--deadline", type=float, metavar="SECONDS", help="Bound on each job, failover included."),
-        # -- the batch
+    ]
+
+
+def _batch_own() -> list[Callable[[F], F]]:
+    """The batch's own: its cap, spilling, its name, a dry run."""
+    return [
         click.option(
             "--max-cost",
             "batch_cap",
@@ -144,7 +164,12 @@ def batch_options(f: F) -> F:
             "--dry-run", is_flag=True, help="Check every row, price the batch, estimate its time; send nothing."
         ),
         click.option("--name", metavar="NAME", help="The batch's name in the journal (default: the --out folder)."),
-        # -- where things go
+    ]
+
+
+def _output() -> list[Callable[[F], F]]:
+    """Where the journal, the images, the manifest and the progress go."""
+    return [
         click.option(
             "--journal",
             "journal_path",
@@ -181,7 +206,6 @@ def batch_options(f: F) -> F:
             help="Fetch image URLs on private, loopback or link-local addresses; refused by default.",
         ),
     ]
-    return _apply(emulator_options(config_option(f)), decorators)
 
 
 def defaults_of(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -200,7 +224,7 @@ def defaults_of(params: Mapping[str, Any]) -> dict[str, Any]:
 def run_batch(ctx: click.Context, params: dict[str, Any]) -> None:
     """The command (module docstring)."""
     from ideochar import cli as commands
-    from ideochar.batch import RowSource, plan
+    from ideochar.batch import DEFAULT_IN_FLIGHT, RowSource, plan
 
     ctx.meta["ideochar.json"] = False  # errors in words on stderr: stdout is the manifest's
     state = commands._state(ctx)
@@ -214,7 +238,7 @@ def run_batch(ctx: click.Context, params: dict[str, Any]) -> None:
             source,
             spill=not params["no_spill"],
             cap=params.get("batch_cap"),
-            in_flight=params.get("in_flight") or 16,
+            in_flight=params.get("in_flight") or DEFAULT_IN_FLIGHT,
             seconds=_seen(client, source),
         )
         if params["dry_run"]:
