@@ -3,6 +3,7 @@ opens, an edited row, the blocking twin. The ledger is the truth about money."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from decimal import Decimal
@@ -60,6 +61,21 @@ def test_work_spills_to_the_second_vendor_when_the_first_is_saturated(
         "fal": sum(r.provider == "fal" for r in results),
         "segmind": sum(r.provider == "segmind" for r in results),
     }
+
+
+def test_overflow_skips_a_vendor_above_the_price_cap_for_the_next_within_it(
+    emulator: Any, tmp_path: Path, reference: Path
+) -> None:
+    """fal ($0.15) saturated: segmind ($0.1875) is next in order but above the $0.16 cap per job, so the
+    overflow goes to replicate ($0.15), and segmind gets nothing."""
+    testing.state_of(emulator).set_model_seconds(0.4)
+    limits = client_limits(fal=2, segmind=3, replicate=2)
+    client = _client(emulator, tmp_path, ["fal", "segmind", "replicate"], limits=limits, max_cost_usd="0.16")
+    results, _ = _run(client, _rows(reference, 10))
+    assert {r.status for r in results} == {"done"}
+    assert {r.provider for r in results} == {"fal", "replicate"}
+    assert testing.billed(emulator, "segmind") == 0
+    assert _fal_in_flight(emulator) <= 2
 
 
 def test_without_spill_every_row_waits_for_the_preferred_vendor(emulator: Any, tmp_path: Path, reference: Path) -> None:
@@ -125,9 +141,19 @@ def test_an_edited_row_runs_again_alone(emulator: Any, tmp_path: Path, reference
     manifest = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
     assert [m["row"] for m in manifest] == [1, 2, 3, 4, 5], "the manifest is in the file's order, one line a row"
     assert {m["status"] for m in manifest} == {"done"}
-    for entry in manifest:
+    for entry, row in zip(manifest, rows, strict=True):
         (saved,) = entry["files"]
         assert Path(saved["path"]).is_file()
+        assert (entry["provider"], entry["cost_usd"], entry["seed"], entry["error"]) == (
+            "fal",
+            "0.15",
+            row["seed"],
+            None,
+        )
+        assert (
+            entry["vendor_request_id"]
+            and saved["sha256"] == hashlib.sha256(Path(saved["path"]).read_bytes()).hexdigest()
+        )
 
 
 def test_the_blocking_twin_yields_rows_as_they_finish(emulator: Any, tmp_path: Path, reference: Path) -> None:

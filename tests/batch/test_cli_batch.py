@@ -52,6 +52,11 @@ def _manifest(tmp_path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
 
 
+def _prompt(row: dict[str, Any]) -> str:
+    """The prompt of a manifest line's row in these tests (row n is ``row {n-1}``)."""
+    return f"row {row['row'] - 1}"
+
+
 def _kill_after(command: list[str], lines: int, cwd: Path) -> int:
     """Run ``command`` until it has reported ``lines`` rows on stdout, then SIGKILL it; how many it reported."""
     run = subprocess.Popen(
@@ -114,8 +119,8 @@ def test_a_batch_killed_midway_and_run_again_pays_for_every_row_once(
 
     reported = _kill_after(command, 8, tmp_path)
     assert 8 <= reported < ROWS
-    paid_before = sum(charges_by_prompt(emulator).values())
-    assert paid_before >= reported
+    charged_before = charges_by_prompt(emulator)
+    assert sum(charged_before.values()) >= reported
 
     testing.set_faults(emulator, None)  # the vendors behave now: whatever is left can finish
     again = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=_environ(), timeout=180)
@@ -125,6 +130,9 @@ def test_a_batch_killed_midway_and_run_again_pays_for_every_row_once(
 
     charges = charges_by_prompt(emulator)
     assert max(charges.values()) == 1, f"a row was paid for twice: {charges.most_common(3)}"
+    # Jobs the vendor had admitted (and charged) before the kill, finished now by their vendor ids.
+    picked_up = [r for r in stdout if r["status"] == "done" and not r.get("earlier") and charged_before[_prompt(r)]]
+    assert picked_up, "the kill caught no admitted job: nothing was picked up by its vendor id"
     manifest = _manifest(tmp_path)
     assert [m["row"] for m in manifest] == list(range(1, ROWS + 1))
     done = [m for m in manifest if m["status"] == "done"]
@@ -183,7 +191,7 @@ def test_dry_run_reports_every_bad_row_at_once_and_sends_nothing(
     assert testing.billed(emulator) == 0
 
     run = subprocess.run(
-        _command(emulator, tmp_path, path, config, "-p", "fal", "--skip-invalid", "--json"),
+        _command(emulator, tmp_path, path, config, "-p", "fal", "--skip-invalid", "--json", "--progress", "auto"),
         capture_output=True, text=True, cwd=tmp_path, env=_environ(), timeout=60,
     )  # fmt: skip
     assert run.returncode == 1  # the invalid rows are not done
@@ -192,6 +200,9 @@ def test_dry_run_reports_every_bad_row_at_once_and_sends_nothing(
     assert testing.billed(emulator) == 3
     events = [json.loads(line) for line in run.stderr.splitlines() if line.startswith("{")]
     assert events[-1]["event"] == "summary" and events[-1]["statuses"] == {"done": 3, "invalid": 3}
+    last = [e for e in events if e["event"] == "progress"][-1]  # the last figures, however short the run
+    assert (last["total"], last["done"], last["failed"], last["in_flight"]) == (6, 3, 3, 0)
+    assert last["rows_per_minute_by_vendor"]["fal"] == 3.0
     assert (tmp_path / "out" / "batch-summary.png").is_file()
     assert (tmp_path / "out" / "summary.json").is_file()
 
@@ -201,8 +212,14 @@ def test_max_cost_is_never_exceeded_from_the_command_line(emulator: Any, tmp_pat
     config = _config(tmp_path, fal=3, segmind=3)
     command = _command(emulator, tmp_path, path, config, "-p", "fal,segmind", "--max-cost", "0.80")
     for _ in range(2):  # running again does not reset the cap: it is the whole batch's
-        subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=_environ(), timeout=60)
+        run = subprocess.run(
+            [*command, "--progress", "plain"], capture_output=True, text=True, cwd=tmp_path, env=_environ(), timeout=60
+        )
         spent = sum((e.cost_usd for e in testing.ledger(emulator) if e.billed), Decimal(0))
         assert spent <= Decimal("0.80")
+        assert all(line.startswith("{") for line in run.stdout.splitlines()), "stdout is the manifest's alone"
+        progress = [line for line in run.stderr.splitlines() if line.startswith("10/10 rows")]
+        assert progress and " of $0.80" in progress[-1], run.stderr
+        assert "the batch's cap is $0.80" in run.stderr
     statuses = {m["status"] for m in _manifest(tmp_path)}
     assert statuses == {"done", "over_budget"}
