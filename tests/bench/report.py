@@ -472,12 +472,16 @@ def _batch(page: Page, r: Result) -> None:
         "## 7. Batch: 10,000 rows spread over three vendors\n\n"
         '`AsyncClient(["fal", "replicate", "segmind"]).batch(RowSource("rows.jsonl"), out=...)` with the '
         f"journal on and each vendor limited to images in flight ({limit_text}: {capacity} jobs at once), as a "
-        f"user sets `[limits.*]`. The emulator (its own process) holds every job for {r['model_seconds']:g} s, so "
+        f"user sets `[limits.*]`. The emulator (its own process) holds every job for {r['model_seconds']:g} s and "
+        "gives Segmind's key credit for every row (its default $100 runs out after 533 rows, and the batch then "
+        f"rightly stops sending to Segmind), so "
         f"no run can beat *bound* = rows x {r['model_seconds']:g} s / {capacity}. Each size runs in a fresh client "
         "process; *peak RSS* is its high-water mark during the batch (rows are read as they can be sent, and the "
         "counters, rates and latency histograms have fixed sizes, so it should not grow with the rows); *CPU/row* "
         "is the client process's CPU time per row (journal, state, manifest and images included); *billed* is the "
-        "emulator's ledger (every row must be paid for once).\n\n"
+        "emulator's ledger (every row must be paid for once). Measured "
+        f"{datetime.datetime.fromtimestamp(r['finished_at'], datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; the "
+        "machine is shared, so the emulator's and the client's CPU may have been contended.\n\n"
         + page.table(
             [
                 "rows",
