@@ -8,6 +8,7 @@
     ideochar quote PROMPT [-r face.png] [-n 4 --speed quality]      price, time and support per provider
     ideochar providers                                              what each provider can do
     ideochar jobs list|show|resume|prune                            the journal of jobs
+    ideochar batch rows.jsonl [-r face.png] [--max-cost 25] [--dry-run]   one job per row, spread over vendors
     ideochar keys set|list|remove PROVIDER                          keys stored once
     ideochar emulator serve [--port 0]                              the vendors' protocols on loopback
 
@@ -44,6 +45,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
+from ideochar._cli.batch import BATCH_HELP, batch_options
 from ideochar._cli.options import (
     client_options,
     config_option,
@@ -1126,6 +1128,19 @@ def emulator_serve(ctx: click.Context, host: str, port: int, faults: Path | None
     if model_seconds is not None:
         kwargs["model_seconds"] = model_seconds
     serve(plugin_manager=_state(ctx).pm, **kwargs)
+
+
+# -- batch: many rows from one file (the command lives in ideochar._cli.batch) --------------------------------
+
+
+@cli.command("batch", help=BATCH_HELP)
+@batch_options
+@_debug_option
+@click.pass_context
+def batch(ctx: click.Context, /, **params: Any) -> None:
+    from ideochar._cli.batch import run_batch
+
+    run_batch(ctx, params)
 
 
 # -- entry point ----------------------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ from ideochar.router import (
 from ideochar.spec import CallContext, Provider, ProviderOutput, Quote
 
 if TYPE_CHECKING:
+    from ideochar.batch import AsyncBatch, Batch, BatchKeywords, Requests
     from ideochar.config import Settings
     from ideochar.journal import JobRecord, Journal
     from ideochar.state import StateBackend
@@ -416,20 +417,35 @@ class _Base:
         )
 
     def _new_job(
-        self, request: CharacterRequest, strict: bool | None, *, submit: bool = False, webhook_url: str | None = None
+        self,
+        request: CharacterRequest,
+        strict: bool | None,
+        *,
+        submit: bool = False,
+        webhook_url: str | None = None,
+        job_id: str | None = None,
+        shape: Callable[[Plan, RouteContext], Plan] | None = None,
     ) -> Job:
-        """Plan (all local: an invalid or over-budget request stops here) and build the job."""
+        """Plan (all local: an invalid or over-budget request stops here) and build the job.
+
+        ``job_id`` and ``shape`` serve a caller that schedules jobs itself (:mod:`ideochar.batch`): an id it
+        recorded before the job exists, and a last word on the plan and the route (the order of the
+        candidates, a tighter budget, a provider's slot it already holds), before anything is journaled.
+        """
         if submit:
             self._journal_for("submit")  # wait() finishes a submitted job from the journal
-        job_id = uuid.uuid4().hex
+        job_id = job_id or uuid.uuid4().hex
         chosen = self.plan(request, job_id=job_id, strict=strict, webhook_url=webhook_url)
+        route = self._route_context(job_id)
+        if shape is not None:
+            chosen = shape(chosen, route)
         job = Job.new(
             job_id,
             request,
             chosen,
-            self._route_context(job_id),
+            route,
             journal=self.journal,
-            max_cost_usd=self.max_cost_usd,
+            max_cost_usd=route.max_cost_usd,
             emulated=bool(self._emulator),
         )
         job.detach = submit
@@ -829,6 +845,16 @@ class Client(_Base):
         """
         return {vendor_id: self._drive(flow) for vendor_id, flow in self._cancel_flows(job)}
 
+    def batch(self, requests: Requests, **options: Unpack[BatchKeywords]) -> Batch:
+        """Run many requests as one batch, spread over the providers by their capacity, under one budget,
+        resumable by running it again; yields each row's result as it finishes (:mod:`ideochar.batch`).
+
+        ``with client.batch(rows, out="out/", max_cost_usd=20) as batch: for row in batch: ...``
+        """
+        from ideochar.batch import start_sync
+
+        return start_sync(self, requests, options)
+
     def _drive(self, flow: Any, job: Job | None = None) -> Any:
         deadline = job.deadline if job is not None else self._deadline()
         return drive(
@@ -1094,6 +1120,17 @@ class AsyncClient(_Base):
     async def resume_vendor(self, provider: str, state: Mapping[str, Any]) -> ProviderOutput:
         output: ProviderOutput = await self._drive(self._resume_flow(provider, state))
         return output
+
+    def batch(self, requests: Requests, **options: Unpack[BatchKeywords]) -> AsyncBatch:
+        """Run many requests as one batch, spread over the providers by their capacity, under one budget,
+        resumable by running it again; an async iterator of each row's result as it finishes
+        (:mod:`ideochar.batch`).
+
+        ``async with client.batch(rows, out="out/", max_cost_usd=20) as batch: async for row in batch: ...``
+        """
+        from ideochar.batch import start_async
+
+        return start_async(self, requests, options)
 
     async def _open_journal(self) -> None:
         """Open the journal on first use off the event loop: opening may wait for a lock another process holds."""

@@ -95,7 +95,18 @@ def _start_emulator(model_seconds: float) -> Any:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model-seconds", type=float, default=0.0)
+    parser.add_argument(
+        "--segmind-credits",
+        help="USD each emulated Segmind key starts with (default $100: a long batch runs out and the "
+        "batch rightly stops sending to Segmind, which is not what a throughput figure measures)",
+    )
     args = parser.parse_args()
+    if args.segmind_credits is not None:
+        from decimal import Decimal
+
+        import ideochar_segmind.emulator
+
+        ideochar_segmind.emulator.STARTING_CREDITS = Decimal(args.segmind_credits)
     urls: dict[str, str] = {"refused": f"http://127.0.0.1:{_free_port()}"}
     ready = threading.Event()
     threading.Thread(target=_fault_servers, args=(ready, urls), daemon=True).start()
