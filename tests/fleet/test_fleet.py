@@ -1,7 +1,8 @@
 """A fleet: worker processes, each an AsyncClient on one Redis and one PostgreSQL, against one emulator.
 
-The small run (2 workers, 100 jobs) is part of ``make test``; the issue's run (4 workers, 2,000 jobs, a
-worker killed with SIGKILL, a breaker opened mid-run, the budget spent to the image) needs
+Two small runs are part of ``make test`` (2 workers and 100 jobs, the budget spent to the image; 3 workers
+and 200 jobs with a worker killed and the breaker opened, about 10 s); the issue's run (4 workers, 2,000
+jobs, a worker killed with SIGKILL, a breaker opened mid-run, the budget spent to the image) needs
 ``IDEOCHAR_RELIABILITY=1`` (``make reliability``). Judged from outside the workers: the emulator's ledger
 and in-flight high-water mark, the journal, Redis, and the log of the shared state's answers (each
 admission on Redis's clock, the clock that opened the breaker: see fleet/worker.py).
@@ -256,6 +257,14 @@ def test_two_workers_share_one_limit_one_budget_and_one_journal(
     seen = run_fleet(fleet, redis_url, postgres_url, tmp_path)
     check(fleet, seen)
     assert len([e for e in seen["ledger"] if e.voided is None]) == 75  # the budget, to the image
+
+
+@pytest.mark.socket
+def test_three_workers_survive_a_kill_and_share_a_breaker(redis_url: str, postgres_url: str, tmp_path: Path) -> None:
+    """The issue's run scaled down to fit ``make test``: every check of the long run, on 200 jobs."""
+    fleet = Fleet(workers=3, jobs=200, images_allowed=150, kill=True, breaker=True)
+    seen = run_fleet(fleet, redis_url, postgres_url, tmp_path)
+    check(fleet, seen)
 
 
 @pytest.mark.slow
