@@ -20,7 +20,7 @@ import time
 
 from _support import HERE, RESULTS, ROOT, log
 
-BENCHMARKS = ("import", "overhead", "completion", "concurrency", "upload_memory", "failover")
+BENCHMARKS = ("import", "overhead", "completion", "concurrency", "upload_memory", "failover", "fleet")
 #: Wall-clock bound per benchmark: a stuck one is reported as failed, not waited for.
 TIMEOUT_SECONDS = 900
 
