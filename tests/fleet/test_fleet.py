@@ -189,8 +189,12 @@ def check(fleet: Fleet, seen: dict[str, Any]) -> None:
     attempts = {a.vendor_request_id: a for job in seen["jobs"] for a in job.attempts if a.vendor_request_id}
     ids = [e.job_id for e in ledger]
     assert len(ids) == len(set(ids))
-    unfinished = [i for i in ids if i not in attempts or attempts[i].status != "succeeded"]
+    unfinished = [i for i in ids if i in attempts and attempts[i].status != "succeeded"]
     assert not unfinished, f"paid jobs never finished: {unfinished[:5]}"
+    lost = [e for e in ledger if e.job_id not in attempts]
+    check_lost_answers(fleet, seen, lost)
+    paid_numbers = Counter(_number(e.detail["inputs"]["prompt"]) for e in ledger)
+    assert max(paid_numbers.values()) == 1, "the vendor billed one number of the queue twice"
     paid = set(ids)
     per_job = [sum(1 for a in job.attempts if a.vendor_request_id in paid) for job in seen["jobs"]]
     assert max(per_job) == 1, "a job was paid for twice"
@@ -201,7 +205,7 @@ def check(fleet: Fleet, seen: dict[str, Any]) -> None:
     # Every number of the queue has an outcome; none is lost with the killed worker.
     assert sorted(seen["outcomes"]) == list(range(fleet.jobs)) or fleet.kill
     succeeded = sum(1 for job in seen["jobs"] if job.status == "succeeded")
-    assert succeeded == len(ledger) <= fleet.images_allowed
+    assert succeeded == len(ledger) - len(lost) and len(ledger) <= fleet.images_allowed
     if fleet.kill:
         assert seen["held_when_killed"] > 0 and seen["freed_after"] <= LEASE_SECONDS + 1.0
         numbers = {_number(job.prompt) for job in seen["jobs"]} | set(seen["outcomes"])
@@ -216,6 +220,23 @@ def check(fleet: Fleet, seen: dict[str, Any]) -> None:
         assert len(ledger) >= fleet.images_allowed - seen.get("held_when_killed", 0), len(ledger)
         refused = [o for o in seen["outcomes"].values() if o["status"] == "OverBudget"]
         assert refused, "no job was refused by the budget"
+
+
+def check_lost_answers(fleet: Fleet, seen: dict[str, Any], lost: list[Any]) -> None:
+    """Jobs the vendor admitted whose answer never reached the journal: the killed worker died between the
+    vendor's answer and its journal write. fal has no listing to find them by, so no resumer can: each
+    must be one of the killed worker's attempts in flight, journaled as sent (intent, no vendor id), its
+    resume ended in doubt (OutcomeUnknown: the job stays resumable) and never sent again (the ledger's
+    per-number check)."""
+    if not lost:
+        return
+    assert fleet.kill and len(lost) <= seen["held_when_killed"], f"{len(lost)} admitted jobs missing from the journal"
+    jobs = {_number(job.prompt): job for job in seen["jobs"]}
+    for entry in lost:
+        number = _number(entry.detail["inputs"]["prompt"])
+        job = jobs[number]
+        assert [a.status for a in job.attempts if a.vendor_request_id is None] in (["sending"], ["unknown"]), job
+        assert job.status != "succeeded" and seen["outcomes"][number]["status"] == "OutcomeUnknown", job
 
 
 def _number(prompt: str) -> int:
