@@ -593,8 +593,9 @@ def _stamped_event(
     stamped = replace(
         event, provider=event.provider or provider, job_id=event.job_id or job_id, attempt=key, part=part.label
     )
-    if stamped.kind == "submitted" and stamped.vendor_request_id:
-        wire.vendor_id = stamped.vendor_request_id
+    if stamped.kind == "submitted" and (stamped.vendor_request_id or stamped.resume):
+        # An id, or only what a resume needs (Ideogram's answer: its image URLs, no id): journal either.
+        wire.vendor_id = stamped.vendor_request_id or wire.vendor_id
         yield VendorAdmitted(key, part, stamped)
     else:
         yield stamped
