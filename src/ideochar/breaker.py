@@ -11,14 +11,20 @@ After the cooldown exactly one request is let through as a probe; the others kee
 answers. A probe that never reports (its process died, the job was cancelled) frees the slot again after
 another cooldown, so a lost probe cannot keep a provider closed for good.
 
+**Only the probe closes an open breaker.** Attempts let through before it opened may still be running
+when it does; one of them succeeding says the vendor served a job sent earlier, not that it serves new
+ones, and letting it close the breaker would send everyone back at once (``record(..., admitted_at=)``
+tells which is which). Their faults still count: they keep it open a cooldown longer.
+
 Only the provider's own faults count (:func:`counts_as_fault`): unavailability, lost answers and
 unreadable replies. A content filter, a rejected request or a rate limit says the vendor is up and
 answering, so it counts as a success. The breaker never decides about money; it only orders and skips.
 
-State lives behind :class:`BreakerStore` (``load``/``save`` of one small record per provider), so
-several processes could share it through Redis later; the default :class:`MemoryBreakerStore` is per
-process. The clock is injectable for tests; records hold its values, so a shared store needs a shared
-clock (``time.time``) rather than the default ``time.monotonic``.
+State lives behind :class:`BreakerStore` (``load``/``update`` of one small record per provider); the
+default :class:`MemoryBreakerStore` is per process. A fleet shares its breakers through
+:mod:`ideochar.state`, whose store is a view of the shared records: there the shared state's own
+release records each outcome, and :meth:`CircuitBreaker.record` leaves the view alone
+(:attr:`BreakerStore.records_outcomes`). The clock is injectable for tests; records hold its values.
 """
 
 from __future__ import annotations
@@ -74,6 +80,12 @@ class BreakerRecord:
 class BreakerStore(Protocol):
     """Where breaker records live. ``update`` must be atomic for one provider."""
 
+    @property
+    def records_outcomes(self) -> bool:
+        """False for a view of records someone else keeps (a fleet's: its state records each outcome
+        where the attempt's permit is released, and counting it here again would count it twice)."""
+        ...
+
     def load(self, provider: str) -> BreakerRecord: ...
 
     def update(self, provider: str, change: Callable[[BreakerRecord], BreakerRecord]) -> BreakerRecord:
@@ -83,6 +95,8 @@ class BreakerStore(Protocol):
 
 class MemoryBreakerStore:
     """The in-process store: a dict and a lock."""
+
+    records_outcomes = True
 
     def __init__(self) -> None:
         self._records: dict[str, BreakerRecord] = {}
@@ -170,14 +184,28 @@ class CircuitBreaker:
         self.store.update(provider, change)
         return reason is None, reason
 
-    def record(self, provider: str, error: BaseException | None) -> BreakerState:
-        """Report how an attempt ended (None: success). Returns the provider's state afterwards."""
+    def opened_since(self, provider: str, since: float) -> bool:
+        """Has ``provider``'s breaker opened (or opened again) at or after ``since`` (a clock value)?
+
+        For an attempt let through at ``since`` that then waited (for a slot): it must not go out now."""
+        opened = self.store.load(provider).opened_at
+        return opened is not None and opened >= since
+
+    def record(self, provider: str, error: BaseException | None, *, admitted_at: float | None = None) -> BreakerState:
+        """Report how an attempt ended (None: success). Returns the provider's state afterwards.
+
+        ``admitted_at`` is when the breaker let the attempt through (a clock value). A success of an
+        attempt let through before the breaker last opened leaves it open: only the probe closes it
+        (module docstring). Without it, a success is taken for the probe's."""
         fault = error is not None and counts_as_fault(error)
+        if not self.store.records_outcomes:
+            return self.state(provider)
 
         def change(record: BreakerRecord) -> BreakerRecord:
             now = self.clock()
             if not fault:
-                return BreakerRecord()
+                earlier = record.opened_at is not None and admitted_at is not None and admitted_at < record.opened_at
+                return record if earlier else BreakerRecord()
             failures = record.failures + 1
             if record.opened_at is not None or failures >= self.failure_threshold:
                 return BreakerRecord(failures=failures, opened_at=now, probe_until=None)

@@ -647,10 +647,10 @@ def quote(
         strategy=params.get("strategy"),
         plugin_manager=state.pm,
         environ=_environ(state, params.get("config_file")),
-    ) as client:  # its journal is never opened: only its path is read, for the times seen
+    ) as client:  # its journal is never opened: only read, for the times seen
         quotes = client.quote(request, live=True) if params.get("live") else client.quote(request)
         max_cost, strict = client.max_cost_usd, client.strict
-        times = estimates(quotes, client.providers, client.settings.journal_path, request)
+        times = estimates(quotes, client.providers, client.settings.journal_location, request)
         if client.strategy == "cheapest":
             quotes.sort(key=lambda q: (not q.supported, q.total_usd is None, q.total_usd or 0))
     if params["as_json"]:
@@ -804,7 +804,7 @@ def jobs_list(
         totals = journal.totals()
     if as_json:
         document = {
-            "journal": str(journal.path),
+            "journal": journal.where,
             "jobs": [job.to_dict() for job in found],
             "totals": {
                 "jobs": totals.jobs,
@@ -817,10 +817,10 @@ def jobs_list(
         click.echo(json.dumps(document, indent=2, ensure_ascii=False))
         return
     if not found:
-        click.echo(f"no jobs in {journal.path}" + (f" since {since}" if since else ""))
+        click.echo(f"no jobs in {journal.where}" + (f" since {since}" if since else ""))
         return
     click.echo(render(JOB_HEADERS, job_rows(found), right=JOB_RIGHT))
-    click.echo("\n" + totals_line(totals) + f" (journal {journal.path})")
+    click.echo("\n" + totals_line(totals) + f" (journal {journal.where})")
 
 
 @jobs.command("show")

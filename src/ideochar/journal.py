@@ -431,6 +431,7 @@ class Journal:
                 " lease_until = ?, status = 'running', updated_at = ? WHERE id = ?",
                 (*_owner_values(owner, now + self.lease_seconds), now, job_id),
             )
+            _close_served_attempts(db, job_id, now)
         self._own(job_id, owner)
 
     def release(self, job_id: str, owner: Owner) -> None:
@@ -763,6 +764,23 @@ def _held_by_other(row: Any, owner: Owner, now: float) -> str | None:
     if row["owner_host"] == owner.host:
         return who if process_alive(int(row["owner_pid"] or 0), row["owner_started"]) else None
     return who if (row["lease_until"] or 0) > now else None
+
+
+def _close_served_attempts(db: Connection, job_id: str, now: float) -> None:
+    """Record as succeeded (billed) the open attempts whose every image is already in the output folder.
+
+    Outputs are recorded before an attempt's end (:meth:`Journal.end_attempt`), so a process killed between
+    the two leaves an attempt open with all its images saved. Its resumer takes the images from the folder
+    and never asks the vendor again; without this the attempt would stay open in a finished job, claiming
+    the vendor might still be running (and billing) what it has served.
+    """
+    db.execute(
+        "UPDATE attempts SET status = 'succeeded', billed = 'yes', vendor_status = 'completed',"
+        " queue_position = NULL, finished_at = ?, updated_at = ?"
+        " WHERE job_id = ? AND status IN ('sending', 'submitted', 'unknown') AND num_images <= ("
+        "SELECT COUNT(*) FROM outputs WHERE outputs.job_id = attempts.job_id AND outputs.attempt = attempts.key)",
+        (now, now, job_id),
+    )
 
 
 def _insert_output(db: Connection, job_id: str, path: Path, image: GeneratedImage, source: tuple[Any, ...]) -> None:

@@ -11,7 +11,9 @@ the attempt ends, whatever the outcome (``Permit.release`` is synchronous, so it
 Waiting counts against the job's deadline: a slot not free in time raises
 :class:`~ideochar.errors.ProviderUnavailable` with ``sent=False`` (nothing left), and the router
 fails over. A single call asking for more images than the whole capacity waits for the whole capacity
-instead of forever.
+instead of forever. The router asked the breaker before the step; a step that had to wait asks again
+when its slot comes (``breaker=``), so an attempt queued behind others is not sent to a provider whose
+breaker opened meanwhile.
 
 Limits are per limiter, which is per client by default; pass one limiter to several clients of the
 same account to share it. The rate window counts attempts (job-creating calls), not status polls:
@@ -40,6 +42,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
+from ideochar.breaker import CircuitBreaker
 from ideochar.errors import OverBudget, ProviderUnavailable
 from ideochar.spec import ProviderInfo
 
@@ -221,6 +224,17 @@ def _no_slot(step: Acquire, what: str) -> ProviderUnavailable:
     )
 
 
+def _opened_meanwhile(breaker: CircuitBreaker | None, step: Acquire, since: float) -> ProviderUnavailable | None:
+    """The refusal for a step that waited while the provider's breaker opened (None: it may go)."""
+    if breaker is None or not breaker.opened_since(step.provider, since):
+        return None
+    return ProviderUnavailable(
+        f"{step.provider}'s circuit opened while this attempt waited for a slot; nothing was sent",
+        provider=step.provider,
+        sent=False,
+    )
+
+
 class _Window:
     """Start times of recent requests; answers how long until one more fits."""
 
@@ -246,16 +260,22 @@ class _ThreadProvider:
         self.in_flight = 0
         self.window = _Window(limits.requests_per_minute, limits.window_seconds) if limits.requests_per_minute else None
 
-    def acquire(self, step: Acquire, ledger: SpendLedger | None) -> Permit:
+    def acquire(self, step: Acquire, ledger: SpendLedger | None, breaker: CircuitBreaker | None) -> Permit:
         capacity = self.limits.max_images_in_flight
         images = min(step.images, capacity) if capacity else 0
+        asked = breaker.clock() if breaker is not None else 0.0
+        waited = False
         with self.cond:
             while True:
                 now = time.monotonic()
                 wait = self.window.wait(now) if self.window is not None else 0.0
                 room = capacity is None or self.in_flight + images <= capacity
                 if wait <= 0 and room:
+                    opened = _opened_meanwhile(breaker, step, asked) if waited else None
+                    if opened is not None:
+                        raise opened
                     break
+                waited = True
                 refused = ledger.refusal(step) if ledger is not None else None
                 if refused is not None:  # no point waiting for a slot the budget would refuse
                     raise refused
@@ -282,7 +302,8 @@ class _ThreadProvider:
 class ThreadLimiter:
     """Limits for the blocking client: ``perform(Acquire(...))`` blocks until a slot is free.
 
-    With a ``budget``, every provider in ``providers`` is asked through it (to reserve each quote)."""
+    With a ``budget``, every provider in ``providers`` is asked through it (to reserve each quote). With
+    the router's ``breaker``, a step that waited is refused if the provider's breaker opened meanwhile."""
 
     def __init__(
         self,
@@ -290,8 +311,10 @@ class ThreadLimiter:
         *,
         budget: Budget | SpendLedger | None = None,
         providers: Collection[str] = (),
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self._providers = {name: _ThreadProvider(lim) for name, lim in limits.items() if lim.active}
+        self.breaker = breaker
         self.ledger = SpendLedger(budget) if isinstance(budget, Budget) else budget
         self._names = frozenset(self._providers) | (frozenset(providers) if self.ledger is not None else frozenset())
 
@@ -303,7 +326,7 @@ class ThreadLimiter:
         entry = self._providers.get(step.provider)
         if entry is None:
             return _reserving(self.ledger, step, None)
-        return entry.acquire(step, self.ledger)
+        return entry.acquire(step, self.ledger, self.breaker)
 
 
 # -- async -----------------------------------------------------------------------------------------------
@@ -323,17 +346,23 @@ class _AnyioProvider:
         for event in waiters:
             event.set()
 
-    async def acquire(self, step: Acquire, ledger: SpendLedger | None) -> Permit:
+    async def acquire(self, step: Acquire, ledger: SpendLedger | None, breaker: CircuitBreaker | None) -> Permit:
         import anyio
 
         capacity = self.limits.max_images_in_flight
         images = min(step.images, capacity) if capacity else 0
+        asked = breaker.clock() if breaker is not None else 0.0
+        waited = False
         while True:
             now = time.monotonic()
             wait = self.window.wait(now) if self.window is not None else 0.0
             room = capacity is None or self.in_flight + images <= capacity
             if wait <= 0 and room:
+                opened = _opened_meanwhile(breaker, step, asked) if waited else None
+                if opened is not None:
+                    raise opened
                 break
+            waited = True
             refused = ledger.refusal(step) if ledger is not None else None
             if refused is not None:
                 raise refused
@@ -363,6 +392,7 @@ class AnyioLimiter:
     """Limits for the async client: ``await acquire(Acquire(...))`` parks the task until a slot is free.
 
     Use it from one event loop (its state is not guarded by a lock, as anyio tasks do not preempt).
+    ``breaker`` as for :class:`ThreadLimiter`.
     """
 
     def __init__(
@@ -371,8 +401,10 @@ class AnyioLimiter:
         *,
         budget: Budget | SpendLedger | None = None,
         providers: Collection[str] = (),
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self._providers = {name: _AnyioProvider(lim) for name, lim in limits.items() if lim.active}
+        self.breaker = breaker
         self.ledger = SpendLedger(budget) if isinstance(budget, Budget) else budget
         self._names = frozenset(self._providers) | (frozenset(providers) if self.ledger is not None else frozenset())
 
@@ -384,4 +416,4 @@ class AnyioLimiter:
         entry = self._providers.get(step.provider)
         if entry is None:
             return _reserving(self.ledger, step, None)
-        return await entry.acquire(step, self.ledger)
+        return await entry.acquire(step, self.ledger, self.breaker)

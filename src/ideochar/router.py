@@ -593,8 +593,9 @@ def _stamped_event(
     stamped = replace(
         event, provider=event.provider or provider, job_id=event.job_id or job_id, attempt=key, part=part.label
     )
-    if stamped.kind == "submitted" and stamped.vendor_request_id:
-        wire.vendor_id = stamped.vendor_request_id
+    if stamped.kind == "submitted" and (stamped.vendor_request_id or stamped.resume):
+        # An id, or only what a resume needs (Ideogram's answer: its image URLs, no id): journal either.
+        wire.vendor_id = stamped.vendor_request_id or wire.vendor_id
         yield VendorAdmitted(key, part, stamped)
     else:
         yield stamped
@@ -725,6 +726,9 @@ def _serve_with(
     tries = 0
     while True:
         tries += 1
+        # When the breaker let this try through (route_part asked it; a retry asks below, after its wait):
+        # a success of a try let through before the breaker opened must not close it.
+        admitted_at = route.breaker.clock() if route.breaker is not None else None
         permit: Permit | None = None
         if name in route.limited:
             unit = candidate.quote.unit_price_usd
@@ -747,14 +751,14 @@ def _serve_with(
             if permit is not None:
                 permit.release(_ended(outcome))
         if route.breaker is not None:
-            route.breaker.record(name, None if isinstance(outcome, Served) else outcome)
+            route.breaker.record(name, None if isinstance(outcome, Served) else outcome, admitted_at=admitted_at)
         if isinstance(outcome, Served):
             attempts.append(outcome.attempt)
             return replace(outcome, warnings=[*_call_warnings(candidate), *outcome.warnings]), None, "stop"
         attempts.extend(outcome.attempts)
         move, wait = next_move(outcome, tries, route.policy, route.deadline)
         if move == "retry" and route.breaker is not None and route.breaker.state(name) == "open":
-            move = "fail_over" if isinstance(outcome, ProviderError) and outcome.fail_over else "stop"
+            move = _instead_of_retry(outcome)
         if move != "retry":
             return None, outcome, move
         yield Event(
@@ -765,6 +769,13 @@ def _serve_with(
             part=part.label,
         )
         yield Sleep(wait)
+        if route.breaker is not None and not route.breaker.acquire(name)[0]:  # it opened while we waited
+            return None, outcome, _instead_of_retry(outcome)
+
+
+def _instead_of_retry(error: IdeocharError) -> Move:
+    """The move for a retryable failure that may not be retried (the provider's breaker is open)."""
+    return "fail_over" if isinstance(error, ProviderError) and error.fail_over else "stop"
 
 
 def _ended(outcome: Served | IdeocharError | None) -> Ended | None:

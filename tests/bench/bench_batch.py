@@ -1,4 +1,4 @@
-"""Figure 7: a 10,000-row batch against the emulator, every vendor's concurrency limited.
+"""Figure 8: a 10,000-row batch against the emulator, every vendor's concurrency limited.
 
 ``AsyncClient(["fal", "replicate", "segmind"]).batch(RowSource(rows.jsonl), out=...)`` with the journal on,
 each vendor limited to a number of images in flight (:data:`LIMITS`, set as a user would in

@@ -425,6 +425,81 @@ def _failover(page: Page, r: Result) -> None:
 # -- figure 7 --------------------------------------------------------------------------------------------
 
 
+def _fleet(page: Page, r: Result) -> None:
+    cost, tp = r["cost"], r["throughput"]
+    wall, cpu = cost["wall_ms"], cost["cpu_ms"]
+    diff, diff_cpu = cost["shared_minus_local_ms"], cost["shared_minus_local_cpu_ms"]
+    per_job = cost["redis_per_job"]
+    by_processes: dict[int, list[Result]] = {}
+    for run in tp["runs"]:
+        by_processes.setdefault(run["processes"], []).append(run)
+    rate = {n: sorted(x["jobs_per_second"] for x in runs)[len(runs) // 2] for n, runs in by_processes.items()}
+    all_ok = all(x["succeeded"] == x["jobs"] == x["billed"] for x in tp["runs"])
+    within = tp["emulator_peak_in_flight"] <= tp["limit"]
+    page.rows.append(
+        (
+            "7. Fleet",
+            f"Redis state {diff['Redis']['median']:+.2f} ms/job; 4 processes {_f(rate[4])} jobs/s",
+            f"state in-process; 1 process {_f(rate[1])} jobs/s",
+            f"4 processes {rate[4] / rate[1]:.2f}x one",
+            f"all succeed, paid once, ≤ {tp['limit']} in flight: {_verdict(all_ok and within)}",
+        )
+    )
+    rows = [
+        [name, _f(v["median"], 2), _spread(v, 2), _f(cpu[name]["median"], 2), str(v["n"])] for name, v in wall.items()
+    ]
+    diffs = [[name, _f(v["median"], 2), _spread(v, 2), _f(diff_cpu[name]["median"], 2)] for name, v in diff.items()]
+    runs = [
+        [
+            str(x["processes"]),
+            str(x["in_flight_per_process"]),
+            f"{x['succeeded']}/{x['jobs']}",
+            str(x["billed"]),
+            _f(x["wall_seconds"], 2),
+            _f(x["jobs_per_second"]),
+            _f(x["client_cpu_ms_per_job"], 2),
+        ]
+        for x in sorted(tp["runs"], key=lambda x: x["processes"])
+    ]
+    page.sections.append(
+        "## 7. A fleet: the shared backends' cost per job, four processes against one\n\n"
+        "A real Redis and PostgreSQL, started by the benchmark, and the emulator in its own process, on "
+        "loopback. **Cost per job**: one process runs fal generations one at a time (no model time, the "
+        "reference inline) through four clients, in a shuffled order each round: the router's state in "
+        "this process or in Redis (each attempt's admission and release: one Lua script each), without a "
+        "journal and with the journal a single process (SQLite) or a fleet (PostgreSQL) uses. Every client "
+        "has a budget and a concurrency limit, so both states do the same accounting.\n\n"
+        + page.table(["client", "median ms/job", "p10 – p90 ms", "client CPU ms/job (median)", "n"], rows)
+        + "\n\n"
+        + page.table(
+            ["shared backend, paired with its local twin", "+ ms/job (median)", "p10 – p90", "+ client CPU ms/job"],
+            diffs,
+        )
+        + f"\n\nWhat one job asks of Redis, counted by the server (`INFO commandstats`): "
+        f"{_f(per_job['scripts'], 1)} script calls (round trips), {_f(per_job['commands'], 1)} commands "
+        "including those the scripts run.\n\n"
+        f"**Throughput**: {tp['jobs']:,} jobs through the fleet's configuration (Redis state, PostgreSQL "
+        f"journal, one budget, fal limited to {tp['limit']} images in flight fleet-wide), {tp['in_flight']} "
+        "jobs in flight in all: one process, or four with a quarter each. Each process has built its client "
+        "and run one job before all start together; jobs/s = jobs / (last finish - first start). The "
+        f"emulator saw at most {tp['emulator_peak_in_flight']} images in flight. On this 2-core machine the "
+        "emulator, Redis, PostgreSQL and the clients share the CPU: this shows what a fleet gains on one "
+        "small machine, not how far it scales over several.\n\n"
+        + page.table(
+            ["processes", "in flight each", "succeeded", "billed", "wall s", "jobs/s", "client CPU ms/job"], runs
+        )
+        + "\n"
+    )
+    if not (all_ok and within):
+        page.notes.append(
+            f"**Fleet**: not every job succeeded and was billed once, or the emulator saw "
+            f"{tp['emulator_peak_in_flight']} images in flight (limit {tp['limit']})."
+        )
+
+
+# -- figure 8 --------------------------------------------------------------------------------------------
+
+
 def _batch(page: Page, r: Result) -> None:
     runs = sorted(r["runs"], key=lambda x: x["rows"])
     largest = runs[-1]
@@ -456,7 +531,7 @@ def _batch(page: Page, r: Result) -> None:
     ok_memory = growth <= target["peak_rss_growth_bytes"]
     page.rows.append(
         (
-            "7. Batch",
+            "8. Batch",
             f"{largest['rows']:,} rows in {_f(largest['wall_seconds'], 1)} s, peak RSS "
             f"{_f(largest['peak_rss_bytes'] / 1e6, 0)} MB, "
             f"{_f(largest['client_cpu_seconds'] / largest['rows'] * 1000, 2)} ms CPU/row",
@@ -469,7 +544,7 @@ def _batch(page: Page, r: Result) -> None:
     )
     limit_text = ", ".join(f"{k} {v}" for k, v in limits.items())
     page.sections.append(
-        "## 7. Batch: 10,000 rows spread over three vendors\n\n"
+        "## 8. Batch: 10,000 rows spread over three vendors\n\n"
         '`AsyncClient(["fal", "replicate", "segmind"]).batch(RowSource("rows.jsonl"), out=...)` with the '
         f"journal on and each vendor limited to images in flight ({limit_text}: {capacity} jobs at once), as a "
         f"user sets `[limits.*]`. The emulator (its own process) holds every job for {r['model_seconds']:g} s and "
@@ -524,6 +599,8 @@ def _plots(results: dict[str, Result | None]) -> list[str]:
         panels.append(("3. completion notice (fal queue)", "ms", results["completion"]["samples"], True))
     if results["failover"]:
         panels.append(("6. failover", "ms", results["failover"]["samples"], True))
+    if results.get("fleet"):
+        panels.append(("7. one job, state and journal local or shared", "ms", results["fleet"]["samples"], False))
     written: list[str] = []
     if panels:
         fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.6 * len(panels) + 0.6))
@@ -563,6 +640,7 @@ RENDERERS: dict[str, Callable[[Page, Result], None]] = {
     "upload_memory": _upload,
     "failover": _failover,
     "batch": _batch,
+    "fleet": _fleet,
 }
 
 

@@ -20,7 +20,7 @@ import time
 
 from _support import HERE, RESULTS, ROOT, log
 
-BENCHMARKS = ("import", "overhead", "completion", "concurrency", "upload_memory", "failover", "batch")
+BENCHMARKS = ("import", "overhead", "completion", "concurrency", "upload_memory", "failover", "fleet", "batch")
 #: Wall-clock bound per benchmark: a stuck one is reported as failed, not waited for.
 TIMEOUT_SECONDS = 900
 #: The batch figure runs 12,000 rows at 16 jobs a second (its bound alone is 750 s).

@@ -155,3 +155,46 @@ def test_an_emulated_job_is_resumed_only_against_an_emulator(
     resumed = invoke("jobs", "resume", job, "--emulator-url", url, "--out", str(tmp_path), "-q")
     assert resumed.exit_code == 0, resumed.output
     assert "emulated: nothing charged (" in resumed.stdout
+
+
+def test_the_jobs_commands_work_on_a_postgresql_journal(
+    state: CliState, invoke: Invoke, vendors: Vendors, reference: str, tmp_path: Path, postgres_url: str
+) -> None:
+    """``IDEOCHAR_JOURNAL_URL``: list, show, wait, resume, prune (and quote's times) on the real server; it has
+    no file, so every listing names the database (its URL without a password) where SQLite names its file."""
+    environ = {k: v for k, v in (state.environ or {}).items() if k != "IDEOCHAR_JOURNAL"}
+    state.environ = {**environ, "IDEOCHAR_JOURNAL_URL": postgres_url, "IDEOCHAR_OUTPUT_DIR": str(tmp_path / "kept")}
+    where = postgres_url.split("?")[0]
+    job = _interrupted_job(invoke, vendors, reference, tmp_path)
+
+    listed = invoke("jobs", "list")
+    assert listed.exit_code == 0, listed.output
+    assert [line for line in listed.stdout.splitlines() if line.startswith(job[:12])]
+    assert f"(journal {where}" in listed.stdout
+    document = json.loads(invoke("jobs", "list", "--json").stdout)
+    assert document["journal"].startswith(where) and [j["id"] for j in document["jobs"]] == [job]
+    shown = invoke("jobs", "show", job[:8])
+    assert shown.exit_code == 0 and shown.stdout.startswith(f"job {job} (running)"), shown.output
+
+    sent = invoke("generate", "a harbour", "-r", reference, "-p", "alpha", "--no-wait")
+    assert sent.exit_code == 0, sent.output
+    later = sent.stdout.strip()
+    waited = invoke("jobs", "wait", later[:12], "--out", str(tmp_path / "waited"), "--json", "-q")
+    assert waited.exit_code == 0, waited.output
+    assert json.loads(waited.stdout)["job_id"] == later
+
+    posts = len(vendors["alpha"].requests)
+    resumed = invoke("jobs", "resume", job[:10], "--out", str(tmp_path / "resumed"), "--json", "-q")
+    assert resumed.exit_code == 0, resumed.output
+    assert len(vendors["alpha"].requests) == posts == 2  # fetched by id: each job was sent once
+    statuses = {j["id"]: j["status"] for j in json.loads(invoke("jobs", "list", "--json").stdout)["jobs"]}
+    assert statuses == {job: "succeeded", later: "succeeded"}
+    quoted = {q["provider"]: q for q in json.loads(invoke("quote", "x", "--json").stdout)}
+    assert quoted["alpha"]["time_source"] == "seen"  # the quote reads its times from the same database
+
+    dry = invoke("jobs", "prune", "--older-than", "0s", "--dry-run")
+    assert dry.exit_code == 0 and "would forget 2 job(s)" in dry.stdout and f"(journal {where}" in dry.stdout
+    pruned = json.loads(invoke("jobs", "prune", "--older-than", "0s", "--json").stdout)
+    assert sorted(pruned["removed"]) == sorted([job, later]) and pruned["journal"].startswith(where)
+    empty = invoke("jobs", "list")
+    assert empty.exit_code == 0 and empty.stdout.startswith(f"no jobs in {where}"), empty.output

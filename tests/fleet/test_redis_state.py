@@ -15,7 +15,7 @@ from ideochar.breaker import CircuitBreaker
 from ideochar.errors import OverBudget, ProviderUnavailable, StateUnavailable
 from ideochar.limits import Acquire, Budget, Ended, ProviderLimits
 from ideochar.state import MemoryState, open_state
-from ideochar.state.redis import RedisState
+from ideochar.state.redis import RedisState, ScriptAnswer
 
 TEN = {"ideogram": ProviderLimits(max_images_in_flight=10)}
 
@@ -128,6 +128,44 @@ def test_one_workers_faults_open_the_breaker_for_every_worker_and_one_probe_deci
         a.acquire(step(1))  # type: ignore[attr-defined]
     probe.release(Ended(Decimal(0), fault=False))
     a.acquire(step(1)).release(Ended(Decimal(0), fault=False))  # type: ignore[attr-defined]  # closed for all
+
+
+def test_only_the_fleets_probe_closes_its_breaker_not_an_attempt_admitted_before_it_opened(
+    workers: tuple[RedisState, RedisState],
+) -> None:
+    a, b = limiter(workers[0], threshold=2, cooldown=0.3), limiter(workers[1], threshold=2, cooldown=0.3)
+    early = a.acquire(step(1))  # type: ignore[attr-defined]  # sent while the breaker was closed
+    for _ in range(2):
+        b.acquire(step(1)).release(Ended(Decimal(0), fault=True))  # type: ignore[attr-defined]
+    early.release(Ended(Decimal(0), fault=False))  # it succeeds after the breaker opened
+    with pytest.raises(ProviderUnavailable, match="open for the whole fleet"):
+        b.acquire(step(1))  # type: ignore[attr-defined]
+    time.sleep(0.35)
+    late = a.acquire(step(1))  # type: ignore[attr-defined]  # the probe
+    with pytest.raises(ProviderUnavailable, match="probe is in flight"):
+        b.acquire(step(1))  # type: ignore[attr-defined]
+    late.release(Ended(Decimal(0), fault=False))
+    b.acquire(step(1)).release(Ended(Decimal(0), fault=False))  # type: ignore[attr-defined]  # closed for all
+
+
+def test_the_routers_view_counts_no_outcome_twice(workers: tuple[RedisState, RedisState]) -> None:
+    """The release script records each outcome; the router's own ``record`` must not count it again."""
+    breaker = workers[0].breaker(3, 30.0)
+    shared = workers[0].limiter(TEN, providers=["ideogram"], budget=None, breaker=breaker)
+    for _ in range(2):
+        shared.acquire(step(1)).release(Ended(Decimal(0), fault=True))
+        breaker.record("ideogram", ProviderUnavailable("down"))  # as the router does after each attempt
+    assert breaker.why_skipped("ideogram") is None and breaker.state("ideogram") == "closed"
+    shared.acquire(step(1)).release(Ended(Decimal(0), fault=True))
+    assert breaker.state("ideogram") == "open"
+
+
+def test_the_routers_view_reads_redis_times_on_this_machines_clock() -> None:
+    """Redis's clock may be far from ours: the view keeps how long ago, not Redis's own time."""
+    reply = [b"open", 1200, 3, 999_700, -1, 1_000_000, 0]  # opened 300 ms before Redis's "now"
+    answer = ScriptAnswer.of(reply, clock=lambda: 5000.0)
+    assert answer.record.opened_at == pytest.approx(4999.7) and answer.record.probe_until is None
+    assert answer.at == 1000.0 and answer.opened == pytest.approx(999.7) and not answer.probe
 
 
 def test_the_shared_breaker_follows_the_in_process_rules(workers: tuple[RedisState, RedisState]) -> None:

@@ -6,11 +6,17 @@ Arguments (JSON): ``id``, ``redis``, ``journal`` (PostgreSQL URL), ``emulator`` 
 
 It takes job numbers from the Redis list ``{prefix}:queue`` (moved, one at a time, onto its own
 ``{prefix}:processing:{id}`` list), runs each as ``generate("fleet job N", seed=N)`` against fal, and
-writes the outcome to ``{prefix}:outcomes``. It keeps ``{prefix}:alive:{id}`` alive while it runs. When
+writes the outcome to ``{prefix}:outcomes``. A job the vendor never took and never billed (its circuit
+was open, or it answered 503) goes back on the queue after a pause, as a task queue retries such a task;
+at most :data:`TRIES` times. It keeps ``{prefix}:alive:{id}`` alive while it runs. When
 the queue is empty it finishes what a dead worker left: that worker's numbers whose job the journal does
 not hold go back on the queue (nothing of them was sent: the journal records a job before anything is
-sent); jobs the journal holds as running are resumed (``JobBusy`` while their owner lives). Every
-attempt's start time goes to ``{prefix}:started`` (the test checks the breaker stopped everyone).
+sent); jobs the journal holds as running are resumed (``JobBusy`` while their owner lives).
+
+Every answer of the shared state's scripts is logged to ``{prefix}:answers`` on Redis's clock (admitted,
+with its lease and whether it was the fleet's probe; released, with when the breaker last opened), so the
+test can check the breaker against the moments admissions were decided, not when a worker got round to
+reporting them.
 """
 
 from __future__ import annotations
@@ -18,30 +24,44 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from typing import Any
 
 import anyio
 import redis.asyncio
 
 from ideochar import AsyncClient
-from ideochar.errors import IdeocharError, JobBusy
-from ideochar.events import Event
-from ideochar.state.redis import RedisState
+from ideochar.errors import IdeocharError, JobBusy, ProviderUnavailable
+from ideochar.state.redis import RedisState, ScriptAnswer
 
 KEY = "fleet-key"
+#: How often one number is run again after the vendor never took it (a task queue's retries).
+TRIES = 40
+#: The pause before a number the vendor never took goes back on the queue.
+RETRY_SECONDS = 0.25
+
+
+class LoggedState(RedisState):
+    """The shared state, logging every script answer (see the module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.log: list[str] = []
+
+    def observe(self, provider: str, lease: str, answer: ScriptAnswer) -> None:
+        super().observe(provider, lease, answer)
+        if answer.status in ("ok", "released"):
+            self.log.append(json.dumps([answer.status, answer.at, lease, answer.probe, answer.opened]))
+
+
+def never_taken(error: IdeocharError) -> bool:
+    """The vendor neither took nor billed it (breaker open, no slot, a 503 before admission): run it again."""
+    return isinstance(error, ProviderUnavailable) and not error.admitted and error.billed == "no"
 
 
 async def main(args: dict[str, Any]) -> None:
     prefix, me = args["prefix"], str(args["id"])
     db = redis.asyncio.Redis.from_url(args["redis"])
-    state = RedisState(args["redis"], prefix=prefix, lease_seconds=args["lease_seconds"], name=f"{me}-{os.getpid()}")
-    started: list[float] = []
-
-    def on_event(event: Event) -> None:
-        if event.kind == "attempt_started":
-            started.append(time.time())
-
+    state = LoggedState(args["redis"], prefix=prefix, lease_seconds=args["lease_seconds"], name=f"{me}-{os.getpid()}")
     client = AsyncClient(
         ["fal"],
         base_urls=args["base_urls"],
@@ -55,16 +75,18 @@ async def main(args: dict[str, Any]) -> None:
         environ={},
         deadline_seconds=120,
         limits={"fal": {"max_images_in_flight": 10, "requests_per_minute": 1_000_000}},
-        on_event=on_event,
     )
     await db.sadd(f"{prefix}:workers", me)
+
+    async def flush() -> None:
+        if state.log:
+            batch, state.log[:] = list(state.log), []
+            await db.rpush(f"{prefix}:answers", *batch)
 
     async def heartbeat() -> None:
         while True:
             await db.set(f"{prefix}:alive:{me}", os.getpid(), px=1500)
-            if started:
-                batch, started[:] = list(started), []
-                await db.rpush(f"{prefix}:started", *batch)
+            await flush()
             await anyio.sleep(0.2)
 
     async def run(number: int) -> None:
@@ -72,6 +94,12 @@ async def main(args: dict[str, Any]) -> None:
             result = await client.generate(f"fleet job {number}", args["reference"], seed=number)
             outcome = {"status": "succeeded", "job": result.job_id, "images": len(result.images)}
         except IdeocharError as exc:
+            if never_taken(exc) and await db.hincrby(f"{prefix}:tries", str(number), 1) < TRIES:
+                await anyio.sleep(RETRY_SECONDS)
+                async with db.pipeline(transaction=True) as again:  # back on the queue, atomically
+                    await again.rpush(f"{prefix}:queue", number).lrem(f"{prefix}:processing:{me}", 1, str(number))
+                    await again.execute()
+                return
             outcome = {"status": type(exc).__name__, "job": getattr(exc, "job_id", None)}
         await db.hset(f"{prefix}:outcomes", str(number), json.dumps({**outcome, "worker": me}))
         await db.lrem(f"{prefix}:processing:{me}", 1, str(number))
@@ -92,7 +120,7 @@ async def main(args: dict[str, Any]) -> None:
         await finish_the_dead(client, db, prefix, me, take, args)
         group.cancel_scope.cancel()
     await client.aclose()
-    await db.rpush(f"{prefix}:started", *started) if started else None
+    await flush()
     await db.aclose()
     print("DONE", flush=True)
 

@@ -14,6 +14,10 @@ Each runs a job against the emulator and judges it from the emulator's ledger (w
    resume finds the prediction and fetches its image without creating another.
 5. ``AsyncClient``'s journal writes never block the event loop while another process holds the lock.
 
+2 to 5 concern the journal, so each runs on both of its databases (``journal``: a SQLite file, a fresh
+PostgreSQL schema). PostgreSQL's ``lock_timeout`` is its busy timeout: a write that waits longer for a lock
+another process holds fails, and the journal fails closed alike. 1 is the vendor's and the router's alone.
+
 The names this needs from the job's API are in reliability/job_hooks.py.
 """
 
@@ -39,11 +43,13 @@ from ideochar.emulator import testing
 from ideochar.errors import IdeocharError
 from ideochar.plugins import get_plugin_manager
 from ideochar.result import Attempt, CharacterResult
+from journal_backends import BACKENDS, location_for
 from reliability.job_hooks import (
     JobBusy,
     JournalUnavailable,
     Kill,
     KillingTransport,
+    Location,
     newest_job_id,
     open_journal,
 )
@@ -61,6 +67,12 @@ FAL_FOLLOW = {"poll": ("status",), "stream": ("stream", "status")}
 def emulated() -> Iterator[Emulators]:
     with emulators() as running:
         yield running
+
+
+@pytest.fixture(params=BACKENDS)
+def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Location:
+    """Where the test's journal is: a SQLite file in its folder, or a fresh PostgreSQL schema."""
+    return location_for(request, tmp_path / "journal.sqlite3")
 
 
 def _fal_attempts(outcome: object) -> list[Attempt]:
@@ -127,22 +139,22 @@ def test_fal_throttling_the_polls_of_an_admitted_job_for_long_does_not_fail_over
 @pytest.mark.parametrize("driver", ["sync", "async"])
 @pytest.mark.parametrize("vendor", VENDORS)
 def test_a_job_whose_attempt_cannot_be_journaled_sends_nothing_and_is_not_resent_by_resume(
-    emulated: Emulators, vendor: str, driver: str
+    emulated: Emulators, vendor: str, driver: str, journal: Location
 ) -> None:
     other = next(v for v in VENDORS if v != vendor)
-    # Write 1 creates the job; every write after it (the attempt first) fails, as on a full disk.
+    # Write 1 creates the job; every write after it (the attempt first) fails, as past the busy timeout.
     schedule = Schedule((vendor, other), Modes(), driver, "default", interruption=JournalFailure(2, None))  # type: ignore[arg-type]
-    seen = run_schedule(emulated, schedule)
+    seen = run_schedule(emulated, schedule, journal)
     sent = sum(seen.ledger_after_run.values())
     assert sent == 0, f"the job was sent although its attempt could not be journaled: {seen.summary()}"
     assert isinstance(seen.outcome, JournalUnavailable), seen.summary()
     assert sum(seen.ledger_after_resume.values()) == 0, f"resume sent the job: {seen.summary()}"
 
 
-def _holder(database: Path, seconds: float) -> subprocess.Popen[str]:
-    """Another process holding the journal's write lock (``BEGIN EXCLUSIVE``) for ``seconds``."""
+def _holder(journal: Location, seconds: float) -> subprocess.Popen[str]:
+    """Another process holding the journal's write lock for ``seconds`` (regressions/lock_holder.py)."""
     holder = subprocess.Popen(
-        [sys.executable, "-m", "regressions.lock_holder", str(database), str(seconds)],
+        [sys.executable, "-m", "regressions.lock_holder", str(journal), str(seconds)],
         cwd=TESTS_DIR,
         stdout=subprocess.PIPE,
         text=True,
@@ -152,40 +164,43 @@ def _holder(database: Path, seconds: float) -> subprocess.Popen[str]:
 
 
 def test_a_lock_held_by_another_process_past_the_busy_timeout_stops_the_job_before_it_is_sent(
-    emulated: Emulators, tmp_path: Path
+    emulated: Emulators, tmp_path: Path, journal: Location
 ) -> None:
-    app, path = emulated.sync_app, tmp_path / "journal.sqlite3"
+    app, out = emulated.sync_app, tmp_path / "out"
     testing.reset(app)
     reference = tmp_path / "hero.png"
     reference.write_bytes(make_image(48, 48))
-    journal = open_journal(path, busy_timeout_seconds=0.2)
+    opened = open_journal(journal, busy_timeout_seconds=0.2, output_dir=out)
     holders: list[subprocess.Popen[str]] = []
-    create = journal.create_job
+    create = opened.create_job
 
     def create_then_lose_the_lock(*args: Any, **kwargs: Any) -> None:
         create(*args, **kwargs)
-        holders.append(_holder(path, 1.5))  # taken between the job's record and its attempt's
+        holders.append(_holder(journal, 1.5))  # taken between the job's record and its attempt's
 
-    journal.create_job = create_then_lose_the_lock  # type: ignore[method-assign]
-    with _client(emulated, "fal", journal) as client:
+    opened.create_job = create_then_lose_the_lock  # type: ignore[method-assign]
+    with _client(emulated, "fal", opened, out) as client:
         try:
             outcome: object = client.generate(PROMPT, reference, seed=3)
         except Exception as exc:
             outcome = exc
     holders[0].wait(10)
-    journal.close()
+    opened.close()
     assert testing.billed(app, "fal") == 0, f"the job was sent although its attempt could not be journaled: {outcome!r}"
     assert isinstance(outcome, JournalUnavailable), repr(outcome)
-    with _client(emulated, "fal", path) as client, pytest.raises(IdeocharError):
-        client.resume(newest_job_id(path))
+    with _client(emulated, "fal", journal, out) as client, pytest.raises(IdeocharError):
+        client.resume(newest_job_id(journal))
     assert testing.billed(app, "fal") == 0, "resume sent a job that was stopped before it was sent"
 
 
-def _client(emulated: Emulators, vendor: str, journal: Any, kill: Kill | None = None, **kwargs: Any) -> Client:
+def _client(
+    emulated: Emulators, vendor: str, journal: Any, out: Path, kill: Kill | None = None, **kwargs: Any
+) -> Client:
     """A client of the in-process emulator (its own transport wrapper: closing it leaves the shared one open)."""
     transport = KillingTransport(emulated.sync_transport, kill, **kwargs)
     options = _options(emulated.sync_app, [vendor])
-    return Client([vendor], http=httpx.Client(transport=transport), journal=journal, **options)
+    http = httpx.Client(transport=transport)
+    return Client([vendor], http=http, journal=journal, output_dir=out, **options)
 
 
 def _options(app: Any, providers: list[str]) -> dict[str, Any]:
@@ -209,13 +224,15 @@ def socket_emulator() -> Iterator[Any]:
         yield server
 
 
-def _start_owner(server: Any, folder: Path, vendor: str, limits: dict[str, int], images: tuple[int, int]) -> Any:
+def _start_owner(
+    server: Any, folder: Path, journal: Location, vendor: str, limits: dict[str, int], images: tuple[int, int]
+) -> Any:
     reference = folder / "hero.png"
     reference.write_bytes(make_image(48, 48))
     args = {
         "vendor": vendor,
         "base_urls": testing.base_urls(server),
-        "journal": str(folder / "journal.sqlite3"),
+        "journal": str(journal),
         "out": str(folder / "out"),
         "reference": str(reference),
         "limits": {**limits, "requests_per_minute": 1_000_000},
@@ -246,16 +263,21 @@ def _waiting_job(owner: Any) -> str:
     ids=["fal-client-limit-1", "ideogram-10-images-in-flight"],
 )
 def test_a_job_waiting_for_a_slot_in_a_live_process_is_not_resumed_by_another(
-    socket_emulator: Any, tmp_path: Path, vendor: str, limits: dict[str, int], images: tuple[int, int]
+    socket_emulator: Any,
+    tmp_path: Path,
+    journal: Location,
+    vendor: str,
+    limits: dict[str, int],
+    images: tuple[int, int],
 ) -> None:
     # The owner's first job is admitted and never finishes: it keeps the slots its second job waits for.
     route = "submit" if vendor == "fal" else "generate"
     testing.set_faults(socket_emulator, {vendor: [{"route": route, "kind": "stuck", "times": 1}]})
-    owner = _start_owner(socket_emulator, tmp_path, vendor, limits, images)
+    owner = _start_owner(socket_emulator, tmp_path, journal, vendor, limits, images)
     try:
         job_id = _waiting_job(owner)
         before = testing.billed(socket_emulator, vendor)
-        client = _socket_client(socket_emulator, vendor, tmp_path)
+        client = _socket_client(socket_emulator, vendor, tmp_path, journal)
         with client:
             outcome = _outcome(lambda: client.resume(job_id))
         charged = testing.billed(socket_emulator, vendor) - before
@@ -266,7 +288,7 @@ def test_a_job_waiting_for_a_slot_in_a_live_process_is_not_resumed_by_another(
         os.kill(owner.pid, signal.SIGKILL)
         owner.wait(10)
     before = testing.billed(socket_emulator, vendor)
-    with _socket_client(socket_emulator, vendor, tmp_path) as client:
+    with _socket_client(socket_emulator, vendor, tmp_path, journal) as client:
         result = client.resume(job_id)
     assert result.images and testing.billed(socket_emulator, vendor) == before + 1
 
@@ -278,28 +300,28 @@ def _outcome(call: Callable[[], CharacterResult]) -> CharacterResult | Exception
         return exc
 
 
-def _socket_client(server: Any, vendor: str, folder: Path) -> Client:
+def _socket_client(server: Any, vendor: str, folder: Path, journal: Location) -> Client:
     options = _options(server, [vendor])
-    return Client([vendor], journal=folder / "journal.sqlite3", output_dir=folder / "out", **options)
+    return Client([vendor], journal=journal, output_dir=folder / "out", **options)
 
 
 # -- 4. Ctrl-C while Replicate answers the create ---------------------------------------------------------------
 
 
 def test_ctrl_c_while_replicate_creates_the_prediction_is_resumed_by_finding_it(
-    emulated: Emulators, tmp_path: Path
+    emulated: Emulators, tmp_path: Path, journal: Location
 ) -> None:
-    app, path = emulated.sync_app, tmp_path / "journal.sqlite3"
+    app, out = emulated.sync_app, tmp_path / "out"
     testing.reset(app)
     reference = tmp_path / "hero.png"
     reference.write_bytes(make_image(48, 48))
     # The create reaches the emulator (created, billed); the interrupt comes before its answer is read.
-    client = _client(emulated, "replicate", path, Kill(at=1, before=False), error=KeyboardInterrupt)
+    client = _client(emulated, "replicate", journal, out, Kill(at=1, before=False), error=KeyboardInterrupt)
     with pytest.raises(KeyboardInterrupt):
         client.generate(PROMPT, reference, seed=3)
     assert testing.billed(app, "replicate") == 1
-    with _client(emulated, "replicate", path) as again:
-        result = again.resume(newest_job_id(path))
+    with _client(emulated, "replicate", journal, out) as again:
+        result = again.resume(newest_job_id(journal))
     client.close()
     assert result.images, "the paid prediction's image was not recovered"
     assert testing.billed(app, "replicate") == 1, "resume created a second prediction"
@@ -341,11 +363,10 @@ async def _jobs_while_ticking(client: AsyncClient, reference: Path, jobs: int) -
 
 
 def test_async_journal_writes_never_block_the_event_loop_while_another_process_holds_the_lock(
-    tmp_path: Path,
+    tmp_path: Path, journal: Location
 ) -> None:
     app = testing.emulator_app(model_seconds=0)
-    path = tmp_path / "journal.sqlite3"
-    open_journal(path).close()  # the file exists before another process locks it
+    open_journal(journal).close()  # the file (the tables) exist before another process locks it
     reference = tmp_path / "hero.png"
     reference.write_bytes(make_image(48, 48))
     options = {**_options(app, ["fal"]), "deadline_seconds": 30}
@@ -354,10 +375,11 @@ def test_async_journal_writes_never_block_the_event_loop_while_another_process_h
         http = httpx.AsyncClient(transport=testing.ASGITransport(app=app))
         async with http, AsyncClient(["fal"], http=http, journal=False, **options) as warm:
             await warm.generate(PROMPT, reference, seed=99)  # imports and first renders, off the clock
-        holder = _holder(path, LOCK_SECONDS)
+        holder = _holder(journal, LOCK_SECONDS)
         try:
             http = httpx.AsyncClient(transport=testing.ASGITransport(app=app))
-            async with http, AsyncClient(["fal"], http=http, journal=path, **options) as client:
+            out = tmp_path / "out"
+            async with http, AsyncClient(["fal"], http=http, journal=journal, output_dir=out, **options) as client:
                 return await _jobs_while_ticking(client, reference, jobs=4)
         finally:
             holder.wait(10)

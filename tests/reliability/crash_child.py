@@ -35,9 +35,13 @@ def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+#: Uploads of the reference (Replicate's files, fal's storage) come before the billable request: not it.
+_UPLOADS = ("/v1/files", "/rest/storage/", "/cdn/files/", "/cdn/uploads/")
+
+
 def _admitting(request: httpx.Request) -> bool:
     path = request.url.path
-    return request.method == "POST" and not path.endswith(("/cancel", "/v1/files"))
+    return request.method == "POST" and not path.endswith("/cancel") and not any(u in path for u in _UPLOADS)
 
 
 class KillingTransport(httpx.HTTPTransport):

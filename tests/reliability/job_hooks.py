@@ -8,10 +8,12 @@ name moves, adjust it here only.
   Missing: a placeholder class that nothing raises, so ``pytest.raises`` shows what was raised instead.
 * :func:`failure_policy`: ``FailurePolicy(after_admission="fail_over")`` opts into failover after admission.
   Missing: today's nearest switch, ``FailurePolicy(on_outcome_unknown="fail_over")``.
-* :func:`open_journal`: ``Journal(path, busy_timeout_seconds=...)``. Missing: the pragma set by hand.
-* :func:`fail_journal_writes`: the journal's ``_transaction`` (every write goes through it) raises
-  ``sqlite3.OperationalError("database is locked")`` from a chosen write on. Writes are counted from the
-  first after the journal is opened: write 1 records the job, write 2 its first attempt.
+* :func:`open_journal`: ``Journal(location, busy_timeout_seconds=...)``, a SQLite file or a PostgreSQL URL.
+* :func:`fail_journal_writes`: the journal's ``_transaction`` (every write goes through it) raises what a
+  write raises when another process holds the lock past the busy timeout, from a chosen write on: SQLite's
+  ``sqlite3.OperationalError("database is locked")``, PostgreSQL's ``LockNotAvailable`` (``lock_timeout``).
+  Writes are counted from the first after the journal is opened: write 1 records the job, write 2 its
+  first attempt.
 * :class:`Killed` and the killing transports: an interruption that is not an ``Exception`` (like
   ``KeyboardInterrupt``) at the n-th request, before it reaches the emulator or after (the answer lost).
 """
@@ -28,6 +30,7 @@ from typing import Any, Literal
 import httpx
 
 import ideochar.errors
+from ideochar._database import Connection
 from ideochar.errors import IdeocharError
 from ideochar.journal import Journal
 from ideochar.router import FailurePolicy
@@ -39,12 +42,17 @@ __all__ = [
     "Killed",
     "KillingAsyncTransport",
     "KillingTransport",
+    "Location",
     "Policy",
     "fail_journal_writes",
     "failure_policy",
+    "lock_timeout_error",
     "newest_job_id",
     "open_journal",
 ]
+
+Location = Path | str
+"""Where a journal is: a SQLite file, or a PostgreSQL URL (``postgres_url``)."""
 
 Policy = Literal["default", "fail_over"]
 """``default``: never fail over once a vendor may have admitted the job. ``fail_over``: the opt-in."""
@@ -73,22 +81,26 @@ def failure_policy(name: Policy) -> FailurePolicy:
         return FailurePolicy(on_outcome_unknown="fail_over")
 
 
-def open_journal(path: Path, *, busy_timeout_seconds: float | None = None) -> Journal:
-    """The journal at ``path``; a busy timeout bounds how long a write waits for another process's lock."""
-    if busy_timeout_seconds is None:
-        return Journal(path)
-    try:
-        return Journal(path, busy_timeout_seconds=busy_timeout_seconds)  # type: ignore[call-arg]
-    except TypeError:  # before the rework: the same pragma, set on today's connection
-        journal = Journal(path)
-        journal._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)}")
-        return journal
+def open_journal(location: Location, *, busy_timeout_seconds: float = 30.0, output_dir: Path | None = None) -> Journal:
+    """The journal at ``location``; a busy timeout bounds how long a write waits for another process's lock
+    (SQLite's busy timeout, PostgreSQL's ``lock_timeout``). Give ``output_dir`` for a PostgreSQL journal
+    that will save images (it has no folder of its own)."""
+    return Journal(location, output_dir=output_dir, busy_timeout_seconds=busy_timeout_seconds)
 
 
-def newest_job_id(path: Path) -> str:
-    """The id of the job created last in the journal at ``path``."""
-    with Journal(path) as journal:
+def newest_job_id(location: Location) -> str:
+    """The id of the job created last in the journal at ``location``."""
+    with Journal(location) as journal:
         return journal.jobs(limit=1)[0].id
+
+
+def lock_timeout_error(journal: Journal) -> Exception:
+    """What a write raises when another process held the lock past the busy timeout, in ``journal``'s dialect."""
+    if journal.dialect == "postgresql":
+        import psycopg.errors
+
+        return psycopg.errors.LockNotAvailable("canceling statement due to lock timeout")
+    return sqlite3.OperationalError("database is locked")
 
 
 @dataclass
@@ -102,19 +114,19 @@ class WriteFailures:
 def fail_journal_writes(journal: Journal, *, first: int, times: int | None = None) -> WriteFailures:
     """Make the journal's writes fail from its ``first``-th (1-based) on, ``times`` of them (None: all).
 
-    A failed write raises ``sqlite3.OperationalError("database is locked")``, as a write does when another
-    process holds the lock past the busy timeout (a full disk raises the same class).
+    A failed write raises :func:`lock_timeout_error`, as a write does when another process holds the lock
+    past the busy timeout (on SQLite a full disk raises the same class).
     """
     counts = WriteFailures()
     real: Callable[[], Any] = journal._transaction
 
     @contextmanager
-    def transaction() -> Iterator[sqlite3.Connection]:
+    def transaction() -> Iterator[Connection]:
         counts.attempted += 1
         due = counts.attempted >= first and (times is None or counts.failed < times)
         if due:
             counts.failed += 1
-            raise sqlite3.OperationalError("database is locked")
+            raise lock_timeout_error(journal)
         with real() as db:
             yield db
 

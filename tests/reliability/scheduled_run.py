@@ -1,10 +1,11 @@
 """Running one fault schedule against the in-process emulator, and what it left behind.
 
-:func:`run_schedule` runs the schedule's job through ``Client`` or ``AsyncClient`` with a journal in a
-temporary folder, the emulator's fault profile set, and the interruption applied (a killing transport, or
-journal writes made to fail). When the job did not end cleanly (an error, a kill, a journal failure) the
-faults are cleared, as when a vendor recovers, and the job is resumed from the journal by a fresh client,
-as another process would. The :class:`Observation` holds both outcomes and the emulator's ledger after
+:func:`run_schedule` runs the schedule's job through ``Client`` or ``AsyncClient`` with a journal (a SQLite
+file in a temporary folder, or the one it is given: a PostgreSQL schema), the emulator's fault profile set,
+and the interruption applied (a killing transport, or journal writes made to fail). When the job did not
+end cleanly (an error, a kill, a journal failure) the faults are cleared, as when a vendor recovers, and
+the job is resumed from the journal by a fresh client, as another process would. The :class:`Observation`
+holds both outcomes and the emulator's ledger after
 each; invariants.py judges it.
 
 Both emulators (one per driver) live for a whole test: the async one on an event loop in a helper thread
@@ -34,6 +35,7 @@ from ideochar.result import CharacterResult
 from reliability.job_hooks import (
     KillingAsyncTransport,
     KillingTransport,
+    Location,
     fail_journal_writes,
     failure_policy,
     newest_job_id,
@@ -41,7 +43,7 @@ from reliability.job_hooks import (
 )
 from reliability.schedules import VENDORS, Schedule
 
-__all__ = ["DEADLINE_SECONDS", "Emulators", "Observation", "Outcome", "emulators", "run_schedule"]
+__all__ = ["DEADLINE_SECONDS", "Emulators", "Observation", "Outcome", "Run", "emulators", "run_schedule"]
 
 #: Each job's deadline (and each resume's): a hang or a stuck job ends here.
 DEADLINE_SECONDS = 0.75
@@ -135,18 +137,18 @@ def _needs_resume(schedule: Schedule, outcome: Outcome) -> bool:
     return schedule.interruption is not None or not isinstance(outcome, CharacterResult)
 
 
-def _job_to_resume(outcome: Outcome, root: Path) -> str | None:
+def _job_to_resume(outcome: Outcome, location: Location) -> str | None:
     if isinstance(outcome, IdeocharError) and outcome.job_id:
         return outcome.job_id
     try:
-        return newest_job_id(root / "journal.sqlite3")
+        return newest_job_id(location)
     except IndexError:  # the journal holds no job: nothing to resume
         return None
 
 
-def _planned(root: Path, job_id: str) -> int:
+def _planned(location: Location, job_id: str) -> int:
     """How many of the job's calls the journal proves were never sent (each may be sent once by a resume)."""
-    with Journal(root / "journal.sqlite3") as journal:
+    with Journal(location) as journal:
         return sum(1 for part in journal.job(job_id).parts if part.state == "planned")
 
 
@@ -168,7 +170,8 @@ async def _aoutcome_of(call: Callable[[], Awaitable[CharacterResult]]) -> Outcom
         return exc
 
 
-def run_schedule(emulators: Emulators, schedule: Schedule) -> Observation:
+def run_schedule(emulators: Emulators, schedule: Schedule, journal: Location | None = None) -> Observation:
+    """Run ``schedule`` (and its resume) with the journal at ``journal`` (None: a SQLite file of its own)."""
     app = emulators.app(schedule)
     testing.reset(app)
     testing.set_faults(app, schedule.profile())
@@ -177,33 +180,41 @@ def run_schedule(emulators: Emulators, schedule: Schedule) -> Observation:
         reference = root / "hero.png"
         reference.write_bytes(make_image(48, 48, "PNG", "teal"))
         runner = _run_sync if schedule.driver == "sync" else _run_async
-        return runner(emulators, schedule, root, reference)
+        return runner(emulators, schedule, Run(root, journal or root / "journal.sqlite3"), reference)
 
 
-def _journal(schedule: Schedule, path: Path) -> Journal:
-    journal = open_journal(path)
+@dataclass(frozen=True)
+class Run:
+    """Where one schedule's run keeps things: its folder (images go to ``out``) and its journal."""
+
+    root: Path
+    journal: Location
+
+
+def _journal(schedule: Schedule, run: Run) -> Journal:
+    journal = open_journal(run.journal, output_dir=run.root / "out")
     failure = schedule.journal_failure
     if failure is not None:
         fail_journal_writes(journal, first=failure.first, times=failure.times)
     return journal
 
 
-def _run_sync(emulators: Emulators, schedule: Schedule, root: Path, reference: Path) -> Observation:
+def _run_sync(emulators: Emulators, schedule: Schedule, run: Run, reference: Path) -> Observation:
     app, seen = emulators.sync_app, Observation(schedule)
     options = _client_options(schedule, app, emulators.pm)
     transport = KillingTransport(emulators.sync_transport, schedule.kill)
-    journal = _journal(schedule, root / "journal.sqlite3")
+    journal = _journal(schedule, run)
     http = httpx.Client(transport=transport)
-    client = Client(list(schedule.providers), http=http, journal=journal, output_dir=root / "out", **options)
+    client = Client(list(schedule.providers), http=http, journal=journal, output_dir=run.root / "out", **options)
     try:
         seen.outcome = _outcome_of(lambda: client.generate(PROMPT, reference, seed=5))
         seen.killed = transport.fired
         _after_run(seen, app)
-        job_id = _job_to_resume(seen.outcome, root) if _needs_resume(schedule, seen.outcome) else None
+        job_id = _job_to_resume(seen.outcome, run.journal) if _needs_resume(schedule, seen.outcome) else None
         if job_id is not None:
             testing.set_faults(app, None)  # the vendors recovered
-            seen.planned_before_resume = _planned(root, job_id)
-            seen.resumed = _resume_sync(emulators, schedule, root, options, job_id)
+            seen.planned_before_resume = _planned(run.journal, job_id)
+            seen.resumed = _resume_sync(emulators, schedule, run, options, job_id)
             seen.ledger_after_resume = ledger(app)
     finally:
         client.close()
@@ -212,12 +223,12 @@ def _run_sync(emulators: Emulators, schedule: Schedule, root: Path, reference: P
     return seen
 
 
-def _resume_sync(emulators: Emulators, schedule: Schedule, root: Path, options: dict[str, Any], job_id: str) -> Outcome:
+def _resume_sync(emulators: Emulators, schedule: Schedule, run: Run, options: dict[str, Any], job_id: str) -> Outcome:
     """Resume the job as another process would: a fresh client and journal, no fault, no kill."""
     # The transport wrapper is this client's own: closing it leaves the shared transport open.
     with (
         httpx.Client(transport=KillingTransport(emulators.sync_transport, None)) as http,
-        Client(list(schedule.providers), http=http, journal=root / "journal.sqlite3", output_dir=root / "out",
+        Client(list(schedule.providers), http=http, journal=run.journal, output_dir=run.root / "out",
                **options) as client,
     ):  # fmt: skip
         return _outcome_of(lambda: client.resume(job_id))
@@ -228,29 +239,29 @@ def _after_run(seen: Observation, app: Any) -> None:
     seen.billed_ids_after_run = billed_ids(app)
 
 
-def _run_async(emulators: Emulators, schedule: Schedule, root: Path, reference: Path) -> Observation:
-    async def run() -> Observation:
-        return await _arun(emulators, schedule, root, reference)
+def _run_async(emulators: Emulators, schedule: Schedule, run: Run, reference: Path) -> Observation:
+    async def main() -> Observation:
+        return await _arun(emulators, schedule, run, reference)
 
-    return emulators.portal.call(run)
+    return emulators.portal.call(main)
 
 
-async def _arun(emulators: Emulators, schedule: Schedule, root: Path, reference: Path) -> Observation:
+async def _arun(emulators: Emulators, schedule: Schedule, run: Run, reference: Path) -> Observation:
     app, seen = emulators.async_app, Observation(schedule)
     options = _client_options(schedule, app, emulators.pm)
     transport = KillingAsyncTransport(testing.ASGITransport(app=app), schedule.kill)
-    journal = _journal(schedule, root / "journal.sqlite3")
+    journal = _journal(schedule, run)
     http = httpx.AsyncClient(transport=transport)
-    client = AsyncClient(list(schedule.providers), http=http, journal=journal, output_dir=root / "out", **options)
+    client = AsyncClient(list(schedule.providers), http=http, journal=journal, output_dir=run.root / "out", **options)
     try:
         seen.outcome = await _aoutcome_of(lambda: client.generate(PROMPT, reference, seed=5))
         seen.killed = transport.fired
         _after_run(seen, app)
-        job_id = _job_to_resume(seen.outcome, root) if _needs_resume(schedule, seen.outcome) else None
+        job_id = _job_to_resume(seen.outcome, run.journal) if _needs_resume(schedule, seen.outcome) else None
         if job_id is not None:
             testing.set_faults(app, None)  # the vendors recovered
-            seen.planned_before_resume = _planned(root, job_id)
-            seen.resumed = await _aresume(app, schedule, root, options, job_id)
+            seen.planned_before_resume = _planned(run.journal, job_id)
+            seen.resumed = await _aresume(app, schedule, run, options, job_id)
             seen.ledger_after_resume = ledger(app)
     finally:
         await client.aclose()
@@ -259,11 +270,11 @@ async def _arun(emulators: Emulators, schedule: Schedule, root: Path, reference:
     return seen
 
 
-async def _aresume(app: Any, schedule: Schedule, root: Path, options: dict[str, Any], job_id: str) -> Outcome:
+async def _aresume(app: Any, schedule: Schedule, run: Run, options: dict[str, Any], job_id: str) -> Outcome:
     """The async twin of :func:`_resume_sync`."""
     async with (
         httpx.AsyncClient(transport=testing.ASGITransport(app=app)) as http,
-        AsyncClient(list(schedule.providers), http=http, journal=root / "journal.sqlite3", output_dir=root / "out",
+        AsyncClient(list(schedule.providers), http=http, journal=run.journal, output_dir=run.root / "out",
                     **options) as client,
     ):  # fmt: skip
         return await _aoutcome_of(lambda: client.resume(job_id))

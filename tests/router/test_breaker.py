@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -9,6 +11,7 @@ import pytest
 
 from ideochar import ContentFiltered, Generate, ProviderUnavailable, RateLimited
 from ideochar.breaker import CircuitBreaker
+from ideochar.limits import Acquire, ProviderLimits, ThreadLimiter
 
 from .conftest import MakeClient
 from .fakes import FakeProvider, FakeVendors
@@ -68,6 +71,46 @@ def test_a_failed_probe_opens_the_breaker_for_another_cooldown() -> None:
     assert not breaker.acquire("alpha")[0]
     clock.now += 2
     assert breaker.acquire("alpha")[0]
+
+
+def test_a_success_of_an_attempt_let_through_before_the_breaker_opened_leaves_it_open() -> None:
+    """An attempt sent while the breaker was closed may finish after it opened: only the probe closes it."""
+    clock = Clock()
+    breaker = CircuitBreaker(failure_threshold=2, cooldown_seconds=10, clock=clock)
+    early = clock()
+    clock.now += 1
+    breaker.record("alpha", unavailable())
+    breaker.record("alpha", unavailable())
+    assert breaker.record("alpha", None, admitted_at=early) == "open"
+    assert not breaker.acquire("alpha")[0]
+    clock.now += 10
+    probe = clock()
+    assert breaker.acquire("alpha") == (True, None)
+    assert breaker.record("alpha", None, admitted_at=early) == "half_open"  # still: the probe decides
+    assert not breaker.acquire("alpha")[0]
+    assert breaker.record("alpha", None, admitted_at=probe) == "closed"
+
+
+def test_a_step_that_waited_for_a_slot_is_not_sent_once_the_breaker_opened() -> None:
+    breaker = CircuitBreaker(failure_threshold=1, cooldown_seconds=30)
+    limiter = ThreadLimiter({"alpha": ProviderLimits(max_images_in_flight=1)}, breaker=breaker)
+    held = limiter.acquire(Acquire("alpha", 1, None))
+    refused: list[ProviderUnavailable] = []
+
+    def queued() -> None:
+        try:
+            limiter.acquire(Acquire("alpha", 1, time.monotonic() + 5)).release()
+        except ProviderUnavailable as exc:
+            refused.append(exc)
+
+    waiter = threading.Thread(target=queued)
+    waiter.start()
+    time.sleep(0.05)
+    breaker.record("alpha", unavailable())  # the attempt holding the slot fails: open
+    held.release()
+    waiter.join(5)
+    assert len(refused) == 1 and "opened while this attempt waited" in str(refused[0]) and not refused[0].sent
+    limiter.acquire(Acquire("alpha", 1, None)).release()  # a step that did not wait: the router asked already
 
 
 def test_a_lost_probe_frees_the_slot_after_a_cooldown() -> None:

@@ -114,6 +114,27 @@ def test_a_job_whose_process_died_is_free_at_once(where: Any) -> None:
     journal.close()
 
 
+def test_a_claim_closes_an_attempt_whose_images_were_saved_before_its_owner_died(where: Any, tmp_path: Path) -> None:
+    """Killed between saving an attempt's images and recording its end: the next owner finds the attempt
+    served and billed, not open (the fleet test caught a finished job with an attempt still "submitted")."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    dead = Owner(host=Owner.current().host, pid=int(child.stdout), started=None, token="dead-run")
+    journal = Journal(where, output_dir=tmp_path / "out")
+    journal.create_job("job-1", CharacterRequest(prompt="x", reference=make_image(8, 8)), owner=dead)
+    image = GeneratedImage(data=make_image(8, 8), content_type="image/png")
+    for key, saved in (("served", 2), ("half", 1)):
+        journal.start_attempt("job-1", key, provider="fal", part=(key, 2, None))
+        journal.intend("job-1", key, part=key, marker=None, at=time.time())
+        journal.admitted(key, vendor_request_id=f"req-{key}", resume={"request_id": f"req-{key}"})
+        journal.record_outputs("job-1", [image] * saved, part=key, attempt=key, provider="fal")
+    journal.claim("job-1", Owner.current())
+    attempts = {a.key: a for a in journal.job("job-1").attempts}
+    served = attempts["served"]
+    assert (served.status, served.billed, served.open) == ("succeeded", "yes", False)
+    assert attempts["half"].status == "submitted" and attempts["half"].open  # one image still at the vendor
+    journal.close()
+
+
 def test_a_job_on_another_machine_is_free_only_once_its_lease_runs_out(where: Any) -> None:
     elsewhere = Owner(host="other-host/0123", pid=1, started=None, token="remote-run")
     journal = claimed(where, elsewhere)

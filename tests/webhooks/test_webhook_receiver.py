@@ -43,7 +43,8 @@ pytestmark = pytest.mark.anyio
 @dataclass
 class World:
     emulator: BackgroundServer
-    journal: Path
+    journal: Path | str
+    """A SQLite file, or a PostgreSQL URL (a fleet's journal)."""
     signer: FalSigner
     submitter: Client
     client: Client
@@ -84,11 +85,22 @@ class World:
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    journal = tmp_path / "journal.sqlite3"
+    yield from _world(tmp_path / "journal.sqlite3", tmp_path / "journal" / "outputs")
+
+
+@pytest.fixture
+def fleet_world(tmp_path: Path, postgres_url: str) -> Iterator[World]:
+    """The same, with the journal a fleet shares (PostgreSQL)."""
+    yield from _world(postgres_url, tmp_path / "outputs")
+
+
+def _world(journal: Path | str, outputs: Path) -> Iterator[World]:
     with testing.running_emulator() as emulator:
-        submitter = webhook_client(emulator.url, None, ["fal", "replicate"], journal=journal)
+        submitter = webhook_client(emulator.url, None, ["fal", "replicate"], journal=journal, output_dir=outputs)
         events: list[Event] = []
-        client = Client(["fal", "replicate"], emulator=emulator.url, journal=journal, on_event=events.append)
+        client = Client(
+            ["fal", "replicate"], emulator=emulator.url, journal=journal, output_dir=outputs, on_event=events.append
+        )
         try:
             yield World(emulator, journal, FalSigner(), submitter, client, events)
         finally:
@@ -127,6 +139,32 @@ async def test_a_callback_is_answered_at_once_and_its_job_finished_after(world: 
     kinds = [(e.kind, e.message) for e in world.events if e.job_id == job_id]
     assert ("progress", "fal called back: the job succeeded") in kinds and ("finished", None) in kinds
     receiver.close()
+
+
+async def test_two_receivers_on_one_postgresql_journal_drop_each_others_duplicates(
+    fleet_world: World, tmp_path: Path
+) -> None:
+    """Two receivers behind a load balancer, each in its own process with its own connection: a delivery the
+    first took comes again to the second, which acknowledges it as a duplicate (not merely a finished job)."""
+    world = fleet_world
+    job_id, vendor_id = world.job()
+    other = Client(["fal", "replicate"], emulator=world.emulator.url, journal=world.journal, output_dir=tmp_path / "o")
+    one, two = world.receiver(), world.receiver(other)
+    answers = []
+    for receiver in (one, two):  # a retry: signed anew, the same delivery
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=receiver.app), base_url="http://lb.test"
+        ) as http:
+            answers.append(
+                await http.post("/fal", headers=world.fal_callback(vendor_id)[0], content=fal_body(vendor_id))
+            )
+    assert [a.status_code for a in answers] == [202, 200] and answers[1].json() == {"status": "duplicate"}
+    assert await one.drain(10) and await two.drain(10)
+    assert len(world.results[job_id]) == 1 and testing.billed(world.emulator, "fal") == 1
+    assert world.client.journal.job(job_id).status == "succeeded"  # type: ignore[union-attr]
+    one.close()
+    two.close()
+    other.close()
 
 
 async def test_a_duplicate_delivery_is_acknowledged_and_not_run_again(world: World, post: Any) -> None:

@@ -29,7 +29,8 @@ FINISHED: frozenset[str] = frozenset({"succeeded", "partial", "failed"})
 class PruneReport:
     cutoff: datetime
     dry_run: bool
-    journal: Path
+    journal: str
+    """Where the journal is: its file, or its database's URL without a password (``Journal.where``)."""
     removed: list[JobRecord] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     open_kept: list[JobRecord] = field(default_factory=list)
@@ -59,7 +60,7 @@ class PruneReport:
         return {
             "dry_run": self.dry_run,
             "cutoff": self.cutoff.isoformat(),
-            "journal": str(self.journal),
+            "journal": self.journal,
             "removed": [job.id for job in self.removed],
             "files_removed": [str(path) for path in self.files],
             "kept_open": [job.id for job in self.open_kept],
@@ -77,7 +78,7 @@ def prune_jobs(
 ) -> PruneReport:
     """Forget the jobs last changed before ``cutoff`` (of ``statuses``, if given): the finished ones, and
     with ``force`` the open ones too; open ones left are reported, so none is kept in silence."""
-    report = PruneReport(cutoff, dry_run, journal.path)
+    report = PruneReport(cutoff, dry_run, journal.where)
     chosen: list[JobRecord] = []
     for job in journal.jobs(limit=None):
         if job.updated_at >= cutoff or (statuses and job.status not in statuses):

@@ -12,15 +12,21 @@ provider's declared concurrency makes the calls wait for each other.
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ideochar.request import CharacterRequest
 from ideochar.spec import Provider, Quote
+
+if TYPE_CHECKING:
+    from ideochar.journal import JobRecord, Journal
+
+logger = logging.getLogger("ideochar.cli")
 
 __all__ = ["Estimate", "estimates", "observed_seconds"]
 
@@ -38,33 +44,44 @@ class Estimate:
     samples: int = 0
 
 
-def observed_seconds(journal_path: Path | None, request: CharacterRequest) -> dict[str, tuple[float, int]]:
+def observed_seconds(journal_at: str | Path | None, request: CharacterRequest) -> dict[str, tuple[float, int]]:
     """Per provider, the median seconds of its recent successful calls and how many there were.
 
-    Calls of the same operation and speed are preferred; a provider with none of those uses all its calls.
+    ``journal_at`` is the configured journal: a SQLite file (none yet: nothing seen), or a PostgreSQL URL
+    (a database that cannot be read now only costs the estimate: the quote goes on without it). Calls of
+    the same operation and speed are preferred; a provider with none of those uses all its calls.
     """
-    if journal_path is None or not journal_path.is_file():
+    if journal_at is None or (isinstance(journal_at, Path) and not journal_at.is_file()):
         return {}
     from ideochar.journal import Journal
 
+    try:
+        jobs = _recent_jobs(Journal(journal_at))
+    except Exception:  # the shared database is down or refuses us: no history, not a failed quote
+        logger.warning("could not read the journal at %s for the times seen", journal_at, exc_info=True)
+        return {}
     same: dict[str, list[float]] = {}
     other: dict[str, list[float]] = {}
-    with Journal(journal_path) as journal:
-        for job in journal.jobs(limit=_RECENT_JOBS):
-            if job.emulated:
+    for job in jobs:
+        if job.emulated:
+            continue
+        alike = job.operation == request.operation_name and job.request.get("speed") == request.speed
+        for attempt in job.attempts:
+            if attempt.status != "succeeded" or attempt.finished_at is None:
                 continue
-            alike = job.operation == request.operation_name and job.request.get("speed") == request.speed
-            for attempt in job.attempts:
-                if attempt.status != "succeeded" or attempt.finished_at is None:
-                    continue
-                took = (attempt.finished_at - attempt.started_at).total_seconds()
-                (same if alike else other).setdefault(attempt.provider, []).append(took)
+            took = (attempt.finished_at - attempt.started_at).total_seconds()
+            (same if alike else other).setdefault(attempt.provider, []).append(took)
     found: dict[str, tuple[float, int]] = {}
     for provider in set(same) | set(other):
         times = (same.get(provider) or other.get(provider) or [])[:_RECENT_CALLS]
         if times:
             found[provider] = (statistics.median(times), len(times))
     return found
+
+
+def _recent_jobs(journal: Journal) -> list[JobRecord]:
+    with journal:
+        return journal.jobs(limit=_RECENT_JOBS)
 
 
 def _waves(quote: Quote, provider: Provider) -> int:
@@ -78,10 +95,10 @@ def _waves(quote: Quote, provider: Provider) -> int:
 
 
 def estimates(
-    quotes: Sequence[Quote], providers: Sequence[Provider], journal_path: Path | None, request: CharacterRequest
+    quotes: Sequence[Quote], providers: Sequence[Provider], journal_at: str | Path | None, request: CharacterRequest
 ) -> dict[str, Estimate]:
     """The expected time of each quoted request, by provider; a provider with nothing to go on is absent."""
-    seen = observed_seconds(journal_path, request)
+    seen = observed_seconds(journal_at, request)
     by_name: Mapping[str, Provider] = {p.info.name: p for p in providers}
     found: dict[str, Estimate] = {}
     for quote in quotes:

@@ -116,7 +116,7 @@ class MemoryState:
         budget: Budget | None,
         breaker: CircuitBreaker,
     ) -> ThreadLimiter:
-        return ThreadLimiter(limits, budget=self._ledger(budget), providers=providers)
+        return ThreadLimiter(limits, budget=self._ledger(budget), providers=providers, breaker=breaker)
 
     def async_limiter(
         self,
@@ -126,7 +126,7 @@ class MemoryState:
         budget: Budget | None,
         breaker: CircuitBreaker,
     ) -> AnyioLimiter:
-        return AnyioLimiter(limits, budget=self._ledger(budget), providers=providers)
+        return AnyioLimiter(limits, budget=self._ledger(budget), providers=providers, breaker=breaker)
 
     def spent(self, budget: Budget) -> tuple[Decimal, Decimal]:
         ledger = self._ledgers.get(budget.name)

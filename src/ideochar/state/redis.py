@@ -3,7 +3,9 @@
 Every admission is one Lua script (:data:`ADMIT`), run atomically by Redis on its own clock (``TIME``):
 
 1. the vendor's **breaker** record: open and cooling down, or half-open with a probe in flight, refuses
-   (``ProviderUnavailable``, nothing sent); half-open with no probe makes this attempt the fleet's probe;
+   (``ProviderUnavailable``, nothing sent); half-open with no probe makes this attempt the fleet's probe
+   (the record keeps its lease id: only the probe's success closes the breaker again, not the success of
+   an attempt admitted before it opened);
 2. the **budget**: spent plus reserved plus this quote above the cap refuses (``OverBudget``);
 3. the **rate window** (a sorted set of admission times) and the **leases** (a sorted set of lease ids
    scored by expiry, with a hash of their images): expired leases are dropped first, so a killed
@@ -21,8 +23,9 @@ taken together with a slot, a probe and a reservation, and a hit for a request t
 counts a request that was never sent. No library reserves a budget atomically either.
 
 A live lease is renewed by a background thread (every third of its life) while its attempt runs. The
-router's own breaker is a view (:class:`MirrorBreakerStore`) refreshed by each answer: it skips a vendor
-it saw open without asking; the script alone decides.
+router's own breaker is a view (:class:`MirrorBreakerStore`) refreshed by each answer, its times moved
+onto this machine's clock: it skips a vendor it saw open without asking; the scripts alone decide and
+record (the router's own ``record`` leaves the view alone, so nothing is counted twice).
 
 **When Redis cannot be reached** the admission fails closed: :class:`~ideochar.errors.StateUnavailable`,
 nothing sent. With ``fallback="local"`` the limits and the breaker fall back to this process's own (a
@@ -66,6 +69,7 @@ __all__ = [
     "RedisAsyncLimiter",
     "RedisLimiter",
     "RedisState",
+    "ScriptAnswer",
 ]
 
 logger = logging.getLogger("ideochar.state")
@@ -85,6 +89,7 @@ ADMIT = """
 --       4 breaker (hash failures, opened, probe), 5 budget (hash spent, reserved)
 -- ARGV: 1 lease id, 2 images, 3 capacity (-1: none), 4 per window (-1: none), 5 window ms,
 --       6 lease ms, 7 quote (micro-USD, -1: no budget), 8 cap (micro-USD), 9 cooldown ms, 10 check breaker (1/0)
+-- Returns {status, wait ms or spent, failures, opened ms, probe ms, now ms, 1 if this is the probe}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local images, capacity, per_window = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -96,10 +101,10 @@ local probe = tonumber(redis.call('HGET', KEYS[4], 'probe') or '-1')
 local probing = 0
 if ARGV[10] == '1' and opened >= 0 then
   if now - opened < cooldown then
-    return {'open', opened + cooldown - now, failures, opened, probe, now}
+    return {'open', opened + cooldown - now, failures, opened, probe, now, 0}
   end
   if probe >= 0 and now < probe then
-    return {'probe', probe - now, failures, opened, probe, now}
+    return {'probe', probe - now, failures, opened, probe, now, 0}
   end
   probing = 1
 end
@@ -107,7 +112,7 @@ if quote >= 0 then
   local spent = tonumber(redis.call('HGET', KEYS[5], 'spent') or '0')
   local reserved = tonumber(redis.call('HGET', KEYS[5], 'reserved') or '0')
   if spent + reserved + quote > cap then
-    return {'budget', spent + reserved, failures, opened, probe, now}
+    return {'budget', spent + reserved, failures, opened, probe, now, 0}
   end
 end
 local wait = 0
@@ -129,7 +134,7 @@ if capacity >= 0 and wait == 0 then
   if used + images > capacity then wait = -1 end
 end
 if wait ~= 0 then
-  return {'wait', wait, failures, opened, probe, now}
+  return {'wait', wait, failures, opened, probe, now, 0}
 end
 if capacity >= 0 then
   redis.call('ZADD', KEYS[1], now + lease_ms, ARGV[1])
@@ -144,9 +149,9 @@ if quote >= 0 then
 end
 if probing == 1 then
   probe = now + math.max(cooldown, 1)
-  redis.call('HSET', KEYS[4], 'probe', probe)
+  redis.call('HSET', KEYS[4], 'probe', probe, 'probe_lease', ARGV[1])
 end
-return {'ok', 0, failures, opened, probe, now}
+return {'ok', 0, failures, opened, probe, now, probing}
 """
 
 RELEASE = """
@@ -163,19 +168,22 @@ if reserved > 0 or spent > 0 then
   redis.call('HINCRBY', KEYS[4], 'spent', spent)
 end
 if ARGV[4] == 'success' then
-  redis.call('DEL', KEYS[3])
+  -- Open: only the fleet's probe closes it; an attempt admitted before it opened says nothing of now.
+  if not redis.call('HGET', KEYS[3], 'opened') or redis.call('HGET', KEYS[3], 'probe_lease') == ARGV[1] then
+    redis.call('DEL', KEYS[3])
+  end
 elseif ARGV[4] == 'fault' then
   local failures = redis.call('HINCRBY', KEYS[3], 'failures', 1)
   local opened = redis.call('HGET', KEYS[3], 'opened')
   if opened or failures >= tonumber(ARGV[5]) then
     redis.call('HSET', KEYS[3], 'opened', now)
-    redis.call('HDEL', KEYS[3], 'probe')
+    redis.call('HDEL', KEYS[3], 'probe', 'probe_lease')
   end
 end
 local failures = tonumber(redis.call('HGET', KEYS[3], 'failures') or '0')
 local opened = tonumber(redis.call('HGET', KEYS[3], 'opened') or '-1')
 local probe = tonumber(redis.call('HGET', KEYS[3], 'probe') or '-1')
-return {'released', 0, failures, opened, probe, now}
+return {'released', 0, failures, opened, probe, now, 0}
 """
 
 RENEW = """
@@ -207,30 +215,44 @@ def _usd(micro: int | str | bytes | None) -> Decimal:
 
 
 @dataclass(frozen=True)
-class _Answer:
+class ScriptAnswer:
+    """A script's reply. ``record`` is the breaker record on this machine's clock (``time.time``): Redis
+    answered with its own, and the two may differ by more than a cooldown."""
+
     status: str
     wait_ms: int
     record: BreakerRecord
+    at: float
+    """When Redis ran the script, on Redis's clock (seconds): the moment an admission was decided."""
+    opened: float | None
+    """When the breaker last opened, on Redis's clock (None: closed)."""
+    probe: bool
+    """This admission is the fleet's probe."""
 
     @classmethod
-    def of(cls, reply: list[Any]) -> _Answer:
+    def of(cls, reply: list[Any], clock: Callable[[], float] = time.time) -> ScriptAnswer:
         status = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
-        failures, opened, probe = (int(v) for v in reply[2:5])
-        record = BreakerRecord(
-            failures=failures,
-            opened_at=None if opened < 0 else opened / 1000,
-            probe_until=None if probe < 0 else probe / 1000,
-        )
-        return cls(status, int(reply[1]), record)
+        failures, opened, probe, now = (int(v) for v in reply[2:6])
+        ahead = clock() - now / 1000  # add to a Redis time to read it on our clock
+
+        def local(ms: int) -> float | None:
+            return None if ms < 0 else ms / 1000 + ahead
+
+        record = BreakerRecord(failures=failures, opened_at=local(opened), probe_until=local(probe))
+        probing = len(reply) > 6 and int(reply[6]) == 1
+        return cls(status, int(reply[1]), record, now / 1000, None if opened < 0 else opened / 1000, probing)
 
 
 class MirrorBreakerStore:
     """The router's view of the shared breaker records (:class:`~ideochar.breaker.BreakerStore`).
 
     Each admission and release answer overwrites a vendor's record (:meth:`observe`); the router's own
-    updates apply locally until the next answer. A record older than :data:`MIRROR_SECONDS` is forgotten
+    updates (a probe it is about to ask for) apply locally until the next answer, but not its outcomes:
+    the release script recorded them already. A record older than :data:`MIRROR_SECONDS` is forgotten
     (read as closed), so the router asks the script again rather than trust what it saw long ago.
     """
+
+    records_outcomes = False
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._records: dict[str, tuple[BreakerRecord, float]] = {}
@@ -429,10 +451,16 @@ class RedisState:
         budget_key = self.budget_key(budget) if budget is not None else keys.budget
         return [keys.leases, keys.weights, keys.breaker, budget_key], [lease, reserved, spent, outcome, threshold]
 
-    def answer(self, provider: str, step: Acquire, reply: list[Any], budget: Budget | None) -> _Answer:
-        """Read a script's reply: the mirror learns the breaker record; a refusal becomes its error."""
-        answer = _Answer.of(reply)
+    def observe(self, provider: str, lease: str, answer: ScriptAnswer) -> None:
+        """Every script's answer passes here (admissions, refusals, releases of ``lease``): the router's view
+        learns the breaker record. A subclass may watch them too (the fleet's test records when each
+        admission was decided, on Redis's clock)."""
         self.mirror.observe(provider, answer.record)
+
+    def answer(self, provider: str, step: Acquire, reply: list[Any], budget: Budget | None, lease: str) -> ScriptAnswer:
+        """Read an admission's reply (:meth:`observe`); a refusal becomes its error."""
+        answer = ScriptAnswer.of(reply)
+        self.observe(provider, lease, answer)
         if answer.status in ("open", "probe"):
             why = "open" if answer.status == "open" else "half-open: another worker's probe is in flight"
             raise ProviderUnavailable(
@@ -533,8 +561,8 @@ class _Shared:
             step.provider, lease, reserved, ended, self.budget, self.breaker.failure_threshold
         )
 
-    def _observe(self, provider: str, reply: list[Any]) -> None:
-        self.state.mirror.observe(provider, _Answer.of(reply).record)
+    def _observe(self, provider: str, lease: str, reply: list[Any]) -> None:
+        self.state.observe(provider, lease, ScriptAnswer.of(reply))
 
 
 def _pause(attempt: int, hint_ms: int) -> float:
@@ -569,7 +597,7 @@ class RedisLimiter(_Shared):
                 if self._fell_back(exc):
                     return self._local.acquire(step)
                 raise _unreachable(exc) from exc
-            answer = self.state.answer(step.provider, step, reply, self.budget)
+            answer = self.state.answer(step.provider, step, reply, self.budget, lease)
             if answer.status == "ok":
                 break
             if step.deadline is not None and time.monotonic() >= step.deadline:
@@ -587,7 +615,7 @@ class RedisLimiter(_Shared):
             self.state.drop(step.provider, lease)
             release_keys, release_argv = self._release_args(step, lease, reserved, ended)
             try:
-                self._observe(step.provider, self.state._release(keys=release_keys, args=release_argv))
+                self._observe(step.provider, lease, self.state._release(keys=release_keys, args=release_argv))
             except Exception:
                 logger.warning("could not release a lease at %s; it lapses on its own", step.provider, exc_info=True)
 
@@ -624,7 +652,7 @@ class RedisAsyncLimiter(_Shared):
                 if self._fell_back(exc):
                     return await self._local.acquire(step)
                 raise _unreachable(exc) from exc
-            answer = self.state.answer(step.provider, step, reply, self.budget)
+            answer = self.state.answer(step.provider, step, reply, self.budget, lease)
             if answer.status == "ok":
                 break
             if step.deadline is not None and time.monotonic() >= step.deadline:
@@ -641,7 +669,7 @@ class RedisAsyncLimiter(_Shared):
         async def send(ended: Ended | None) -> None:
             release_keys, release_argv = self._release_args(step, lease, reserved, ended)
             try:
-                self._observe(step.provider, await release_script(keys=release_keys, args=release_argv))
+                self._observe(step.provider, lease, await release_script(keys=release_keys, args=release_argv))
             except Exception:
                 logger.warning("could not release a lease at %s; it lapses on its own", step.provider, exc_info=True)
 

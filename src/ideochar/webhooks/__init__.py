@@ -37,7 +37,7 @@ from ideochar.webhooks._common import (
     CallbackStatus,
     WebhookEvent,
 )
-from ideochar.webhooks._deliveries import DeliveryLog, MemoryDeliveries, SqliteDeliveries
+from ideochar.webhooks._deliveries import DatabaseDeliveries, DeliveryLog, MemoryDeliveries, SqliteDeliveries
 from ideochar.webhooks._errors import (
     BadSignature,
     CallbackTooLarge,
@@ -70,6 +70,7 @@ __all__ = [
     "BadSignature",
     "CallbackStatus",
     "CallbackTooLarge",
+    "DatabaseDeliveries",
     "DeliveryLog",
     "FalKeys",
     "MalformedCallback",

@@ -40,7 +40,7 @@ from ideochar.errors import IdeocharError, JobBusy
 from ideochar.events import Event
 from ideochar.webhooks import _client
 from ideochar.webhooks._common import DEFAULT_TOLERANCE_SECONDS, MAX_BODY_BYTES, WebhookEvent, check_tolerance
-from ideochar.webhooks._deliveries import DeliveryLog, SqliteDeliveries
+from ideochar.webhooks._deliveries import DatabaseDeliveries, DeliveryLog
 from ideochar.webhooks._errors import CallbackTooLarge, SigningKeysUnavailable, WebhookRefused
 from ideochar.webhooks._fal import FalKeys
 from ideochar.webhooks._replicate import ReplicateSecret
@@ -131,11 +131,9 @@ class WebhookReceiver:
         self.journal = journal
         self.tolerance_seconds = check_tolerance(tolerance_seconds)
         self.max_body_bytes = max_body_bytes
-        if deliveries is None and getattr(journal, "path", None) is None:  # a PostgreSQL journal has no file
-            from ideochar.webhooks._deliveries import MemoryDeliveries
-
-            deliveries = MemoryDeliveries()
-        self.deliveries: DeliveryLog = deliveries if deliveries is not None else SqliteDeliveries(journal.path)
+        if deliveries is None:  # the journal's database, whichever it is: every receiver sharing it sees them
+            deliveries = DatabaseDeliveries(journal.url or journal.path)
+        self.deliveries: DeliveryLog = deliveries
         self.on_result = on_result
         self.callback_deadline_seconds = callback_deadline_seconds
         self.sweep_every_seconds = sweep_every_seconds
