@@ -27,6 +27,8 @@ from _support import EmulatorProcess, alternate, log, ms, reps, summary, timer, 
 
 import ideochar
 from ideochar.breaker import CircuitBreaker
+from ideochar.client import EMULATOR_KEY
+from ideochar.emulator.testing import base_urls
 
 PROMPT = "the character crossing a bridge"
 FAULTS = {"refused": "refused", "503": "status_503", "hang": "hang"}
@@ -55,15 +57,21 @@ def main() -> None:
         alone = ideochar.Client(["segmind"], emulator=url, journal=False)
         outcomes: dict[str, str] = {}
 
+        vendors = base_urls(url)  # each vendor's base URLs on the running emulator
+
         def client(fault: str, breaker: CircuitBreaker) -> ideochar.Client:
+            # Not ``emulator=url``: the emulator wins over ``base_urls`` (docs/security.md), and fal must
+            # reach the fault. Each vendor is pointed at its place by hand, with the emulator's key.
             bad = emulator.urls[FAULTS[fault]]
             return ideochar.Client(
                 ["fal", "segmind"],
-                emulator=url,
-                base_urls={"fal": {"queue": bad, "run": bad, "rest": bad}},
+                keys={"fal": EMULATOR_KEY, "segmind": EMULATOR_KEY},
+                base_urls={"fal": {name: bad for name in vendors["fal"]}, "segmind": vendors["segmind"]},
+                options={"fal": {"image_transport": "data_uri"}},  # the fault meets the submit, not an upload
                 breaker=breaker,
                 policy=policy,
                 journal=False,
+                allow_private_urls=True,
             )
 
         def run(name: str, c: ideochar.Client, *, close_breaker: bool = False) -> Callable[[], None]:
@@ -73,6 +81,8 @@ def main() -> None:
                 if close_breaker:
                     c.breaker.reset("fal")
                 result = c.generate(PROMPT, reference, aspect_ratio="1:1")
+                if result.provider != "segmind":  # the arm measured something else: stop, do not publish it
+                    raise SystemExit(f"failover bench: {name} was served by {result.provider}, not segmind")
                 tried = " -> ".join(f"{a.provider} {a.outcome}" for a in result.attempts)
                 outcomes[name] = f"served by {result.provider} ({tried})"
 
