@@ -211,6 +211,12 @@ class _Base:
         if emulator is True:
             _require_emulator()
         self._emulator = emulator
+        if emulator and base_urls:
+            # The emulator wins (docs/security.md); a caller naming both should hear which of theirs is unused.
+            logger.warning(
+                "base_urls= for %s is not used: with the emulator, every vendor's calls go to the emulator",
+                ", ".join(sorted(base_urls)),
+            )
         self._emulator_root: str | None = emulator if isinstance(emulator, str) else None
         self._emulated: tuple[str, dict[str, dict[str, str]]] | None = None
         self._pm = plugin_manager

@@ -164,8 +164,16 @@ def _overhead(page: Page, r: Result) -> None:
             "httpx, sized before it is sent), checking the answer (format and pixel size), and routing, events and "
             "the result's records, each a few tens to two hundred microseconds of Python. What raw httpx skips is "
             "the library's checks and records, not waste; meeting 0.3 ms for a one-request vendor would mean "
-            "dropping them. fal, four requests per job, is well within the target."
+            "dropping them. " + _within("fal, four requests per job,", per.get("fal"), target)
         )
+
+
+def _within(what: str, measured: dict[str, float] | None, target: float) -> str:
+    """A sentence about one provider against the target, from the measurement (never written in advance)."""
+    if measured is None:
+        return ""
+    verdict = "within" if measured["median"] <= target else "over"
+    return f"{what} is {verdict} the target ({_f(measured['median'], 3)} ms/request)."
 
 
 def _segmind_breakdown(page: Page, r: Result) -> str:

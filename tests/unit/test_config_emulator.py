@@ -78,12 +78,18 @@ def test_emulator_true_reaches_nothing_configured(recorder: Recorder, tmp_path: 
     assert recorder.requests == []
 
 
-def test_an_emulator_url_wins_over_configured_base_urls(recorder: Recorder, emulator: Any) -> None:
+def test_an_emulator_url_wins_over_configured_base_urls(
+    recorder: Recorder, emulator: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     urls = towards(recorder)
     with Client(["fal"], emulator=emulator.url, base_urls=urls, keys={"fal": CANARY_KEY}, journal=False) as client:
         result = client.generate("a knight", PNG)
     assert result.provider == "fal" and len(result.images) == 1
     assert recorder.requests == []
+    # ...and the caller who named both hears which of theirs went unused.
+    assert any(
+        "base_urls= for" in r.getMessage() and all(name in r.getMessage() for name in urls) for r in caplog.records
+    )
 
 
 def test_the_in_process_emulator_wins_over_configured_base_urls(recorder: Recorder) -> None:
