@@ -118,6 +118,7 @@ class _Base:
         allow_private_urls: bool = False,
         webhook_url: str | None = None,
         state: StateBackend | str | None = None,
+        state_fallback: Literal["fail_closed", "local"] | None = None,
         budget_usd: Decimal | float | str | None = None,
     ) -> None:
         """
@@ -162,6 +163,9 @@ class _Base:
                 (share one between clients), a ``redis://`` URL a fleet shares, or ``"memory"``;
                 default ``IDEOCHAR_STATE_URL``, else this process only. ``journal=`` takes a
                 ``postgresql://`` URL likewise: a fleet shares both (docs/howto/fleet.md).
+            state_fallback: when the shared state cannot be reached, ``"fail_closed"`` (the default: nothing
+                is admitted that cannot be accounted for) or ``"local"`` (this process's own limits
+                meanwhile, logged; a budget never falls back).
             budget_usd: what every job together may spend, each quote reserved before it is sent (the
                 whole fleet's with a shared ``state``; counted under ``budget_name``).
         """
@@ -181,6 +185,7 @@ class _Base:
             journal=given_journal,
             output_dir=output_dir,
             state=state,
+            state_fallback=state_fallback,
             budget_usd=budget_usd,
         )
         self.settings: Settings = settings

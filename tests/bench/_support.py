@@ -109,7 +109,7 @@ def machine() -> dict[str, Any]:
 def write_result(name: str, data: Mapping[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    document = {"benchmark": name, "finished_at": time.time(), "machine": machine(), **data}
+    document = {"benchmark": name, "finished_at": time.time(), "machine": machine(), "quick": QUICK, **data}
     path.write_text(json.dumps(document, indent=1, default=str))
     return path
 

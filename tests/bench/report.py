@@ -647,8 +647,8 @@ RENDERERS: dict[str, Callable[[Page, Result], None]] = {
     "concurrency": _concurrency,
     "upload_memory": _upload,
     "failover": _failover,
-    "batch": _batch,
     "fleet": _fleet,
+    "batch": _batch,
 }
 
 
@@ -678,6 +678,16 @@ def render() -> Path:
     ]
     if quick:
         lines += ["> **Quick run** (`--quick`): few repetitions; the figures only show that the scripts work.", ""]
+    for name, run in runs.items():  # a failed run leaves the previous result in place: say so, never hide it
+        if run.get("returncode") != 0 and results.get(name):
+            when = datetime.datetime.fromtimestamp(results[name]["finished_at"], datetime.timezone.utc)
+            lines += [
+                f"> **{name}**: the latest run failed (exit {run.get('returncode')} after {run.get('seconds')} s); "
+                f"its figure is the result file of {when:%Y-%m-%d %H:%M} UTC"
+                + (" (a quick run)" if results[name].get("quick") else "")
+                + ".",
+                "",
+            ]
     lines += [
         "## Summary",
         "",

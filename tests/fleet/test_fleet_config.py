@@ -85,6 +85,9 @@ def test_the_arguments_win_over_the_environment(redis_url: str, postgres_url: st
     with Client(["fal"], environ={}, config=False, state=redis_url, journal=postgres_url) as client:
         state, journal_url = _backends(client)
         assert isinstance(state, RedisState) and journal_url == postgres_url
+    told = {**environ, "IDEOCHAR_STATE_FALLBACK": "fail_closed"}
+    with Client(["fal"], environ=told, config=False, state_fallback="local", journal=False) as client:
+        assert isinstance(client.state, RedisState) and client.state.fallback == "local"
 
 
 @pytest.mark.socket
